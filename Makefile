@@ -1,0 +1,77 @@
+# crush-supervisor: `make` builds build/crush-supervisor and build/crush-worker.
+# `make run` starts the daemon on the default socket; `make test` runs every
+# test (unit + integration) under ASan+UBSan. Both install deps first.
+
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS   := $(OPT) $(SAN) -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing $(EXTRA_CFLAGS)
+CPPFLAGS := -I. -DH2O_USE_LIBUV=0 -D_GNU_SOURCE
+LDFLAGS  := $(SAN) $(EXTRA_LDFLAGS)
+JSON_LIBS := -ljansson
+UUID_LIBS := -luuid
+
+COMMON_SRC := $(wildcard common/*.c) $(wildcard proto/*.c)
+SUP_SRC    := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+WORKER_SRC := $(filter-out worker/main.c,$(wildcard worker/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(BUILD)/obj/common/version.o: CPPFLAGS += -DCRUSH_COMMIT='"$(COMMIT)"'
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+SUP_OBJ    := $(call obj,$(SUP_SRC))
+WORKER_OBJ := $(call obj,$(WORKER_SRC))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+SUP_LIBS    := -lh2o-evloop $(JSON_LIBS) $(UUID_LIBS) -lm
+WORKER_LIBS := -lev $(JSON_LIBS) $(UUID_LIBS)
+
+.PHONY: all deps run test unit integration clean format bench fuzz soak
+all: $(BUILD)/crush-supervisor $(BUILD)/crush-worker
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libcrush.a: $(COMMON_OBJ) $(SUP_OBJ) $(WORKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/crush-supervisor: $(call obj,supervisor/main.c) $(BUILD)/libcrush.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(SUP_LIBS)
+
+$(BUILD)/crush-worker: $(call obj,worker/main.c) $(BUILD)/libcrush.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(WORKER_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libcrush.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LIBS) -lev
+
+# The sanitizer build lives beside the plain one; tests run against it.
+ASAN_BUILD := build/asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+run: deps all
+	exec ./$(BUILD)/crush-supervisor $(ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit-bins
+	@sh tests/run.sh $(ASAN_BUILD)
+
+unit-bins: $(UNIT_BIN)
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $(wildcard */*.c */*.h tests/unit/*.c)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

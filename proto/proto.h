@@ -1,0 +1,73 @@
+/*
+ * proto: the framing codec shared by crush-supervisor and crush-worker,
+ * the only language spoken over a worker's socketpair. See PROTOCOL.md.
+ *
+ * Every frame is a fixed 12-byte header followed by a payload:
+ *   u32 length   payload bytes, big endian, at most PROTO_MAX_PAYLOAD
+ *   u8  version  PROTO_VERSION; any other value is a protocol error
+ *   u8  type     enum proto_type
+ *   u16 flags    0 (reserved; non-zero is a protocol error)
+ *   u32 id       request/response correlation id, big endian; 0 otherwise
+ * Payloads are one-line UTF-8 JSON objects (no '\n'), or empty.
+ */
+#ifndef CRUSH_PROTO_H
+#define CRUSH_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define PROTO_VERSION 1
+#define PROTO_HDR_SIZE 12
+#define PROTO_MAX_FRAME (1024 * 1024) /* header + payload */
+#define PROTO_MAX_PAYLOAD (PROTO_MAX_FRAME - PROTO_HDR_SIZE)
+
+enum proto_type {
+	/* worker -> supervisor, first frame: {"version":1,"pid":N,"workspace_id":"…"} */
+	PROTO_HELLO = 1,
+	/* worker -> supervisor, once watching: {"pid":N} */
+	PROTO_READY = 2,
+	/* worker -> supervisor: {"type":"fs","payload":{…}} (the SSE envelope) */
+	PROTO_EVENT = 3,
+	/* supervisor -> worker: {"method":"…", …}, id != 0 */
+	PROTO_REQUEST = 4,
+	/* worker -> supervisor: {"result":…} or {"error":"…"}, id of the request */
+	PROTO_RESPONSE = 5,
+};
+#define PROTO_TYPE_MAX PROTO_RESPONSE
+
+typedef struct proto_frame {
+	uint8_t type;
+	uint32_t id;
+	const char *payload; /* points into the decoder's buffer: valid until the next feed */
+	size_t len;
+} proto_frame_t;
+
+/* Appends one encoded frame to out. Returns 0, or -1 when len exceeds
+ * PROTO_MAX_PAYLOAD or type is unknown (nothing is appended then). */
+int proto_encode(buf_t *out, uint8_t type, uint32_t id, const void *payload, size_t len);
+
+/*
+ * Incremental decoder: feed it whatever read(2) returned (partial frames,
+ * many frames at once), then call proto_next until it returns 0.
+ * Ownership: the decoder owns its buffer; proto_decoder_free releases it.
+ */
+typedef struct proto_decoder {
+	buf_t in;
+	const char *err; /* static string once proto_next returned -1; sticky */
+} proto_decoder_t;
+
+#define PROTO_DECODER_INIT {BUF_INIT, NULL}
+
+void proto_feed(proto_decoder_t *d, const void *data, size_t len);
+/*
+ * 1: *f holds the next frame (payload valid until the next proto_feed).
+ * 0: need more bytes.
+ * -1: protocol error (bad version, unknown type, non-zero flags, oversize
+ *     length, payload containing '\n'); d->err says which. Sticky.
+ */
+int proto_next(proto_decoder_t *d, proto_frame_t *f);
+void proto_decoder_free(proto_decoder_t *d);
+
+#endif

@@ -1,0 +1,501 @@
+/*
+ * claims: path index, client claims, grace timers, teardown and exit
+ * decisions (see claims.h). Pure state: no syscalls, no clock, no h2o.
+ */
+#include "supervisor/claims.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+const char *claims_state_name(claims_ws_state_t s)
+{
+	switch (s) {
+	case WS_STARTING:
+		return "starting";
+	case WS_READY:
+		return "ready";
+	case WS_RESTARTING:
+		return "restarting";
+	default:
+		return "closing";
+	}
+}
+
+/* --- timers: one FIFO per kind, sorted because each kind has one duration */
+
+static uint64_t kind_duration(const claims_t *c, int kind)
+{
+	switch (kind) {
+	case CLAIMS_T_CREATE:
+		return c->cfg.create_grace_ms;
+	case CLAIMS_T_DETACH:
+		return c->cfg.detach_grace_ms;
+	default:
+		return c->cfg.idle_ms;
+	}
+}
+
+static int timer_armed(const claims_timer_t *t)
+{
+	return t->next != NULL;
+}
+
+static void timer_cancel(claims_timer_t *t)
+{
+	if (!timer_armed(t))
+		return;
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+}
+
+static void timer_arm(claims_t *c, claims_timer_t *t, int kind, uint64_t now)
+{
+	timer_cancel(t);
+	claims_timer_t *head = &c->timers[kind];
+	t->kind = kind;
+	t->deadline = now + kind_duration(c, kind);
+	t->prev = head->prev;
+	t->next = head;
+	head->prev->next = t;
+	head->prev = t;
+}
+
+uint64_t claims_next_deadline(const claims_t *c)
+{
+	uint64_t min = CLAIMS_NEVER;
+	for (int k = 0; k < CLAIMS_T_NKINDS; k++) {
+		const claims_timer_t *head = &c->timers[k];
+		if (head->next != head && head->next->deadline < min)
+			min = head->next->deadline;
+	}
+	return min;
+}
+
+/* --- workspaces */
+
+static void ws_free(claims_t *c, claims_ws_t *ws)
+{
+	hmap_node_t *n, *nxt;
+	hmap_foreach(&ws->clients, n, nxt)
+	{
+		claims_client_t *cl = container_of(n, claims_client_t, node);
+		timer_cancel(&cl->hold);
+		free(cl);
+	}
+	hmap_free(&ws->clients);
+	if (c->fx.ws_free != NULL)
+		c->fx.ws_free(c->fx.ud, ws);
+	for (size_t i = 0; i < ws->nenv; i++)
+		free(ws->env[i]);
+	free(ws->env);
+	free(ws->path);
+	free(ws->key);
+	free(ws->data_dir);
+	free(ws);
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static claims_ws_t *ws_new(claims_t *c, const claims_create_t *req)
+{
+	claims_ws_t *ws = calloc(1, sizeof(*ws));
+	if (ws == NULL)
+		abort();
+	id_new(ws->id);
+	ws->path = xstrdup(req->path);
+	ws->key = xstrdup(req->key);
+	ws->yolo = req->yolo;
+	ws->debug = req->debug;
+	ws->data_dir = xstrdup(req->data_dir);
+	if (req->nenv > 0) {
+		ws->env = calloc(req->nenv, sizeof(*ws->env));
+		if (ws->env == NULL)
+			abort();
+		for (size_t i = 0; i < req->nenv; i++)
+			ws->env[i] = xstrdup(req->env[i]);
+		ws->nenv = req->nenv;
+	}
+	ws->state = WS_STARTING;
+	hmap_put(&c->workspaces, &ws->by_id, ws->id);
+	hmap_put(&c->index, &ws->by_key, ws->key);
+	if (c->fx.ws_new != NULL)
+		c->fx.ws_new(c->fx.ud, ws);
+	return ws;
+}
+
+/* Arms the idle timer once nothing at all is left: no workspace in any
+ * state, so no create is in flight and no worker is still being reaped. */
+static void maybe_idle(claims_t *c, uint64_t now)
+{
+	if (c->workspaces.count != 0 || c->exited)
+		return;
+	if (c->stopping) {
+		/* A shutdown was asked for and everything is reaped. */
+		c->exited = 1;
+		c->fx.exit(c->fx.ud);
+		return;
+	}
+	timer_arm(c, &c->idle, CLAIMS_T_IDLE, now);
+}
+
+static void teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now);
+
+/* A starting workspace could not get a worker: every waiting create gets
+ * the reason, and the workspace goes whole. */
+static void fail_start(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+{
+	char msg[320];
+	snprintf(msg, sizeof(msg), "worker failed to start: %s", reason);
+	ws->waiters = 0;
+	c->fx.answer(c->fx.ud, ws, msg);
+	teardown(c, ws, msg, now);
+}
+
+/* A closing workspace's worker is gone (or never was): forget it, then
+ * start the successor for its directory that waited for this exit. */
+static void ws_gone(claims_t *c, claims_ws_t *ws, uint64_t now)
+{
+	if (hmap_get(&c->closing, ws->key) == &ws->by_key)
+		hmap_del(&c->closing, &ws->by_key);
+	hmap_del(&c->workspaces, &ws->by_id);
+
+	hmap_node_t *n = hmap_get(&c->index, ws->key);
+	claims_ws_t *next = n ? container_of(n, claims_ws_t, by_key) : NULL;
+	ws_free(c, ws);
+
+	if (next != NULL && next->spawn_deferred) {
+		char err[256] = "";
+		next->spawn_deferred = 0;
+		if (c->fx.spawn(c->fx.ud, next, err, sizeof(err)) == 0)
+			next->worker_live = 1;
+		else
+			fail_start(c, next, err, now);
+	}
+	maybe_idle(c, now);
+}
+
+/*
+ * Tears ws down: out of the index (a new create for the directory makes a
+ * new workspace, whose worker waits for this one's exit), its streams
+ * ended, its worker stopped. Every claim goes with it.
+ */
+static void teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+{
+	if (ws->state == WS_CLOSING)
+		return;
+	hmap_node_t *n, *nxt;
+	hmap_foreach(&ws->clients, n, nxt)
+	{
+		claims_client_t *cl = container_of(n, claims_client_t, node);
+		timer_cancel(&cl->hold);
+		hmap_del(&ws->clients, n);
+		free(cl);
+	}
+	ws->streams = 0;
+	ws->waiters = 0;
+	hmap_del(&c->index, &ws->by_key);
+	ws->state = WS_CLOSING;
+	c->fx.stop(c->fx.ud, ws, reason);
+	if (ws->worker_live)
+		hmap_put(&c->closing, &ws->by_key, ws->key); /* claims_worker_exited finishes */
+	else
+		ws_gone(c, ws, now); /* never spawned, or already exited */
+}
+
+static void maybe_teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+{
+	if (ws->clients.count == 0 && ws->waiters == 0)
+		teardown(c, ws, reason, now);
+}
+
+static void client_remove(claims_client_t *cl)
+{
+	timer_cancel(&cl->hold);
+	hmap_del(&cl->ws->clients, &cl->node);
+	free(cl);
+}
+
+claims_client_t *claims_find_client(const claims_ws_t *ws, const char *client_id)
+{
+	hmap_node_t *n = hmap_get(&ws->clients, client_id);
+	return n ? container_of(n, claims_client_t, node) : NULL;
+}
+
+claims_ws_t *claims_find(const claims_t *c, const char *ws_id)
+{
+	hmap_node_t *n = hmap_get(&c->workspaces, ws_id);
+	return n ? container_of(n, claims_ws_t, by_id) : NULL;
+}
+
+/* A live (not closing) workspace by id. */
+static claims_ws_t *find_live(const claims_t *c, const char *ws_id)
+{
+	claims_ws_t *ws = claims_find(c, ws_id);
+	return ws != NULL && ws->state != WS_CLOSING ? ws : NULL;
+}
+
+static claims_client_t *client_new(claims_ws_t *ws, const char *client_id)
+{
+	claims_client_t *cl = calloc(1, sizeof(*cl));
+	if (cl == NULL)
+		abort();
+	snprintf(cl->id, sizeof(cl->id), "%s", client_id);
+	cl->ws = ws;
+	hmap_put(&ws->clients, &cl->node, cl->id);
+	return cl;
+}
+
+/* register: absent -> held by a create grace; timer-held -> re-armed and
+ * un-released; with streams -> unchanged. */
+static void register_client(claims_t *c, claims_ws_t *ws, const char *client_id, uint64_t now)
+{
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl == NULL) {
+		cl = client_new(ws, client_id);
+		timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
+		return;
+	}
+	if (cl->streams == 0) {
+		timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
+		cl->released = 0;
+	}
+}
+
+static int env_equal(const claims_ws_t *ws, const claims_create_t *req)
+{
+	if (ws->nenv != req->nenv)
+		return 0;
+	for (size_t i = 0; i < ws->nenv; i++)
+		if (strcmp(ws->env[i], req->env[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static int flags_equal(const claims_ws_t *ws, const claims_create_t *req)
+{
+	return ws->yolo == req->yolo && ws->debug == req->debug &&
+	       strcmp(ws->data_dir, req->data_dir ? req->data_dir : "") == 0 && env_equal(ws, req);
+}
+
+int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_ws_t **out, char *err,
+		  size_t errlen)
+{
+	*out = NULL;
+	if (c->stopping)
+		return CLAIMS_ESTOPPING;
+
+	hmap_node_t *n = hmap_get(&c->index, req->key);
+	if (n != NULL) {
+		/* Join: first wins. */
+		claims_ws_t *ws = container_of(n, claims_ws_t, by_key);
+		if (!flags_equal(ws, req) && c->fx.mismatch != NULL)
+			c->fx.mismatch(c->fx.ud, ws, req);
+		register_client(c, ws, req->client_id, now);
+		*out = ws;
+		if (ws->state == WS_READY)
+			return CLAIMS_OK;
+		ws->waiters++;
+		return CLAIMS_WAIT;
+	}
+
+	timer_cancel(&c->idle);
+	claims_ws_t *ws = ws_new(c, req);
+	register_client(c, ws, req->client_id, now);
+	if (hmap_get(&c->closing, ws->key) != NULL) {
+		/* Invariant 1: the previous worker of this directory is still
+		 * being killed; ours starts when it has been reaped. */
+		ws->spawn_deferred = 1;
+	} else if (c->fx.spawn(c->fx.ud, ws, err, errlen) != 0) {
+		/* Nothing was started: drop it whole, the caller answers 500. */
+		hmap_del(&c->index, &ws->by_key);
+		hmap_del(&c->workspaces, &ws->by_id);
+		ws_free(c, ws);
+		maybe_idle(c, now);
+		return CLAIMS_EFAILED;
+	} else {
+		ws->worker_live = 1;
+	}
+	*out = ws;
+	ws->waiters++;
+	return CLAIMS_WAIT;
+}
+
+void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now)
+{
+	if (ws->waiters > 0)
+		ws->waiters--;
+	if (ws->state != WS_CLOSING)
+		maybe_teardown(c, ws, "released", now);
+}
+
+int claims_attach(claims_t *c, const char *ws_id, const char *client_id, claims_ws_t **out)
+{
+	claims_ws_t *ws = find_live(c, ws_id);
+	*out = ws;
+	if (ws == NULL)
+		return CLAIMS_ENOTFOUND;
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl == NULL)
+		cl = client_new(ws, client_id); /* attach without create is allowed */
+	timer_cancel(&cl->hold);
+	cl->streams++;
+	ws->streams++;
+	return CLAIMS_OK;
+}
+
+void claims_detach(claims_t *c, const char *ws_id, const char *client_id, uint64_t now)
+{
+	claims_ws_t *ws = find_live(c, ws_id);
+	if (ws == NULL)
+		return;
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl == NULL || cl->streams == 0)
+		return;
+	cl->streams--;
+	ws->streams--;
+	if (cl->streams > 0 || timer_armed(&cl->hold))
+		return;
+	if (c->cfg.detach_grace_ms > 0 && !cl->released) {
+		/* Reconnect window: the claim outlives the stream a little. */
+		timer_arm(c, &cl->hold, CLAIMS_T_DETACH, now);
+		return;
+	}
+	client_remove(cl);
+	maybe_teardown(c, ws, "last client detached", now);
+}
+
+void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint64_t now)
+{
+	claims_ws_t *ws = find_live(c, ws_id);
+	if (ws == NULL)
+		return;
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl == NULL)
+		return;
+	timer_cancel(&cl->hold);
+	if (cl->streams > 0) {
+		cl->released = 1; /* the last detach removes it at once */
+		return;
+	}
+	client_remove(cl);
+	maybe_teardown(c, ws, "last client released", now);
+}
+
+void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
+{
+	(void)now;
+	if (ws->state != WS_STARTING && ws->state != WS_RESTARTING)
+		return;
+	ws->state = WS_READY;
+	ws->waiters = 0;
+	c->fx.answer(c->fx.ud, ws, NULL);
+	/* Waiters may have been all that held it (create grace ran out). */
+	maybe_teardown(c, ws, "no client left", now);
+}
+
+void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+{
+	char msg[320];
+	ws->worker_live = 0;
+	switch (ws->state) {
+	case WS_CLOSING:
+		ws_gone(c, ws, now);
+		break;
+	case WS_STARTING:
+		fail_start(c, ws, reason, now);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "worker exited: %s", reason);
+		teardown(c, ws, msg, now);
+		break;
+	}
+}
+
+void claims_shutdown(claims_t *c, uint64_t now)
+{
+	c->stopping = 1;
+	timer_cancel(&c->idle);
+	hmap_node_t *n, *nxt;
+	hmap_foreach(&c->workspaces, n, nxt)
+	{
+		claims_ws_t *ws = container_of(n, claims_ws_t, by_id);
+		if (ws->state == WS_STARTING || ws->state == WS_RESTARTING) {
+			ws->waiters = 0;
+			c->fx.answer(c->fx.ud, ws, "server is shutting down");
+		}
+	}
+	/* teardown may free workspaces: restart the walk after each one. */
+	for (;;) {
+		claims_ws_t *victim = NULL;
+		hmap_foreach(&c->workspaces, n, nxt)
+		{
+			claims_ws_t *ws = container_of(n, claims_ws_t, by_id);
+			if (ws->state != WS_CLOSING) {
+				victim = ws;
+				break;
+			}
+		}
+		if (victim == NULL)
+			break;
+		teardown(c, victim, "server shutting down", now);
+	}
+	maybe_idle(c, now);
+}
+
+void claims_expire(claims_t *c, uint64_t now)
+{
+	for (int k = 0; k < CLAIMS_T_NKINDS; k++) {
+		claims_timer_t *head = &c->timers[k];
+		while (head->next != head && head->next->deadline <= now) {
+			claims_timer_t *t = head->next;
+			timer_cancel(t);
+			if (t == &c->idle) {
+				/* Exit decided: refuse creates from now on. */
+				c->stopping = 1;
+				c->exited = 1;
+				c->fx.exit(c->fx.ud);
+				continue;
+			}
+			claims_client_t *cl = container_of(t, claims_client_t, hold);
+			claims_ws_t *ws = cl->ws;
+			client_remove(cl);
+			maybe_teardown(c, ws, t->kind == CLAIMS_T_CREATE ? "create grace expired" : "detach grace expired",
+				       now);
+		}
+	}
+}
+
+claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx)
+{
+	claims_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->cfg = *cfg;
+	c->fx = *fx;
+	for (int k = 0; k < CLAIMS_T_NKINDS; k++)
+		c->timers[k].prev = c->timers[k].next = &c->timers[k];
+	return c;
+}
+
+void claims_free(claims_t *c)
+{
+	hmap_node_t *n, *nxt;
+	hmap_foreach(&c->workspaces, n, nxt)
+	{
+		ws_free(c, container_of(n, claims_ws_t, by_id));
+	}
+	hmap_free(&c->workspaces);
+	hmap_free(&c->index);
+	hmap_free(&c->closing);
+	free(c);
+}

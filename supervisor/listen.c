@@ -1,0 +1,144 @@
+/*
+ * listen: listener sockets for the HTTP API (SPEC §3).
+ */
+#include "supervisor/listen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+	snprintf(err, errlen, fmt, a, b);
+	return -1;
+}
+
+/* 1: something accepts connections at path; 0: nothing does (stale). */
+static int unix_is_live(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 1; /* cannot tell: never unlink what may be live */
+	int r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	int e = errno;
+	close(fd);
+	if (r == 0)
+		return 1;
+	return !(e == ECONNREFUSED || e == ENOENT);
+}
+
+static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (path[0] != '/')
+		return fail(err, errlen, "%s: unix socket path must be absolute%s", l->url, "");
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return fail(err, errlen, "%s: socket path too long%s", l->url, "");
+	strcpy(sa.sun_path, path);
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return fail(err, errlen, "%s: %s exists and is not a socket", l->url, path);
+		if (unix_is_live(&sa))
+			return fail(err, errlen, "%s: address already in use%s", l->url, "");
+		log_warn("Removing stale socket", "path", path, NULL);
+		if (unlink(path) != 0 && errno != ENOENT)
+			return fail(err, errlen, "%s: cannot remove stale socket: %s", l->url, strerror(errno));
+	}
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return fail(err, errlen, "%s: socket: %s", l->url, strerror(errno));
+	/* Created 0600 from the start: no window where others may connect. */
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	umask(old);
+	if (r != 0) {
+		close(fd);
+		return fail(err, errlen, "%s: bind: %s", l->url, e == EADDRINUSE ? "address already in use" : strerror(e));
+	}
+	if (listen(fd, SOMAXCONN) != 0) {
+		e = errno;
+		close(fd);
+		unlink(path);
+		return fail(err, errlen, "%s: listen: %s", l->url, strerror(e));
+	}
+	if (lstat(path, &st) == 0) {
+		l->ino = st.st_ino;
+		l->dev = st.st_dev;
+	}
+	chmod(path, 0600);
+	l->fd = fd;
+	snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
+	return 0;
+}
+
+static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(hostport, ':');
+	if (colon == NULL || colon == hostport || colon[1] == '\0' || (size_t)(colon - hostport) >= sizeof(host))
+		return fail(err, errlen, "%s: want tcp://host:port%s", l->url, "");
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = '\0';
+	/* [::1]:port */
+	char *h = host;
+	if (h[0] == '[' && h[strlen(h) - 1] == ']') {
+		h[strlen(h) - 1] = '\0';
+		h++;
+	}
+
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+	int gai = getaddrinfo(h, colon + 1, &hints, &res);
+	if (gai != 0)
+		return fail(err, errlen, "%s: %s", l->url, gai_strerror(gai));
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		freeaddrinfo(res);
+		return fail(err, errlen, "%s: socket: %s", l->url, strerror(errno));
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+		int e = errno;
+		close(fd);
+		freeaddrinfo(res);
+		return fail(err, errlen, "%s: %s", l->url, e == EADDRINUSE ? "address already in use" : strerror(e));
+	}
+	freeaddrinfo(res);
+	l->fd = fd;
+	return 0;
+}
+
+int listener_open(listener_t *l, const char *url, char *err, size_t errlen)
+{
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	snprintf(l->url, sizeof(l->url), "%s", url);
+	if (strncmp(url, "unix://", 7) == 0)
+		return open_unix(l, url + 7, err, errlen);
+	if (strncmp(url, "tcp://", 6) == 0)
+		return open_tcp(l, url + 6, err, errlen);
+	return fail(err, errlen, "%s: want unix:///path or tcp://host:port%s", url, "");
+}
+
+void listener_remove_file(listener_t *l)
+{
+	struct stat st;
+	/* Remove the file only while it is still the socket we bound: another
+	 * supervisor may have replaced it after an operator removed ours. */
+	if (l->unix_path[0] != '\0' && lstat(l->unix_path, &st) == 0 && st.st_ino == l->ino && st.st_dev == l->dev)
+		unlink(l->unix_path);
+	l->unix_path[0] = '\0';
+}

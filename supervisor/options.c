@@ -1,0 +1,180 @@
+/*
+ * options: crush-supervisor's flags, env fallbacks and --help text.
+ */
+#include "supervisor/options.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/version.h"
+
+static const char usage[] =
+	"usage: crush-supervisor [-H URL]... [--worker PATH] [--create-grace SECS]\n"
+	"                        [--detach-grace SECS] [--idle-timeout SECS]\n"
+	"                        [--kill-timeout SECS] [--log-level debug|info|warn|error]\n"
+	"                        [--version] [--help]\n"
+	"\n"
+	"Shares one workspace per directory between clients; each workspace runs in\n"
+	"its own crush-worker process.\n"
+	"\n"
+	"  -H, --host URL        listen on unix:///abs/path.sock or tcp://127.0.0.1:PORT\n"
+	"                        (repeatable; default %s)\n"
+	"      --worker PATH     worker binary (default: crush-worker beside this program)\n"
+	"      --create-grace S  how long a create holds a workspace before a stream\n"
+	"                        attaches [$CRUSH_SERVER_CREATE_GRACE, default 30]\n"
+	"      --detach-grace S  reconnect window after a client's last stream closes\n"
+	"                        [$CRUSH_SERVER_DETACH_GRACE, default 10]\n"
+	"      --idle-timeout S  exit this long after the last workspace is gone\n"
+	"                        [$CRUSH_SERVER_IDLE_TIMEOUT, default 60]\n"
+	"      --kill-timeout S  SIGKILL a worker this long after SIGTERM\n"
+	"                        [$CRUSH_SERVER_KILL_TIMEOUT, default 5]\n"
+	"      --log-level L     debug, info, warn or error (default info)\n"
+	"      --version         print the version and exit\n"
+	"  -h, --help            print this help and exit\n"
+	"\n"
+	"Durations are seconds and take fractions (0.2); 0 disables the window.\n"
+	"Flags win over the environment.\n";
+
+int options_parse_secs(const char *s, uint64_t *ms)
+{
+	char *end;
+	if (s == NULL || *s == '\0')
+		return -1;
+	double v = strtod(s, &end);
+	if (*end != '\0' || !isfinite(v) || v < 0 || v > 1e6)
+		return -1;
+	*ms = (uint64_t)llround(v * 1000.0);
+	return 0;
+}
+
+static void default_host(options_t *o)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	unsigned uid = (unsigned)getuid();
+	/* As upstream: fall back to /tmp when the path would not fit sun_path
+	 * on every platform (104 bytes). */
+	if (xdg != NULL && *xdg != '\0') {
+		char path[128];
+		int n = snprintf(path, sizeof(path), "%s/crush-%u.sock", xdg, uid);
+		if (n > 0 && n <= 104 && (size_t)n < sizeof(path)) {
+			snprintf(o->default_host, sizeof(o->default_host), "unix://%s", path);
+			return;
+		}
+	}
+	snprintf(o->default_host, sizeof(o->default_host), "unix:///tmp/crush-%u.sock", uid);
+}
+
+static int env_secs(const char *name, uint64_t *ms, FILE *err)
+{
+	const char *v = getenv(name);
+	if (v == NULL || *v == '\0')
+		return 0;
+	if (options_parse_secs(v, ms) != 0) {
+		fprintf(err, "crush-supervisor: %s: invalid duration %s\n", name, v);
+		return -1;
+	}
+	return 0;
+}
+
+int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
+{
+	enum { O_WORKER = 256, O_CREATE, O_DETACH, O_IDLE, O_KILL, O_LEVEL, O_VERSION };
+	static const struct option longopts[] = {
+		{"host", required_argument, NULL, 'H'},
+		{"worker", required_argument, NULL, O_WORKER},
+		{"create-grace", required_argument, NULL, O_CREATE},
+		{"detach-grace", required_argument, NULL, O_DETACH},
+		{"idle-timeout", required_argument, NULL, O_IDLE},
+		{"kill-timeout", required_argument, NULL, O_KILL},
+		{"log-level", required_argument, NULL, O_LEVEL},
+		{"version", no_argument, NULL, O_VERSION},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+
+	memset(o, 0, sizeof(*o));
+	default_host(o);
+	o->create_grace_ms = 30000;
+	o->detach_grace_ms = 10000;
+	o->idle_ms = 60000;
+	o->kill_ms = 5000;
+	o->log_level = LOG_INFO;
+	if (env_secs("CRUSH_SERVER_CREATE_GRACE", &o->create_grace_ms, err) != 0 ||
+	    env_secs("CRUSH_SERVER_DETACH_GRACE", &o->detach_grace_ms, err) != 0 ||
+	    env_secs("CRUSH_SERVER_IDLE_TIMEOUT", &o->idle_ms, err) != 0 ||
+	    env_secs("CRUSH_SERVER_KILL_TIMEOUT", &o->kill_ms, err) != 0)
+		goto bad;
+
+	optind = 1;
+	opterr = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, ":H:h", longopts, NULL)) != -1) {
+		uint64_t *target = NULL;
+		switch (ch) {
+		case 'H':
+			if (o->nhosts == OPTIONS_MAX_HOSTS) {
+				fprintf(err, "crush-supervisor: at most %d listeners\n", OPTIONS_MAX_HOSTS);
+				goto bad;
+			}
+			if (strncmp(optarg, "unix://", 7) != 0 && strncmp(optarg, "tcp://", 6) != 0) {
+				fprintf(err, "crush-supervisor: --host %s: want unix:///path or tcp://host:port\n",
+					optarg);
+				goto bad;
+			}
+			o->hosts[o->nhosts++] = optarg;
+			break;
+		case O_WORKER:
+			o->worker = optarg;
+			break;
+		case O_CREATE:
+			target = &o->create_grace_ms;
+			break;
+		case O_DETACH:
+			target = &o->detach_grace_ms;
+			break;
+		case O_IDLE:
+			target = &o->idle_ms;
+			break;
+		case O_KILL:
+			target = &o->kill_ms;
+			break;
+		case O_LEVEL:
+			if (log_parse_level(optarg, &o->log_level) != 0) {
+				fprintf(err, "crush-supervisor: --log-level %s: want debug, info, warn or error\n",
+					optarg);
+				goto bad;
+			}
+			break;
+		case O_VERSION:
+			fprintf(out, "crush-supervisor %s (commit %s)\n", CRUSH_VERSION, crush_commit);
+			return OPTIONS_EXIT_OK;
+		case 'h':
+			fprintf(out, usage, o->default_host);
+			return OPTIONS_EXIT_OK;
+		case ':':
+			fprintf(err, "crush-supervisor: %s needs a value\n", argv[optind - 1]);
+			goto bad;
+		default:
+			fprintf(err, "crush-supervisor: unknown flag %s\n", argv[optind - 1]);
+			goto bad;
+		}
+		if (target != NULL && options_parse_secs(optarg, target) != 0) {
+			fprintf(err, "crush-supervisor: invalid duration %s: want a number of seconds >= 0\n",
+				optarg);
+			goto bad;
+		}
+	}
+	if (optind < argc) {
+		fprintf(err, "crush-supervisor: unexpected argument %s\n", argv[optind]);
+		goto bad;
+	}
+	if (o->nhosts == 0)
+		o->hosts[o->nhosts++] = o->default_host;
+	return OPTIONS_RUN;
+bad:
+	fprintf(err, usage, o->default_host);
+	return OPTIONS_EXIT_USAGE;
+}

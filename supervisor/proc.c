@@ -1,0 +1,402 @@
+/*
+ * proc: worker processes (see proc.h). The child side runs between fork
+ * and exec, so it only makes async-signal-safe calls on memory prepared
+ * before the fork.
+ */
+#include "supervisor/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+
+extern char **environ;
+
+#define WORKER_FD 3
+
+/* --- argv/envp, built before fork */
+
+/* envp = our environment, minus keys the first creator's env overrides,
+ * plus those entries. */
+static char **build_env(const claims_ws_t *ws)
+{
+	size_t n = 0;
+	while (environ[n] != NULL)
+		n++;
+	char **envp = calloc(n + ws->nenv + 1, sizeof(*envp));
+	if (envp == NULL)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *eq = strchr(environ[i], '=');
+		size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		int overridden = 0;
+		for (size_t j = 0; j < ws->nenv && !overridden; j++)
+			overridden = strncmp(ws->env[j], environ[i], klen) == 0 && ws->env[j][klen] == '=';
+		if (!overridden)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < ws->nenv; j++)
+		envp[k++] = ws->env[j];
+	envp[k] = NULL;
+	return envp;
+}
+
+static const char *level_arg(void)
+{
+	switch (log_min_level) {
+	case LOG_DEBUG:
+		return "debug";
+	case LOG_INFO:
+		return "info";
+	case LOG_WARN:
+		return "warn";
+	default:
+		return "error";
+	}
+}
+
+/* Child, between fork and exec: async-signal-safe calls only. */
+static void __attribute__((noreturn))
+child(int pair, int errpipe, pid_t parent, const char *cwd, char **argv, char **envp)
+{
+	int e;
+	sigset_t none;
+
+	setsid();
+	/* Invariant 3: the worker dies with the supervisor, even on SIGKILL. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127); /* the supervisor died before prctl took effect */
+
+	/* Undo what the supervisor set up for itself. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0)
+		goto fail;
+	if (pair == WORKER_FD) {
+		if (fcntl(pair, F_SETFD, 0) < 0)
+			goto fail;
+	} else if (dup2(pair, WORKER_FD) < 0) { /* dup2 clears FD_CLOEXEC */
+		goto fail;
+	}
+	/* Invariant 4: nothing but 0, 1, 2 and the pair. Our own descriptors
+	 * are O_CLOEXEC already; this also covers anything a library leaked.
+	 * Marking (not closing) keeps errpipe usable until exec. */
+	if (syscall(SYS_close_range, WORKER_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+		for (int fd = WORKER_FD + 1; fd < 4096; fd++)
+			if (fd != errpipe)
+				close(fd);
+	}
+	if (cwd != NULL && chdir(cwd) != 0) {
+		/* A missing directory is fine: the worker waits for it. */
+	}
+	execve(argv[0], argv, envp);
+fail:
+	e = errno;
+	if (write(errpipe, &e, sizeof(e)) < 0) {
+	}
+	_exit(127);
+}
+
+static void on_start_timeout(h2o_timeout_entry_t *te);
+static void on_kill_timeout(h2o_timeout_entry_t *te);
+static void on_read(h2o_socket_t *sock, const char *err);
+
+static void proc_close_sock(proc_t *p)
+{
+	if (p->sock != NULL) {
+		h2o_socket_close(p->sock);
+		p->sock = NULL;
+	}
+}
+
+int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
+{
+	server_t *s = g_srv;
+	claims_ws_t *ws = sws->ws;
+	int sv[2], ep[2];
+	char data_dir[PATH_MAX + 8];
+
+	if (ws->data_dir[0] != '\0')
+		snprintf(data_dir, sizeof(data_dir), "%s", ws->data_dir);
+	else
+		snprintf(data_dir, sizeof(data_dir), "%s/.crush", ws->key);
+
+	struct stat st;
+	const char *cwd = stat(ws->key, &st) == 0 && S_ISDIR(st.st_mode) ? ws->key : NULL;
+	char fdarg[16];
+	snprintf(fdarg, sizeof(fdarg), "%d", WORKER_FD);
+	char *argv[] = {s->worker_path, ws->id, ws->path, "--fd", fdarg, "--data-dir", data_dir,
+			"--log-level", (char *)level_arg(), NULL};
+	char **envp = build_env(ws);
+	if (envp == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		free(envp);
+		return -1;
+	}
+	/* The errno pipe: EOF means exec succeeded, 4 bytes are its errno. */
+	if (pipe2(ep, O_CLOEXEC) != 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		free(envp);
+		return -1;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(ep[0]);
+		child(sv[1], ep[1], parent, cwd, argv, envp);
+	}
+	int fork_errno = errno;
+	free(envp);
+	close(sv[1]);
+	close(ep[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		close(ep[0]);
+		snprintf(err, errlen, "fork: %s", strerror(fork_errno));
+		return -1;
+	}
+
+	int child_errno = 0;
+	ssize_t r;
+	do
+		r = read(ep[0], &child_errno, sizeof(child_errno));
+	while (r < 0 && errno == EINTR);
+	close(ep[0]);
+	if (r == sizeof(child_errno)) {
+		int st_;
+		while (waitpid(pid, &st_, 0) < 0 && errno == EINTR) {
+		}
+		close(sv[0]);
+		snprintf(err, errlen, "exec %s: %s", s->worker_path, strerror(child_errno));
+		return -1;
+	}
+
+	proc_t *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		abort();
+	p->pid = pid;
+	p->owner = sws;
+	p->dec = (proto_decoder_t)PROTO_DECODER_INIT;
+	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+	p->sock = h2o_evloop_socket_create(s->loop, sv[0], 0);
+	p->sock->data = p;
+	h2o_socket_read_start(p->sock, on_read);
+	p->start_te.cb = on_start_timeout;
+	h2o_timeout_link(s->loop, &s->start_timeout, &p->start_te);
+	p->kill_te.cb = on_kill_timeout;
+	h2o_linklist_insert(&s->procs, &p->link);
+	sws->proc = p;
+	sws->pid = pid;
+
+	char pidstr[16];
+	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+	log_info("Worker started", "workspace_id", ws->id, "path", ws->key, "pid", pidstr, NULL);
+	return 0;
+}
+
+static void signal_group(proc_t *p, int sig)
+{
+	/* The worker leads its own process group (setsid). */
+	if (kill(-p->pid, sig) != 0 && errno == ESRCH)
+		kill(p->pid, sig);
+}
+
+void proc_stop(proc_t *p)
+{
+	if (p->stopping)
+		return;
+	p->stopping = 1;
+	if (h2o_timeout_is_linked(&p->start_te))
+		h2o_timeout_unlink(&p->start_te);
+	signal_group(p, SIGTERM);
+	if (g_srv->opts->kill_ms == 0)
+		signal_group(p, SIGKILL);
+	else
+		h2o_timeout_link(g_srv->loop, &g_srv->kill_timeout, &p->kill_te);
+}
+
+void proc_kill(proc_t *p, const char *reason)
+{
+	if (p->reason[0] == '\0') {
+		snprintf(p->reason, sizeof(p->reason), "%s", reason);
+		char pidstr[16];
+		snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
+		log_warn("Killing worker", "pid", pidstr, "reason", reason, NULL);
+	}
+	if (h2o_timeout_is_linked(&p->start_te))
+		h2o_timeout_unlink(&p->start_te);
+	signal_group(p, SIGKILL);
+	proc_close_sock(p);
+}
+
+static void on_start_timeout(h2o_timeout_entry_t *te)
+{
+	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, start_te, te);
+	char why[64];
+	snprintf(why, sizeof(why), "not ready within %d s", WORKER_START_TIMEOUT_MS / 1000);
+	proc_kill(p, why);
+}
+
+static void on_kill_timeout(h2o_timeout_entry_t *te)
+{
+	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, kill_te, te);
+	char pidstr[16];
+	snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
+	log_warn("Worker ignored SIGTERM, sending SIGKILL", "pid", pidstr, NULL);
+	signal_group(p, SIGKILL);
+}
+
+/* One frame from the worker. Returns -1 (after proc_kill) when it broke
+ * the protocol. */
+static int handle_frame(proc_t *p, const proto_frame_t *f)
+{
+	if (!p->said_hello) {
+		if (f->type != PROTO_HELLO) {
+			proc_kill(p, "protocol error: first frame is not hello");
+			return -1;
+		}
+		json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+		json_int_t v = j ? json_integer_value(json_object_get(j, "version")) : 0;
+		json_decref(j);
+		if (v != PROTO_VERSION) {
+			proc_kill(p, "protocol error: unsupported version");
+			return -1;
+		}
+		p->said_hello = 1;
+		return 0;
+	}
+	switch (f->type) {
+	case PROTO_READY:
+		if (p->ready) {
+			proc_kill(p, "protocol error: ready twice");
+			return -1;
+		}
+		p->ready = 1;
+		if (h2o_timeout_is_linked(&p->start_te))
+			h2o_timeout_unlink(&p->start_te);
+		if (p->owner != NULL && !p->stopping)
+			server_on_worker_ready(p->owner);
+		return 0;
+	case PROTO_EVENT: {
+		/* Events go out verbatim as SSE data: they must be one JSON
+		 * object with a string "type" (the decoder refused newlines). */
+		json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+		int ok = json_is_object(j) && json_is_string(json_object_get(j, "type"));
+		json_decref(j);
+		if (!ok || !p->ready) {
+			proc_kill(p, ok ? "protocol error: event before ready" : "protocol error: malformed event");
+			return -1;
+		}
+		if (p->owner != NULL && !p->stopping)
+			server_on_worker_event(p->owner, f->payload, f->len);
+		return 0;
+	}
+	case PROTO_RESPONSE:
+		return 0; /* no requests are sent yet */
+	default:
+		proc_kill(p, "protocol error: unexpected frame type");
+		return -1;
+	}
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+	proc_t *p = sock->data;
+	if (err != NULL) {
+		/* EOF: the worker is exiting; the reap reports it. */
+		proc_close_sock(p);
+		return;
+	}
+	proto_feed(&p->dec, sock->input->bytes, sock->input->size);
+	h2o_buffer_consume(&sock->input, sock->input->size);
+	proto_frame_t f;
+	int r;
+	while ((r = proto_next(&p->dec, &f)) == 1) {
+		if (handle_frame(p, &f) != 0)
+			return;
+	}
+	if (r < 0) {
+		char why[160];
+		snprintf(why, sizeof(why), "protocol error: %s", p->dec.err);
+		proc_kill(p, why);
+	}
+}
+
+static void describe_status(int status, char *out, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(out, len, "killed by signal %s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+	else
+		snprintf(out, len, "status %d", status);
+}
+
+void proc_reap_all(void)
+{
+	server_t *s = g_srv;
+	pid_t pid;
+	int status;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		proc_t *p = NULL;
+		for (h2o_linklist_t *l = s->procs.next; l != &s->procs; l = l->next) {
+			proc_t *q = H2O_STRUCT_FROM_MEMBER(proc_t, link, l);
+			if (q->pid == pid) {
+				p = q;
+				break;
+			}
+		}
+		if (p == NULL)
+			continue;
+		/* Sweep anything the worker left in its group. */
+		kill(-pid, SIGKILL);
+		char why[sizeof(p->reason) + 80], st[64];
+		describe_status(status, st, sizeof(st));
+		if (p->reason[0] != '\0')
+			snprintf(why, sizeof(why), "%s (%s)", p->reason, st);
+		else
+			snprintf(why, sizeof(why), "%s", st);
+		char pidstr[16];
+		snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
+		log_info("Worker reaped", "pid", pidstr, "status", why, NULL);
+
+		h2o_linklist_unlink(&p->link);
+		if (h2o_timeout_is_linked(&p->start_te))
+			h2o_timeout_unlink(&p->start_te);
+		if (h2o_timeout_is_linked(&p->kill_te))
+			h2o_timeout_unlink(&p->kill_te);
+		proc_close_sock(p);
+		proto_decoder_free(&p->dec);
+		sv_ws_t *owner = p->owner;
+		free(p);
+		if (owner != NULL) {
+			owner->proc = NULL;
+			server_on_worker_exit(owner, why);
+		}
+	}
+}

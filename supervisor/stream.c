@@ -1,0 +1,134 @@
+/*
+ * stream: SSE responses (see stream.h).
+ */
+#include "supervisor/stream.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+static void flush(stream_t *st)
+{
+	if (st->sending || st->done)
+		return;
+	if (buf_size(&st->pending) > 0) {
+		/* Swap: the batch in flight must stay put until proceed. */
+		buf_t t = st->inflight;
+		st->inflight = st->pending;
+		st->pending = t;
+		buf_reset(&st->pending);
+		h2o_iovec_t iov = h2o_iovec_init(buf_data(&st->inflight), buf_size(&st->inflight));
+		st->sending = 1;
+		h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+		return;
+	}
+	if (st->ending) {
+		st->done = 1;
+		st->sending = 1;
+		h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
+	}
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+	(void)req;
+	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
+	st->sending = 0;
+	buf_reset(&st->inflight);
+	flush(st);
+}
+
+static void detach(stream_t *st)
+{
+	if (st->ws == NULL)
+		return;
+	h2o_linklist_unlink(&st->link);
+	st->ws = NULL;
+}
+
+/* The client went away (or the connection broke): nothing may be sent. */
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+	(void)req;
+	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
+	st->done = 1;
+}
+
+/* The request is over: give the claim back if claims still counts it.
+ * This is the only place a stream calls into claims, so no claims effect
+ * ever runs inside another (h2o disposes from its own loop). */
+static void on_dispose(void *p)
+{
+	stream_t *st = p;
+	detach(st);
+	h2o_linklist_unlink(&st->all);
+	g_srv->nstreams--;
+	buf_free(&st->pending);
+	buf_free(&st->inflight);
+	if (st->claimed)
+		claims_detach(g_srv->claims, st->ws_id, st->client_id, server_now());
+}
+
+void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id)
+{
+	stream_t *st = h2o_mem_alloc_shared(&req->pool, sizeof(*st), on_dispose);
+	memset(st, 0, sizeof(*st));
+	st->gen.proceed = on_proceed;
+	st->gen.stop = on_stop;
+	st->req = req;
+	st->ws = sws;
+	st->claimed = 1;
+	snprintf(st->ws_id, sizeof(st->ws_id), "%s", sws->ws->id);
+	snprintf(st->client_id, sizeof(st->client_id), "%s", client_id);
+	h2o_linklist_insert(&sws->streams, &st->link);
+	h2o_linklist_insert(&g_srv->all_streams, &st->all);
+	g_srv->nstreams++;
+
+	req->res.status = 200;
+	req->res.reason = "OK";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+	h2o_start_response(req, &st->gen);
+	/* A quiet workspace must not leave the client without headers: a
+	 * first comment line pushes them out now. */
+	stream_push(st, ": connected\n\n", 13);
+}
+
+void stream_push(stream_t *st, const char *data, size_t len)
+{
+	if (st->done || st->ending)
+		return;
+	if (buf_size(&st->pending) + len > STREAM_MAX_PENDING) {
+		/* The reader cannot keep up: end it rather than thin it. */
+		log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id", st->client_id,
+			 NULL);
+		buf_reset(&st->pending);
+		detach(st); /* its claim goes at dispose */
+		st->ending = 1;
+		flush(st);
+		return;
+	}
+	buf_append(&st->pending, data, len);
+	flush(st);
+}
+
+void stream_end(stream_t *st)
+{
+	detach(st);
+	st->claimed = 0; /* claims dropped every claim of a closing workspace */
+	if (st->ending || st->done)
+		return;
+	st->ending = 1;
+	flush(st);
+}
+
+void stream_keepalive_all(void)
+{
+	server_t *s = g_srv;
+	for (h2o_linklist_t *l = s->all_streams.next; l != &s->all_streams; l = l->next) {
+		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
+		if (!st->sending && buf_size(&st->pending) == 0)
+			stream_push(st, ":\n\n", 3);
+	}
+}

@@ -1,0 +1,48 @@
+/*
+ * stream: Server-Sent Event streams. Each stream buffers what its client
+ * has not taken yet and hands h2o one batch at a time (the next batch goes
+ * out from the generator's proceed callback), so a slow reader never
+ * blocks the loop or the other streams of its workspace.
+ * Ownership: a stream lives in its request's memory pool; h2o frees it
+ * when the request ends, and the dispose hook detaches its claim.
+ */
+#ifndef CRUSH_STREAM_H
+#define CRUSH_STREAM_H
+
+#include <h2o.h>
+
+#include "common/buf.h"
+#include "common/id.h"
+#include "supervisor/server.h"
+
+/* A stream whose unsent bytes pass this is ended by the server. */
+#define STREAM_MAX_PENDING (4u << 20)
+
+typedef struct stream {
+	h2o_generator_t gen;
+	h2o_req_t *req;
+	h2o_linklist_t link; /* sv_ws.streams, while attached */
+	h2o_linklist_t all;  /* server.all_streams */
+	sv_ws_t *ws;         /* NULL once detached from its workspace */
+	int claimed;         /* claims still counts this stream: detach at dispose */
+	char ws_id[ID_LEN + 1];
+	char client_id[ID_LEN + 1];
+	buf_t pending;  /* not yet handed to h2o */
+	buf_t inflight; /* handed to h2o, kept until proceed */
+	int sending;    /* a send is in flight: wait for proceed */
+	int ending;     /* send FINAL once pending is out */
+	int done;       /* FINAL sent, or h2o stopped us */
+} stream_t;
+
+/* Starts the response (headers go out at once) for a stream the claims
+ * core already attached. */
+void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id);
+/* Queues bytes (already SSE-framed). */
+void stream_push(stream_t *st, const char *data, size_t len);
+/* Detaches from the workspace without touching claims, then finishes the
+ * response once what is queued has gone out. */
+void stream_end(stream_t *st);
+/* Comment line on every stream with nothing in flight (keep-alive). */
+void stream_keepalive_all(void);
+
+#endif

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Runs every test against one build directory: the cmocka unit binaries,
+# then the black-box integration suite (pytest) on the real daemon.
+# Prints one closing line: "total: N passed, N failed".
+set -u
+BUILD=${1:-build}
+passed=0
+failed=0
+
+for t in "$BUILD"/tests/test_*; do
+	[ -x "$t" ] || continue
+	out=$("$t" 2>&1)
+	rc=$?
+	printf '%s\n' "$out"
+	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+	f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+	if [ "$rc" -ne 0 ] && [ -z "$f" ]; then
+		echo "unit: $t exited $rc" >&2
+		failed=$((failed + 1))
+	fi
+done
+echo "unit: $passed passed, $failed failed"
+
+export CRUSH_BUILD="$BUILD"
+# LeakSanitizer needs ptrace-free /proc access only; keep reports on stderr.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=99}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=99}"
+if [ -d tests/integration ]; then
+	report=$(mktemp)
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration -rfE 2>&1 | tee "$report"
+	ip=$(grep -Eo '[0-9]+ passed' "$report" | tail -n 1 | cut -d' ' -f1)
+	if_=$(grep -Eo '[0-9]+ (failed|error)' "$report" | awk '{s+=$1} END {print s+0}')
+	grep -q ' passed\| failed\| error' "$report" || if_=$((if_ + 1))
+	passed=$((passed + ${ip:-0}))
+	failed=$((failed + ${if_:-0}))
+	rm -f "$report"
+fi
+
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
