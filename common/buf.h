@@ -15,7 +15,10 @@ typedef struct buf {
 	size_t cap;
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0, 0}
+#define BUF_INIT                                                                                             \
+	{                                                                                                    \
+		NULL, 0, 0, 0                                                                                \
+	}
 
 /* Makes room for n more bytes at base + len; returns that pointer. Aborts
  * on out-of-memory (a daemon that cannot allocate 1 MiB cannot go on). */
@@ -23,8 +26,14 @@ char *buf_reserve(buf_t *b, size_t n);
 void buf_append(buf_t *b, const void *data, size_t n);
 void buf_appendf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Unconsumed bytes. */
-static inline size_t buf_size(const buf_t *b) { return b->len - b->off; }
-static inline char *buf_data(const buf_t *b) { return b->base + b->off; }
+static inline size_t buf_size(const buf_t *b)
+{
+	return b->len - b->off;
+}
+static inline char *buf_data(const buf_t *b)
+{
+	return b->base + b->off;
+}
 /* Marks n bytes consumed; resets to empty when all are. */
 void buf_consume(buf_t *b, size_t n);
 void buf_reset(buf_t *b);

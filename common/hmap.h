@@ -23,7 +23,10 @@ typedef struct hmap {
 	size_t count;
 } hmap_t;
 
-#define HMAP_INIT {NULL, 0, 0}
+#define HMAP_INIT                                                                                            \
+	{                                                                                                    \
+		NULL, 0, 0                                                                                   \
+	}
 
 hmap_node_t *hmap_get(const hmap_t *m, const char *key);
 /* Inserts node (its key must be set and not already present). */
@@ -33,9 +36,9 @@ void hmap_del(hmap_t *m, hmap_node_t *node);
 void hmap_free(hmap_t *m);
 
 /* Iterates every node; `nxt` is saved first so `n` may be deleted. */
-#define hmap_foreach(m, n, nxt)                                                                    \
-	for (size_t hmap_i_ = 0; hmap_i_ < (m)->nbuckets; hmap_i_++)                               \
-		for ((n) = (m)->buckets[hmap_i_], (nxt) = (n) ? (n)->next : NULL; (n) != NULL;     \
+#define hmap_foreach(m, n, nxt)                                                                              \
+	for (size_t hmap_i_ = 0; hmap_i_ < (m)->nbuckets; hmap_i_++)                                         \
+		for ((n) = (m)->buckets[hmap_i_], (nxt) = (n) ? (n)->next : NULL; (n) != NULL;               \
 		     (n) = (nxt), (nxt) = (n) ? (n)->next : NULL)
 
 #endif

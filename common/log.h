@@ -22,8 +22,8 @@ int log_parse_level(const char *s, enum log_level *out);
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
 #define log_debug(...) log_kv(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_kv(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_kv(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_kv(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_kv(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_kv(LOG_ERROR, __VA_ARGS__)
 
 #endif

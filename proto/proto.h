@@ -18,9 +18,9 @@
 
 #include "common/buf.h"
 
-#define PROTO_VERSION 1
-#define PROTO_HDR_SIZE 12
-#define PROTO_MAX_FRAME (1024 * 1024) /* header + payload */
+#define PROTO_VERSION	  1
+#define PROTO_HDR_SIZE	  12
+#define PROTO_MAX_FRAME	  (1024 * 1024) /* header + payload */
 #define PROTO_MAX_PAYLOAD (PROTO_MAX_FRAME - PROTO_HDR_SIZE)
 
 enum proto_type {
@@ -58,7 +58,10 @@ typedef struct proto_decoder {
 	const char *err; /* static string once proto_next returned -1; sticky */
 } proto_decoder_t;
 
-#define PROTO_DECODER_INIT {BUF_INIT, NULL}
+#define PROTO_DECODER_INIT                                                                                   \
+	{                                                                                                    \
+		BUF_INIT, NULL                                                                               \
+	}
 
 void proto_feed(proto_decoder_t *d, const void *data, size_t len);
 /*

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 const char *claims_state_name(claims_ws_state_t s)
 {
@@ -80,8 +80,7 @@ uint64_t claims_next_deadline(const claims_t *c)
 static void ws_free(claims_t *c, claims_ws_t *ws)
 {
 	hmap_node_t *n, *nxt;
-	hmap_foreach(&ws->clients, n, nxt)
-	{
+	hmap_foreach (&ws->clients, n, nxt) {
 		claims_client_t *cl = container_of(n, claims_client_t, node);
 		timer_cancel(&cl->hold);
 		free(cl);
@@ -194,8 +193,7 @@ static void teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t 
 	if (ws->state == WS_CLOSING)
 		return;
 	hmap_node_t *n, *nxt;
-	hmap_foreach(&ws->clients, n, nxt)
-	{
+	hmap_foreach (&ws->clients, n, nxt) {
 		claims_client_t *cl = container_of(n, claims_client_t, node);
 		timer_cancel(&cl->hold);
 		hmap_del(&ws->clients, n);
@@ -426,8 +424,7 @@ void claims_shutdown(claims_t *c, uint64_t now)
 	c->stopping = 1;
 	timer_cancel(&c->idle);
 	hmap_node_t *n, *nxt;
-	hmap_foreach(&c->workspaces, n, nxt)
-	{
+	hmap_foreach (&c->workspaces, n, nxt) {
 		claims_ws_t *ws = container_of(n, claims_ws_t, by_id);
 		if (ws->state == WS_STARTING || ws->state == WS_RESTARTING) {
 			ws->waiters = 0;
@@ -437,8 +434,7 @@ void claims_shutdown(claims_t *c, uint64_t now)
 	/* teardown may free workspaces: restart the walk after each one. */
 	for (;;) {
 		claims_ws_t *victim = NULL;
-		hmap_foreach(&c->workspaces, n, nxt)
-		{
+		hmap_foreach (&c->workspaces, n, nxt) {
 			claims_ws_t *ws = container_of(n, claims_ws_t, by_id);
 			if (ws->state != WS_CLOSING) {
 				victim = ws;
@@ -469,7 +465,9 @@ void claims_expire(claims_t *c, uint64_t now)
 			claims_client_t *cl = container_of(t, claims_client_t, hold);
 			claims_ws_t *ws = cl->ws;
 			client_remove(cl);
-			maybe_teardown(c, ws, t->kind == CLAIMS_T_CREATE ? "create grace expired" : "detach grace expired",
+			maybe_teardown(c, ws,
+				       t->kind == CLAIMS_T_CREATE ? "create grace expired"
+								  : "detach grace expired",
 				       now);
 		}
 	}
@@ -490,8 +488,7 @@ claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx)
 void claims_free(claims_t *c)
 {
 	hmap_node_t *n, *nxt;
-	hmap_foreach(&c->workspaces, n, nxt)
-	{
+	hmap_foreach (&c->workspaces, n, nxt) {
 		ws_free(c, container_of(n, claims_ws_t, by_id));
 	}
 	hmap_free(&c->workspaces);

@@ -46,8 +46,8 @@ typedef struct claims_ws claims_ws_t;
 typedef struct claims_client {
 	hmap_node_t node; /* in ws->clients, key = id */
 	char id[ID_LEN + 1];
-	unsigned streams; /* live event streams of this client on ws */
-	int released;     /* DELETE seen while streams were open */
+	unsigned streams;    /* live event streams of this client on ws */
+	int released;	     /* DELETE seen while streams were open */
 	claims_timer_t hold; /* armed: held by a create or detach grace */
 	claims_ws_t *ws;
 } claims_client_t;
@@ -56,17 +56,17 @@ struct claims_ws {
 	hmap_node_t by_id;  /* in claims->workspaces (every state) */
 	hmap_node_t by_key; /* in claims->index, or claims->closing once CLOSING */
 	char id[ID_LEN + 1];
-	char *path;     /* as the first creator sent it */
-	char *key;      /* resolved path, the dedup key */
+	char *path; /* as the first creator sent it */
+	char *key;  /* resolved path, the dedup key */
 	int yolo, debug;
 	char *data_dir; /* as sent; "" when not sent */
-	char **env;     /* as sent */
+	char **env;	/* as sent */
 	size_t nenv;
 	claims_ws_state_t state;
-	hmap_t clients;   /* claims_client_t by id; refcount = clients.count */
-	unsigned streams; /* sum of the clients' streams */
-	unsigned waiters; /* creates waiting for ready: keep a STARTING ws alive */
-	int worker_live;  /* spawn succeeded and the exit is not reported yet */
+	hmap_t clients;	    /* claims_client_t by id; refcount = clients.count */
+	unsigned streams;   /* sum of the clients' streams */
+	unsigned waiters;   /* creates waiting for ready: keep a STARTING ws alive */
+	int worker_live;    /* spawn succeeded and the exit is not reported yet */
 	int spawn_deferred; /* waiting for the previous worker of key to exit */
 	void *shell;
 };
@@ -104,7 +104,7 @@ typedef struct claims_effects {
 typedef struct claims_config {
 	uint64_t create_grace_ms;
 	uint64_t detach_grace_ms; /* 0: no reconnect window */
-	uint64_t idle_ms;         /* 0: exit as soon as the last workspace is gone */
+	uint64_t idle_ms;	  /* 0: exit as soon as the last workspace is gone */
 } claims_config_t;
 
 enum { CLAIMS_T_CREATE, CLAIMS_T_DETACH, CLAIMS_T_IDLE, CLAIMS_T_NKINDS };
@@ -112,9 +112,9 @@ enum { CLAIMS_T_CREATE, CLAIMS_T_DETACH, CLAIMS_T_IDLE, CLAIMS_T_NKINDS };
 typedef struct claims {
 	claims_config_t cfg;
 	claims_effects_t fx;
-	hmap_t workspaces; /* by id, every state */
-	hmap_t index;      /* by key, not closing */
-	hmap_t closing;    /* by key, closing with a live worker */
+	hmap_t workspaces;			/* by id, every state */
+	hmap_t index;				/* by key, not closing */
+	hmap_t closing;				/* by key, closing with a live worker */
 	claims_timer_t timers[CLAIMS_T_NKINDS]; /* list heads (sentinels) */
 	claims_timer_t idle;
 	int stopping; /* no more creates: exit decided or shutdown under way */
@@ -126,8 +126,8 @@ claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx);
 void claims_free(claims_t *c);
 
 enum claims_result {
-	CLAIMS_OK = 0,        /* ws is ready: answer now */
-	CLAIMS_WAIT = 1,      /* ws is starting: the answer effect will come */
+	CLAIMS_OK = 0,	       /* ws is ready: answer now */
+	CLAIMS_WAIT = 1,       /* ws is starting: the answer effect will come */
 	CLAIMS_ESTOPPING = -1, /* 503 */
 	CLAIMS_EFAILED = -2,   /* 500; err holds the reason */
 	CLAIMS_ENOTFOUND = -3, /* 404 */

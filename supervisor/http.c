@@ -25,7 +25,8 @@ static void send_json(h2o_req_t *req, int status, const char *reason, json_t *bo
 	json_decref(body);
 	req->res.status = status;
 	req->res.reason = reason;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT("application/json"));
 	size_t len = text ? strlen(text) : 0;
 	req->res.content_length = len;
 	h2o_send_inline(req, text ? text : "", len);
@@ -80,11 +81,12 @@ static json_t *workspace_json(const sv_ws_t *sws)
 	json_t *env = json_array();
 	for (size_t i = 0; i < ws->nenv; i++)
 		json_array_append_new(env, json_string(ws->env[i]));
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:I, s:s, s:I, s:I, s:s}", "id", ws->id, "path",
-			 ws->path, "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug, "data_dir", data_dir,
-			 "version", CRUSH_VERSION, "env", env, "pid", (json_int_t)sws->pid, "state",
-			 claims_state_name(ws->state), "clients", (json_int_t)ws->clients.count, "streams",
-			 (json_int_t)ws->streams, "created_at", sws->created_at);
+	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:I, s:s, s:I, s:I, s:s}", "id", ws->id,
+			 "path", ws->path, "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug,
+			 "data_dir", data_dir, "version", CRUSH_VERSION, "env", env, "pid",
+			 (json_int_t)sws->pid, "state", claims_state_name(ws->state), "clients",
+			 (json_int_t)ws->clients.count, "streams", (json_int_t)ws->streams, "created_at",
+			 sws->created_at);
 }
 
 /* --- request parsing */
@@ -194,8 +196,7 @@ static int on_list(h2o_req_t *req)
 {
 	json_t *arr = json_array();
 	hmap_node_t *n, *nxt;
-	hmap_foreach(&g_srv->claims->workspaces, n, nxt)
-	{
+	hmap_foreach (&g_srv->claims->workspaces, n, nxt) {
 		claims_ws_t *ws = H2O_STRUCT_FROM_MEMBER(claims_ws_t, by_id, n);
 		json_array_append_new(arr, workspace_json(ws->shell));
 	}
@@ -231,10 +232,10 @@ static int on_create(h2o_req_t *req)
 	server_t *s = g_srv;
 	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
 	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv;
-	if (!json_is_object(body) || member(body, "path", JSON_STRING, &jpath) || member(body, "client_id", JSON_STRING, &jcid) ||
-	    member(body, "yolo", JSON_TRUE, &jyolo) || member(body, "debug", JSON_TRUE, &jdebug) ||
-	    member(body, "data_dir", JSON_STRING, &jdata) || member(body, "version", JSON_STRING, &jversion) ||
-	    member(body, "env", JSON_ARRAY, &jenv)) {
+	if (!json_is_object(body) || member(body, "path", JSON_STRING, &jpath) ||
+	    member(body, "client_id", JSON_STRING, &jcid) || member(body, "yolo", JSON_TRUE, &jyolo) ||
+	    member(body, "debug", JSON_TRUE, &jdebug) || member(body, "data_dir", JSON_STRING, &jdata) ||
+	    member(body, "version", JSON_STRING, &jversion) || member(body, "env", JSON_ARRAY, &jenv)) {
 		json_decref(body);
 		return send_error(req, 400, "failed to decode request");
 	}
@@ -265,7 +266,8 @@ static int on_create(h2o_req_t *req)
 	} else if (path[0] != '/') {
 		status = 400, msg = "path must be absolute";
 	} else if (path_resolve_key(path, key) != 0) {
-		status = 400, msg = errno == ENOTDIR ? "path is not a directory" : "failed to resolve workspace path";
+		status = 400,
+		msg = errno == ENOTDIR ? "path is not a directory" : "failed to resolve workspace path";
 	}
 	if (status != 0) {
 		json_decref(body);
@@ -276,14 +278,14 @@ static int on_create(h2o_req_t *req)
 			 "server_version", CRUSH_VERSION, NULL);
 
 	claims_create_t cr = {
-		.path = path,
-		.key = key,
-		.client_id = client_id,
-		.yolo = jyolo ? json_is_true(jyolo) : 0,
-		.debug = jdebug ? json_is_true(jdebug) : 0,
-		.data_dir = jdata ? json_string_value(jdata) : "",
-		.env = env,
-		.nenv = nenv,
+	    .path = path,
+	    .key = key,
+	    .client_id = client_id,
+	    .yolo = jyolo ? json_is_true(jyolo) : 0,
+	    .debug = jdebug ? json_is_true(jdebug) : 0,
+	    .data_dir = jdata ? json_string_value(jdata) : "",
+	    .env = env,
+	    .nenv = nenv,
 	};
 	claims_ws_t *ws;
 	char err[256] = "";
@@ -375,6 +377,8 @@ static const char *segment(const char *p, size_t len, const char *prefix, char *
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	(void)self;
+	if (req->entity.base != NULL && req->entity.len > HTTP_MAX_BODY)
+		return send_error(req, 413, "request body too large");
 	const char *p = req->path_normalized.base;
 	size_t len = req->path_normalized.len;
 	int m = method_bit(req);
@@ -432,8 +436,9 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 {
 	(void)self;
 	ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
-	int plain = ct < 0 || !h2o_memis(req->res.headers.entries[ct].value.base, req->res.headers.entries[ct].value.len,
-					  H2O_STRLIT("application/json"));
+	int plain =
+	    ct < 0 || !h2o_memis(req->res.headers.entries[ct].value.base,
+				 req->res.headers.entries[ct].value.len, H2O_STRLIT("application/json"));
 	if (req->res.status >= 400 && plain) {
 		if (ct >= 0)
 			h2o_delete_header(&req->res.headers, ct);

@@ -53,7 +53,8 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 			return fail(err, errlen, "%s: address already in use%s", l->url, "");
 		log_warn("Removing stale socket", "path", path, NULL);
 		if (unlink(path) != 0 && errno != ENOENT)
-			return fail(err, errlen, "%s: cannot remove stale socket: %s", l->url, strerror(errno));
+			return fail(err, errlen, "%s: cannot remove stale socket: %s", l->url,
+				    strerror(errno));
 	}
 
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -66,7 +67,8 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	umask(old);
 	if (r != 0) {
 		close(fd);
-		return fail(err, errlen, "%s: bind: %s", l->url, e == EADDRINUSE ? "address already in use" : strerror(e));
+		return fail(err, errlen, "%s: bind: %s", l->url,
+			    e == EADDRINUSE ? "address already in use" : strerror(e));
 	}
 	if (listen(fd, SOMAXCONN) != 0) {
 		e = errno;
@@ -88,7 +90,8 @@ static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errle
 {
 	char host[256];
 	const char *colon = strrchr(hostport, ':');
-	if (colon == NULL || colon == hostport || colon[1] == '\0' || (size_t)(colon - hostport) >= sizeof(host))
+	if (colon == NULL || colon == hostport || colon[1] == '\0' ||
+	    (size_t)(colon - hostport) >= sizeof(host))
 		return fail(err, errlen, "%s: want tcp://host:port%s", l->url, "");
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = '\0';
@@ -114,7 +117,8 @@ static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errle
 		int e = errno;
 		close(fd);
 		freeaddrinfo(res);
-		return fail(err, errlen, "%s: %s", l->url, e == EADDRINUSE ? "address already in use" : strerror(e));
+		return fail(err, errlen, "%s: %s", l->url,
+			    e == EADDRINUSE ? "address already in use" : strerror(e));
 	}
 	freeaddrinfo(res);
 	l->fd = fd;
@@ -138,7 +142,8 @@ void listener_remove_file(listener_t *l)
 	struct stat st;
 	/* Remove the file only while it is still the socket we bound: another
 	 * supervisor may have replaced it after an operator removed ours. */
-	if (l->unix_path[0] != '\0' && lstat(l->unix_path, &st) == 0 && st.st_ino == l->ino && st.st_dev == l->dev)
+	if (l->unix_path[0] != '\0' && lstat(l->unix_path, &st) == 0 && st.st_ino == l->ino &&
+	    st.st_dev == l->dev)
 		unlink(l->unix_path);
 	l->unix_path[0] = '\0';
 }

@@ -12,31 +12,31 @@
 #include "common/version.h"
 
 static const char usage[] =
-	"usage: crush-supervisor [-H URL]... [--worker PATH] [--create-grace SECS]\n"
-	"                        [--detach-grace SECS] [--idle-timeout SECS]\n"
-	"                        [--kill-timeout SECS] [--log-level debug|info|warn|error]\n"
-	"                        [--version] [--help]\n"
-	"\n"
-	"Shares one workspace per directory between clients; each workspace runs in\n"
-	"its own crush-worker process.\n"
-	"\n"
-	"  -H, --host URL        listen on unix:///abs/path.sock or tcp://127.0.0.1:PORT\n"
-	"                        (repeatable; default %s)\n"
-	"      --worker PATH     worker binary (default: crush-worker beside this program)\n"
-	"      --create-grace S  how long a create holds a workspace before a stream\n"
-	"                        attaches [$CRUSH_SERVER_CREATE_GRACE, default 30]\n"
-	"      --detach-grace S  reconnect window after a client's last stream closes\n"
-	"                        [$CRUSH_SERVER_DETACH_GRACE, default 10]\n"
-	"      --idle-timeout S  exit this long after the last workspace is gone\n"
-	"                        [$CRUSH_SERVER_IDLE_TIMEOUT, default 60]\n"
-	"      --kill-timeout S  SIGKILL a worker this long after SIGTERM\n"
-	"                        [$CRUSH_SERVER_KILL_TIMEOUT, default 5]\n"
-	"      --log-level L     debug, info, warn or error (default info)\n"
-	"      --version         print the version and exit\n"
-	"  -h, --help            print this help and exit\n"
-	"\n"
-	"Durations are seconds and take fractions (0.2); 0 disables the window.\n"
-	"Flags win over the environment.\n";
+    "usage: crush-supervisor [-H URL]... [--worker PATH] [--create-grace SECS]\n"
+    "                        [--detach-grace SECS] [--idle-timeout SECS]\n"
+    "                        [--kill-timeout SECS] [--log-level debug|info|warn|error]\n"
+    "                        [--version] [--help]\n"
+    "\n"
+    "Shares one workspace per directory between clients; each workspace runs in\n"
+    "its own crush-worker process.\n"
+    "\n"
+    "  -H, --host URL        listen on unix:///abs/path.sock or tcp://127.0.0.1:PORT\n"
+    "                        (repeatable; default %s)\n"
+    "      --worker PATH     worker binary (default: crush-worker beside this program)\n"
+    "      --create-grace S  how long a create holds a workspace before a stream\n"
+    "                        attaches [$CRUSH_SERVER_CREATE_GRACE, default 30]\n"
+    "      --detach-grace S  reconnect window after a client's last stream closes\n"
+    "                        [$CRUSH_SERVER_DETACH_GRACE, default 10]\n"
+    "      --idle-timeout S  exit this long after the last workspace is gone\n"
+    "                        [$CRUSH_SERVER_IDLE_TIMEOUT, default 60]\n"
+    "      --kill-timeout S  SIGKILL a worker this long after SIGTERM\n"
+    "                        [$CRUSH_SERVER_KILL_TIMEOUT, default 5]\n"
+    "      --log-level L     debug, info, warn or error (default info)\n"
+    "      --version         print the version and exit\n"
+    "  -h, --help            print this help and exit\n"
+    "\n"
+    "Durations are seconds and take fractions (0.2); 0 disables the window.\n"
+    "Flags win over the environment.\n";
 
 int options_parse_secs(const char *s, uint64_t *ms)
 {
@@ -83,16 +83,16 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 {
 	enum { O_WORKER = 256, O_CREATE, O_DETACH, O_IDLE, O_KILL, O_LEVEL, O_VERSION };
 	static const struct option longopts[] = {
-		{"host", required_argument, NULL, 'H'},
-		{"worker", required_argument, NULL, O_WORKER},
-		{"create-grace", required_argument, NULL, O_CREATE},
-		{"detach-grace", required_argument, NULL, O_DETACH},
-		{"idle-timeout", required_argument, NULL, O_IDLE},
-		{"kill-timeout", required_argument, NULL, O_KILL},
-		{"log-level", required_argument, NULL, O_LEVEL},
-		{"version", no_argument, NULL, O_VERSION},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'H'},
+	    {"worker", required_argument, NULL, O_WORKER},
+	    {"create-grace", required_argument, NULL, O_CREATE},
+	    {"detach-grace", required_argument, NULL, O_DETACH},
+	    {"idle-timeout", required_argument, NULL, O_IDLE},
+	    {"kill-timeout", required_argument, NULL, O_KILL},
+	    {"log-level", required_argument, NULL, O_LEVEL},
+	    {"version", no_argument, NULL, O_VERSION},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 
 	memset(o, 0, sizeof(*o));
@@ -120,7 +120,8 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 				goto bad;
 			}
 			if (strncmp(optarg, "unix://", 7) != 0 && strncmp(optarg, "tcp://", 6) != 0) {
-				fprintf(err, "crush-supervisor: --host %s: want unix:///path or tcp://host:port\n",
+				fprintf(err,
+					"crush-supervisor: --host %s: want unix:///path or tcp://host:port\n",
 					optarg);
 				goto bad;
 			}
@@ -143,7 +144,8 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 			break;
 		case O_LEVEL:
 			if (log_parse_level(optarg, &o->log_level) != 0) {
-				fprintf(err, "crush-supervisor: --log-level %s: want debug, info, warn or error\n",
+				fprintf(err,
+					"crush-supervisor: --log-level %s: want debug, info, warn or error\n",
 					optarg);
 				goto bad;
 			}

@@ -143,8 +143,9 @@ int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
 	const char *cwd = stat(ws->key, &st) == 0 && S_ISDIR(st.st_mode) ? ws->key : NULL;
 	char fdarg[16];
 	snprintf(fdarg, sizeof(fdarg), "%d", WORKER_FD);
-	char *argv[] = {s->worker_path, ws->id, ws->path, "--fd", fdarg, "--data-dir", data_dir,
-			"--log-level", (char *)level_arg(), NULL};
+	char *argv[] = {
+	    s->worker_path,	 ws->id, ws->path, "--fd", fdarg, "--data-dir", data_dir, "--log-level",
+	    (char *)level_arg(), NULL};
 	char **envp = build_env(ws);
 	if (envp == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -309,7 +310,8 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		int ok = json_is_object(j) && json_is_string(json_object_get(j, "type"));
 		json_decref(j);
 		if (!ok || !p->ready) {
-			proc_kill(p, ok ? "protocol error: event before ready" : "protocol error: malformed event");
+			proc_kill(p, ok ? "protocol error: event before ready"
+					: "protocol error: malformed event");
 			return -1;
 		}
 		if (p->owner != NULL && !p->stopping)

@@ -53,7 +53,8 @@ void server_publish(sv_ws_t *sws, const char *json, size_t len)
 void server_publish_workspace(sv_ws_t *sws, const char *type, const char *reason)
 {
 	json_t *j = json_pack("{s:s, s:{s:s, s:s, s:I, s:s}}", "type", "workspace", "payload", "type", type,
-			      "workspace_id", sws->ws->id, "pid", (json_int_t)sws->pid, "reason", reason ? reason : "");
+			      "workspace_id", sws->ws->id, "pid", (json_int_t)sws->pid, "reason",
+			      reason ? reason : "");
 	char *text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (text != NULL)
@@ -153,9 +154,9 @@ static void fx_mismatch(void *ud, const claims_ws_t *ws, const claims_create_t *
 	char *have = env_text(ws->env, ws->nenv), *want = env_text((char **)req->env, req->nenv);
 	log_debug("Workspace flag mismatch on duplicate create; first wins", "workspace_id", ws->id, "path",
 		  ws->path, "existing_yolo", ws->yolo ? "true" : "false", "requested_yolo",
-		  req->yolo ? "true" : "false", "existing_debug", ws->debug ? "true" : "false", "requested_debug",
-		  req->debug ? "true" : "false", "existing_data_dir", ws->data_dir, "requested_data_dir",
-		  req->data_dir, "existing_env", have, "requested_env", want, NULL);
+		  req->yolo ? "true" : "false", "existing_debug", ws->debug ? "true" : "false",
+		  "requested_debug", req->debug ? "true" : "false", "existing_data_dir", ws->data_dir,
+		  "requested_data_dir", req->data_dir, "existing_env", have, "requested_env", want, NULL);
 	free(have);
 	free(want);
 }
@@ -230,7 +231,8 @@ static int find_worker(server_t *s, const char *argv0)
 {
 	if (s->opts->worker != NULL) {
 		if (realpath(s->opts->worker, s->worker_path) == NULL) {
-			fprintf(stderr, "crush-supervisor: --worker %s: %s\n", s->opts->worker, strerror(errno));
+			fprintf(stderr, "crush-supervisor: --worker %s: %s\n", s->opts->worker,
+				strerror(errno));
 			return -1;
 		}
 		return 0;
@@ -245,7 +247,8 @@ static int find_worker(server_t *s, const char *argv0)
 	}
 	char *slash = strrchr(self, '/');
 	*slash = '\0';
-	if ((size_t)snprintf(s->worker_path, sizeof(s->worker_path), "%s/crush-worker", self) >= sizeof(s->worker_path))
+	if ((size_t)snprintf(s->worker_path, sizeof(s->worker_path), "%s/crush-worker", self) >=
+	    sizeof(s->worker_path))
 		return -1;
 	return 0;
 }
@@ -299,7 +302,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	h2o_config_init(&s->config);
-	s->config.max_request_entity_size = HTTP_MAX_BODY;
+	s->config.max_request_entity_size = HTTP_HARD_MAX_BODY;
 	s->config.server_name = h2o_iovec_init(H2O_STRLIT("crush-supervisor"));
 	http_register(&s->config);
 	s->loop = h2o_evloop_create();
@@ -318,20 +321,21 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	h2o_socket_t *ssock = h2o_evloop_socket_create(s->loop, sfd, 0);
 	h2o_socket_read_start(ssock, on_signal);
 	for (int i = 0; i < s->nlisteners; i++) {
-		s->listen_socks[i] = h2o_evloop_socket_create(s->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
+		s->listen_socks[i] =
+		    h2o_evloop_socket_create(s->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
 		h2o_socket_read_start(s->listen_socks[i], on_accept);
 	}
 
 	claims_config_t cc = {opts->create_grace_ms, opts->detach_grace_ms, opts->idle_ms};
 	claims_effects_t fx = {
-		.ud = s,
-		.ws_new = fx_ws_new,
-		.spawn = fx_spawn,
-		.answer = fx_answer,
-		.stop = fx_stop,
-		.ws_free = fx_ws_free,
-		.mismatch = fx_mismatch,
-		.exit = fx_exit,
+	    .ud = s,
+	    .ws_new = fx_ws_new,
+	    .spawn = fx_spawn,
+	    .answer = fx_answer,
+	    .stop = fx_stop,
+	    .ws_free = fx_ws_free,
+	    .mismatch = fx_mismatch,
+	    .exit = fx_exit,
 	};
 	s->claims = claims_new(&cc, &fx);
 

@@ -24,12 +24,12 @@ struct proc;
  * ws_new effect, freed by ws_free (after its streams and waiters left). */
 typedef struct sv_ws {
 	claims_ws_t *ws;
-	struct proc *proc;       /* live worker process, or NULL */
-	h2o_linklist_t streams;  /* stream_t.link */
-	h2o_linklist_t waiters;  /* creates waiting for ready (http.c) */
-	uint64_t last_event_id;  /* ids increase per workspace */
-	pid_t pid;               /* current (or last) worker pid, 0 before */
-	char created_at[32];     /* RFC 3339, UTC */
+	struct proc *proc;	/* live worker process, or NULL */
+	h2o_linklist_t streams; /* stream_t.link */
+	h2o_linklist_t waiters; /* creates waiting for ready (http.c) */
+	uint64_t last_event_id; /* ids increase per workspace */
+	pid_t pid;		/* current (or last) worker pid, 0 before */
+	char created_at[32];	/* RFC 3339, UTC */
 } sv_ws_t;
 
 typedef struct server {
@@ -47,18 +47,18 @@ typedef struct server {
 	h2o_timeout_t kill_timeout;  /* SIGTERM -> SIGKILL */
 	h2o_timeout_t keepalive;     /* event stream comment lines */
 	h2o_timeout_entry_t keepalive_entry;
-	h2o_linklist_t procs;        /* every worker not yet reaped */
-	h2o_linklist_t all_streams;  /* stream_t.all, for keep-alives */
+	h2o_linklist_t procs;	    /* every worker not yet reaped */
+	h2o_linklist_t all_streams; /* stream_t.all, for keep-alives */
 	unsigned nstreams;
-	int stopping;                /* shutdown begun (signal) */
-	int exiting;                 /* exit effect fired: leave the loop */
-	buf_t scratch;               /* per-event formatting, reused */
+	int stopping;  /* shutdown begun (signal) */
+	int exiting;   /* exit effect fired: leave the loop */
+	buf_t scratch; /* per-event formatting, reused */
 } server_t;
 
 extern server_t *g_srv;
 
 #define WORKER_START_TIMEOUT_MS 10000
-#define STREAM_KEEPALIVE_MS 15000
+#define STREAM_KEEPALIVE_MS	15000
 
 /* Monotonic milliseconds: the clock handed to claims. */
 uint64_t server_now(void);

@@ -87,7 +87,8 @@ void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id)
 
 	req->res.status = 200;
 	req->res.reason = "OK";
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT("text/event-stream"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
 	h2o_start_response(req, &st->gen);
 	/* A quiet workspace must not leave the client without headers: a
@@ -101,8 +102,8 @@ void stream_push(stream_t *st, const char *data, size_t len)
 		return;
 	if (buf_size(&st->pending) + len > STREAM_MAX_PENDING) {
 		/* The reader cannot keep up: end it rather than thin it. */
-		log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id", st->client_id,
-			 NULL);
+		log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
+			 st->client_id, NULL);
 		buf_reset(&st->pending);
 		detach(st); /* its claim goes at dispose */
 		st->ending = 1;

@@ -23,15 +23,15 @@ typedef struct stream {
 	h2o_req_t *req;
 	h2o_linklist_t link; /* sv_ws.streams, while attached */
 	h2o_linklist_t all;  /* server.all_streams */
-	sv_ws_t *ws;         /* NULL once detached from its workspace */
-	int claimed;         /* claims still counts this stream: detach at dispose */
+	sv_ws_t *ws;	     /* NULL once detached from its workspace */
+	int claimed;	     /* claims still counts this stream: detach at dispose */
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
-	buf_t pending;  /* not yet handed to h2o */
+	buf_t pending;	/* not yet handed to h2o */
 	buf_t inflight; /* handed to h2o, kept until proceed */
-	int sending;    /* a send is in flight: wait for proceed */
-	int ending;     /* send FINAL once pending is out */
-	int done;       /* FINAL sent, or h2o stopped us */
+	int sending;	/* a send is in flight: wait for proceed */
+	int ending;	/* send FINAL once pending is out */
+	int done;	/* FINAL sent, or h2o stopped us */
 } stream_t;
 
 /* Starts the response (headers go out at once) for a stream the claims
