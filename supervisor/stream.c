@@ -8,6 +8,46 @@
 
 #include "common/log.h"
 
+/*
+ * HTTP/1 connections: h2o stops reading the socket while a response is
+ * being generated, so a client that goes away is only noticed at the next
+ * write. We read it ourselves meanwhile (bytes are left for h2o: they are
+ * a pipelined request) and end the stream at EOF, so the claim goes at
+ * once and not at the next keep-alive. h2o re-arms its own reader when
+ * the response is over.
+ */
+static hmap_t h1_streams = HMAP_INIT; /* stream_t.by_conn */
+
+static void end_client_gone(stream_t *st);
+
+static void on_h1_read(h2o_socket_t *sock, const char *err)
+{
+	if (err == NULL && sock->input->size < 65536)
+		return;
+	h2o_socket_read_stop(sock);
+	char key[24];
+	snprintf(key, sizeof(key), "%p", sock->data);
+	hmap_node_t *n = hmap_get(&h1_streams, key);
+	if (n != NULL)
+		end_client_gone(H2O_STRUCT_FROM_MEMBER(stream_t, by_conn, n));
+}
+
+static void watch_h1_eof(stream_t *st, h2o_req_t *req)
+{
+	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+		return;
+	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+	if (sock == NULL)
+		return;
+	snprintf(st->conn_key, sizeof(st->conn_key), "%p", sock->data);
+	if (hmap_get(&h1_streams, st->conn_key) != NULL) {
+		st->conn_key[0] = '\0';
+		return;
+	}
+	hmap_put(&h1_streams, &st->by_conn, st->conn_key);
+	h2o_socket_read_start(sock, on_h1_read);
+}
+
 static void flush(stream_t *st)
 {
 	if (st->sending || st->done)
@@ -62,6 +102,8 @@ static void on_dispose(void *p)
 {
 	stream_t *st = p;
 	detach(st);
+	if (st->conn_key[0] != '\0')
+		hmap_del(&h1_streams, &st->by_conn);
 	h2o_linklist_unlink(&st->all);
 	g_srv->nstreams--;
 	buf_free(&st->pending);
@@ -91,6 +133,7 @@ void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id)
 		       H2O_STRLIT("text/event-stream"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
 	h2o_start_response(req, &st->gen);
+	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
 	stream_push(st, ": connected\n\n", 13);
@@ -111,6 +154,17 @@ void stream_push(stream_t *st, const char *data, size_t len)
 		return;
 	}
 	buf_append(&st->pending, data, len);
+	flush(st);
+}
+
+/* The client is gone: finish the response; its claim goes at dispose. */
+static void end_client_gone(stream_t *st)
+{
+	detach(st);
+	buf_reset(&st->pending);
+	if (st->ending || st->done)
+		return;
+	st->ending = 1;
 	flush(st);
 }
 

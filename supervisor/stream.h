@@ -12,6 +12,7 @@
 #include <h2o.h>
 
 #include "common/buf.h"
+#include "common/hmap.h"
 #include "common/id.h"
 #include "supervisor/server.h"
 
@@ -25,6 +26,8 @@ typedef struct stream {
 	h2o_linklist_t all;  /* server.all_streams */
 	sv_ws_t *ws;	     /* NULL once detached from its workspace */
 	int claimed;	     /* claims still counts this stream: detach at dispose */
+	hmap_node_t by_conn; /* HTTP/1 only: in the EOF watch, key = conn_key */
+	char conn_key[24];
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
 	buf_t pending;	/* not yet handed to h2o */
