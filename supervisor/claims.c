@@ -391,11 +391,19 @@ void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint6
 
 void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 {
-	(void)now;
 	if (ws->state != WS_STARTING && ws->state != WS_RESTARTING)
 		return;
 	ws->state = WS_READY;
 	ws->waiters = 0;
+	/* The create grace is the creator's window to attach after its answer,
+	 * as upstream (which registered the hold once the workspace was built):
+	 * a slow start must not eat it. */
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&ws->clients, n, nxt) {
+		claims_client_t *cl = container_of(n, claims_client_t, node);
+		if (timer_armed(&cl->hold) && cl->hold.kind == CLAIMS_T_CREATE)
+			timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
+	}
 	c->fx.answer(c->fx.ud, ws, NULL);
 	/* Waiters may have been all that held it (create grace ran out). */
 	maybe_teardown(c, ws, "no client left", now);
@@ -464,11 +472,10 @@ void claims_expire(claims_t *c, uint64_t now)
 			}
 			claims_client_t *cl = container_of(t, claims_client_t, hold);
 			claims_ws_t *ws = cl->ws;
-			client_remove(cl);
-			maybe_teardown(c, ws,
-				       t->kind == CLAIMS_T_CREATE ? "create grace expired"
-								  : "detach grace expired",
-				       now);
+			const char *why =
+			    k == CLAIMS_T_CREATE ? "create grace expired" : "detach grace expired";
+			client_remove(cl); /* frees t */
+			maybe_teardown(c, ws, why, now);
 		}
 	}
 }

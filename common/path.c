@@ -1,0 +1,130 @@
+/*
+ * path: resolves a workspace path into its dedup key (see path.h): the
+ * realpath of the longest existing ancestor, then the missing tail cleaned
+ * lexically. Lexical ".." is sound there because no component of the tail
+ * exists, so none of them can be a symlink.
+ */
+#include "common/path.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Appends component [s, s+n) to out (holding len bytes), "/"-separated. */
+static int append_comp(char *out, size_t *len, const char *s, size_t n)
+{
+	size_t sep = (*len == 1 && out[0] == '/') ? 0 : 1;
+
+	if (*len + sep + n + 1 > PATH_MAX)
+		return -1;
+	if (sep)
+		out[(*len)++] = '/';
+	memcpy(out + *len, s, n);
+	*len += n;
+	out[*len] = '\0';
+	return 0;
+}
+
+/* Drops the last component of out, never going above "/". */
+static void pop_comp(char *out, size_t *len)
+{
+	char *slash = strrchr(out, '/');
+
+	if (slash == NULL || slash == out) {
+		out[0] = '/';
+		out[1] = '\0';
+		*len = 1;
+		return;
+	}
+	*slash = '\0';
+	*len = (size_t)(slash - out);
+}
+
+/* realpath(prefix) into out, which must name a directory. */
+static int resolve_existing(const char *prefix, char *out)
+{
+	struct stat st;
+
+	if (realpath(prefix, out) == NULL)
+		return -1;
+	if (stat(out, &st) != 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+int path_resolve_key(const char *in, char *out)
+{
+	size_t inlen, cut, len;
+	char prefix[PATH_MAX];
+	struct stat st;
+
+	if (in == NULL || in[0] != '/') {
+		errno = EINVAL;
+		return -1;
+	}
+	inlen = strlen(in);
+	if (inlen >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/*
+	 * Find the longest existing prefix, cutting at component boundaries
+	 * from the right. lstat is not enough (a dangling symlink "exists"
+	 * but cannot be resolved), so existence is stat's: it follows links.
+	 */
+	memcpy(prefix, in, inlen + 1);
+	cut = inlen;
+	for (;;) {
+		prefix[cut] = '\0';
+		if (stat(prefix, &st) == 0)
+			break;
+		if (errno == ENOTDIR) {
+			/* An ancestor exists and is not a directory. */
+			return -1;
+		}
+		if (errno != ENOENT)
+			return -1;
+		while (cut > 1 && prefix[cut - 1] != '/')
+			cut--;
+		while (cut > 1 && prefix[cut - 1] == '/')
+			cut--;
+		if (cut <= 1) {
+			cut = 1; /* "/" always exists */
+			prefix[1] = '\0';
+			break;
+		}
+	}
+	if (resolve_existing(prefix, out) != 0)
+		return -1;
+
+	/* Clean and append the missing tail in[cut..]. */
+	len = strlen(out);
+	for (const char *p = in + cut; *p != '\0';) {
+		const char *s;
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		s = p;
+		while (*p != '\0' && *p != '/')
+			p++;
+		n = (size_t)(p - s);
+		if (n == 0 || (n == 1 && s[0] == '.'))
+			continue;
+		if (n == 2 && s[0] == '.' && s[1] == '.') {
+			pop_comp(out, &len);
+			continue;
+		}
+		if (append_comp(out, &len, s, n) != 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+	}
+	return 0;
+}
