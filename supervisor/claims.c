@@ -52,16 +52,25 @@ static void timer_cancel(claims_timer_t *t)
 	t->prev = t->next = NULL;
 }
 
-static void timer_arm(claims_t *c, claims_timer_t *t, int kind, uint64_t now)
+/* Inserts in deadline order, searching from the tail: O(1) for the kinds
+ * with one fixed duration, short walks for restart backoffs. */
+static void timer_arm_in(claims_t *c, claims_timer_t *t, int kind, uint64_t now, uint64_t duration)
 {
 	timer_cancel(t);
-	claims_timer_t *head = &c->timers[kind];
+	claims_timer_t *head = &c->timers[kind], *after = head->prev;
 	t->kind = kind;
-	t->deadline = now + kind_duration(c, kind);
-	t->prev = head->prev;
-	t->next = head;
-	head->prev->next = t;
-	head->prev = t;
+	t->deadline = now + duration;
+	while (after != head && after->deadline > t->deadline)
+		after = after->prev;
+	t->prev = after;
+	t->next = after->next;
+	after->next->prev = t;
+	after->next = t;
+}
+
+static void timer_arm(claims_t *c, claims_timer_t *t, int kind, uint64_t now)
+{
+	timer_arm_in(c, t, kind, now, kind_duration(c, kind));
 }
 
 uint64_t claims_next_deadline(const claims_t *c)
@@ -76,6 +85,9 @@ uint64_t claims_next_deadline(const claims_t *c)
 }
 
 /* --- workspaces */
+
+typedef struct retired retired_t;
+static void retired_forget(claims_t *c, retired_t *r);
 
 static void ws_free(claims_t *c, claims_ws_t *ws)
 {
@@ -201,6 +213,7 @@ static void teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t 
 	}
 	ws->streams = 0;
 	ws->waiters = 0;
+	timer_cancel(&ws->restart);
 	hmap_del(&c->index, &ws->by_key);
 	ws->state = WS_CLOSING;
 	c->fx.stop(c->fx.ud, ws, reason);
@@ -291,6 +304,8 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 	*out = NULL;
 	if (c->stopping)
 		return CLAIMS_ESTOPPING;
+	if (claims_is_retired(c, req->client_id))
+		return CLAIMS_ERETIRED;
 
 	hmap_node_t *n = hmap_get(&c->index, req->key);
 	if (n != NULL) {
@@ -300,7 +315,8 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 			c->fx.mismatch(c->fx.ud, ws, req);
 		register_client(c, ws, req->client_id, now);
 		*out = ws;
-		if (ws->state == WS_READY)
+		/* A restarting workspace is answered at once, as it stands. */
+		if (ws->state == WS_READY || ws->state == WS_RESTARTING)
 			return CLAIMS_OK;
 		ws->waiters++;
 		return CLAIMS_WAIT;
@@ -342,6 +358,10 @@ int claims_attach(claims_t *c, const char *ws_id, const char *client_id, claims_
 	*out = ws;
 	if (ws == NULL)
 		return CLAIMS_ENOTFOUND;
+	if (claims_is_retired(c, client_id)) {
+		*out = NULL;
+		return CLAIMS_ERETIRED;
+	}
 	claims_client_t *cl = claims_find_client(ws, client_id);
 	if (cl == NULL)
 		cl = client_new(ws, client_id); /* attach without create is allowed */
@@ -389,6 +409,57 @@ void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint6
 	maybe_teardown(c, ws, "last client released", now);
 }
 
+/* --- retired clients */
+
+typedef struct retired {
+	hmap_node_t node;
+	struct claims_link order;
+	char id[ID_LEN + 1];
+} retired_t;
+
+static void retired_forget(claims_t *c, retired_t *r)
+{
+	hmap_del(&c->retired, &r->node);
+	r->order.prev->next = r->order.next;
+	r->order.next->prev = r->order.prev;
+	free(r);
+}
+
+int claims_is_retired(const claims_t *c, const char *client_id)
+{
+	return hmap_get(&c->retired, client_id) != NULL;
+}
+
+void claims_retire(claims_t *c, const char *client_id, uint64_t now)
+{
+	if (!claims_is_retired(c, client_id)) {
+		if (c->retired.count >= CLAIMS_MAX_RETIRED)
+			retired_forget(c, container_of(c->retired_order.next, retired_t, order));
+		retired_t *r = calloc(1, sizeof(*r));
+		if (r == NULL)
+			abort();
+		snprintf(r->id, sizeof(r->id), "%s", client_id);
+		hmap_put(&c->retired, &r->node, r->id);
+		r->order.prev = c->retired_order.prev;
+		r->order.next = &c->retired_order;
+		c->retired_order.prev->next = &r->order;
+		c->retired_order.prev = &r->order;
+	}
+	/* Release everywhere. A release may tear a workspace down (and free
+	 * others it unblocks), so collect the ids first. */
+	size_t n = 0, cap = c->workspaces.count;
+	char(*ids)[ID_LEN + 1] = cap ? calloc(cap, sizeof(*ids)) : NULL;
+	hmap_node_t *node, *nxt;
+	hmap_foreach (&c->workspaces, node, nxt) {
+		claims_ws_t *ws = container_of(node, claims_ws_t, by_id);
+		if (n < cap && claims_find_client(ws, client_id) != NULL)
+			snprintf(ids[n++], ID_LEN + 1, "%s", ws->id);
+	}
+	for (size_t i = 0; i < n; i++)
+		claims_release(c, ids[i], client_id, now);
+	free(ids);
+}
+
 void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 {
 	if (ws->state != WS_STARTING && ws->state != WS_RESTARTING)
@@ -409,9 +480,57 @@ void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 	maybe_teardown(c, ws, "no client left", now);
 }
 
-void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+/* Crashes of ws within the crash window, counting one at now. */
+static unsigned recent_crashes(claims_t *c, claims_ws_t *ws, uint64_t now)
+{
+	unsigned limit = c->cfg.crash_limit, n = 0;
+	ws->crashes[ws->ncrashes++ % limit] = now;
+	for (unsigned i = 0; i < limit && i < ws->ncrashes; i++)
+		if (now - ws->crashes[i] < c->cfg.crash_window_ms)
+			n++;
+	return n;
+}
+
+/* A live workspace lost its worker (it exited, or a restart could not
+ * spawn): restart it after a backoff, or give up on a crash loop. */
+static void crashed(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
 {
 	char msg[320];
+	if (c->cfg.crash_limit == 0) {
+		snprintf(msg, sizeof(msg), "worker exited: %s", reason);
+		teardown(c, ws, msg, now);
+		return;
+	}
+	unsigned n = recent_crashes(c, ws, now);
+	if (n >= c->cfg.crash_limit) {
+		snprintf(msg, sizeof(msg), "crash loop: %u crashes within %llu ms, last: %s", n,
+			 (unsigned long long)c->cfg.crash_window_ms, reason);
+		ws->failed = 1;
+		teardown(c, ws, msg, now);
+		return;
+	}
+	uint64_t delay = c->cfg.restart_min_ms;
+	for (unsigned i = 1; i < n && delay < c->cfg.restart_max_ms; i++)
+		delay *= 2;
+	if (delay > c->cfg.restart_max_ms)
+		delay = c->cfg.restart_max_ms;
+	ws->state = WS_RESTARTING;
+	if (c->fx.restarting != NULL)
+		c->fx.restarting(c->fx.ud, ws, reason);
+	timer_arm_in(c, &ws->restart, CLAIMS_T_RESTART, now, delay);
+}
+
+static void restart_due(claims_t *c, claims_ws_t *ws, uint64_t now)
+{
+	char err[256] = "";
+	if (c->fx.spawn(c->fx.ud, ws, err, sizeof(err)) == 0)
+		ws->worker_live = 1;
+	else
+		crashed(c, ws, err, now);
+}
+
+void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
+{
 	ws->worker_live = 0;
 	switch (ws->state) {
 	case WS_CLOSING:
@@ -421,8 +540,7 @@ void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint
 		fail_start(c, ws, reason, now);
 		break;
 	default:
-		snprintf(msg, sizeof(msg), "worker exited: %s", reason);
-		teardown(c, ws, msg, now);
+		crashed(c, ws, reason, now);
 		break;
 	}
 }
@@ -470,6 +588,10 @@ void claims_expire(claims_t *c, uint64_t now)
 				c->fx.exit(c->fx.ud);
 				continue;
 			}
+			if (k == CLAIMS_T_RESTART) {
+				restart_due(c, container_of(t, claims_ws_t, restart), now);
+				continue;
+			}
 			claims_client_t *cl = container_of(t, claims_client_t, hold);
 			claims_ws_t *ws = cl->ws;
 			const char *why =
@@ -487,8 +609,11 @@ claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx)
 		abort();
 	c->cfg = *cfg;
 	c->fx = *fx;
+	if (c->cfg.crash_limit > CLAIMS_MAX_CRASHES)
+		c->cfg.crash_limit = CLAIMS_MAX_CRASHES;
 	for (int k = 0; k < CLAIMS_T_NKINDS; k++)
 		c->timers[k].prev = c->timers[k].next = &c->timers[k];
+	c->retired_order.prev = c->retired_order.next = &c->retired_order;
 	return c;
 }
 
@@ -501,5 +626,8 @@ void claims_free(claims_t *c)
 	hmap_free(&c->workspaces);
 	hmap_free(&c->index);
 	hmap_free(&c->closing);
+	while (c->retired_order.next != &c->retired_order)
+		retired_forget(c, container_of(c->retired_order.next, retired_t, order));
+	hmap_free(&c->retired);
 	free(c);
 }

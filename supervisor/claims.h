@@ -21,7 +21,9 @@
 #include "common/hmap.h"
 #include "common/id.h"
 
-#define CLAIMS_NEVER UINT64_MAX
+#define CLAIMS_NEVER	   UINT64_MAX
+#define CLAIMS_MAX_CRASHES 16	 /* crash_limit is clamped to this */
+#define CLAIMS_MAX_RETIRED 65536 /* past this, the oldest retired ids are forgotten */
 
 typedef enum claims_ws_state {
 	WS_STARTING,   /* worker spawned (or waiting to be), not ready yet */
@@ -63,11 +65,15 @@ struct claims_ws {
 	char **env;	/* as sent */
 	size_t nenv;
 	claims_ws_state_t state;
-	hmap_t clients;	    /* claims_client_t by id; refcount = clients.count */
-	unsigned streams;   /* sum of the clients' streams */
-	unsigned waiters;   /* creates waiting for ready: keep a STARTING ws alive */
-	int worker_live;    /* spawn succeeded and the exit is not reported yet */
-	int spawn_deferred; /* waiting for the previous worker of key to exit */
+	hmap_t clients;			      /* claims_client_t by id; refcount = clients.count */
+	unsigned streams;		      /* sum of the clients' streams */
+	unsigned waiters;		      /* creates waiting for ready: keep a STARTING ws alive */
+	int worker_live;		      /* spawn succeeded and the exit is not reported yet */
+	int spawn_deferred;		      /* waiting for the previous worker of key to exit */
+	int failed;			      /* torn down for a crash loop */
+	claims_timer_t restart;		      /* armed while RESTARTING waits out its backoff */
+	uint64_t crashes[CLAIMS_MAX_CRASHES]; /* times of recent crashes, a ring */
+	unsigned ncrashes;		      /* crashes seen in all */
 	void *shell;
 };
 
@@ -95,6 +101,8 @@ typedef struct claims_effects {
 	void (*stop)(void *ud, claims_ws_t *ws, const char *reason);
 	/* ws is about to be freed: release ws->shell. */
 	void (*ws_free)(void *ud, claims_ws_t *ws);
+	/* ws's worker crashed; a new one starts after the backoff. */
+	void (*restarting)(void *ud, claims_ws_t *ws, const char *reason);
 	/* A duplicate create's flags differ from the first creator's. */
 	void (*mismatch)(void *ud, const claims_ws_t *ws, const claims_create_t *req);
 	/* Time to exit: idle timeout passed, or a shutdown finished. */
@@ -105,16 +113,25 @@ typedef struct claims_config {
 	uint64_t create_grace_ms;
 	uint64_t detach_grace_ms; /* 0: no reconnect window */
 	uint64_t idle_ms;	  /* 0: exit as soon as the last workspace is gone */
+	/* Restarts of crashed workers: the delay doubles from restart_min_ms to
+	 * restart_max_ms; crash_limit crashes within crash_window_ms mark the
+	 * workspace failed. crash_limit 0: a crash closes the workspace. */
+	uint64_t restart_min_ms, restart_max_ms, crash_window_ms;
+	unsigned crash_limit;
 } claims_config_t;
 
-enum { CLAIMS_T_CREATE, CLAIMS_T_DETACH, CLAIMS_T_IDLE, CLAIMS_T_NKINDS };
+enum { CLAIMS_T_CREATE, CLAIMS_T_DETACH, CLAIMS_T_IDLE, CLAIMS_T_RESTART, CLAIMS_T_NKINDS };
 
 typedef struct claims {
 	claims_config_t cfg;
 	claims_effects_t fx;
-	hmap_t workspaces;			/* by id, every state */
-	hmap_t index;				/* by key, not closing */
-	hmap_t closing;				/* by key, closing with a live worker */
+	hmap_t workspaces; /* by id, every state */
+	hmap_t index;	   /* by key, not closing */
+	hmap_t closing;	   /* by key, closing with a live worker */
+	hmap_t retired;	   /* retired client ids */
+	struct claims_link {
+		struct claims_link *prev, *next;
+	} retired_order;			/* oldest first, to forget past CLAIMS_MAX_RETIRED */
 	claims_timer_t timers[CLAIMS_T_NKINDS]; /* list heads (sentinels) */
 	claims_timer_t idle;
 	int stopping; /* no more creates: exit decided or shutdown under way */
@@ -131,6 +148,7 @@ enum claims_result {
 	CLAIMS_ESTOPPING = -1, /* 503 */
 	CLAIMS_EFAILED = -2,   /* 500; err holds the reason */
 	CLAIMS_ENOTFOUND = -3, /* 404 */
+	CLAIMS_ERETIRED = -4,  /* 409: the client retired */
 };
 
 /*
@@ -144,18 +162,27 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 /* A waiting create went away before its answer (client disconnected). */
 void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now);
 
-/* An event stream opens: CLAIMS_OK with *out, or CLAIMS_ENOTFOUND when the
- * workspace is unknown or closing (then nothing of the client is kept). */
+/* An event stream opens: CLAIMS_OK with *out, CLAIMS_ERETIRED, or
+ * CLAIMS_ENOTFOUND when the workspace is unknown or closing (then nothing
+ * of the client is kept). */
 int claims_attach(claims_t *c, const char *ws_id, const char *client_id, claims_ws_t **out);
 /* An event stream closed, for any reason. No-op if unknown/closing. */
 void claims_detach(claims_t *c, const char *ws_id, const char *client_id, uint64_t now);
 /* DELETE /v1/workspaces/{id}?client_id=: idempotent no-op when unknown. */
 void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint64_t now);
 
+/* DELETE /v1/clients/{id}: releases the client's claims everywhere (as
+ * claims_release does) and refuses its later creates and attaches. */
+void claims_retire(claims_t *c, const char *client_id, uint64_t now);
+int claims_is_retired(const claims_t *c, const char *client_id);
+
 /* The worker said ready. */
 void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now);
 /* ws's worker was reaped (or could not be started); reason is for logs and
- * for failing creates still waiting on it. */
+ * for failing creates still waiting on it. A live workspace's worker is
+ * restarted (restarting effect, then spawn after the backoff) unless it
+ * crashed crash_limit times within the window: then it fails (ws->failed)
+ * and is torn down. */
 void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now);
 
 /* Graceful stop: every workspace closes; exit effect once all are gone. */

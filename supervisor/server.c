@@ -68,8 +68,9 @@ void server_on_worker_ready(sv_ws_t *sws)
 {
 	char pidstr[16];
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)sws->pid);
-	log_info("Worker ready", "workspace_id", sws->ws->id, "pid", pidstr, NULL);
-	server_publish_workspace(sws, "ready", NULL);
+	int restarted = sws->ws->state == WS_RESTARTING;
+	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", sws->ws->id, "pid", pidstr, NULL);
+	server_publish_workspace(sws, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(g_srv->claims, sws->ws, server_now());
 }
 
@@ -117,13 +118,23 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 {
 	(void)ud;
 	sv_ws_t *sws = ws->shell;
-	log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
-	server_publish_workspace(sws, "closing", reason);
+	if (ws->failed)
+		log_error("Workspace failed", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+	else
+		log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+	server_publish_workspace(sws, ws->failed ? "failed" : "closing", reason);
 	while (!h2o_linklist_is_empty(&sws->streams))
 		stream_end(H2O_STRUCT_FROM_MEMBER(stream_t, link, sws->streams.next));
 	http_answer_waiters(sws, "workspace closed");
 	if (sws->proc != NULL)
 		proc_stop(sws->proc);
+}
+
+static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
+{
+	(void)ud;
+	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+	server_publish_workspace(ws->shell, "restarting", reason);
 }
 
 static void fx_ws_free(void *ud, claims_ws_t *ws)
@@ -326,7 +337,15 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		h2o_socket_read_start(s->listen_socks[i], on_accept);
 	}
 
-	claims_config_t cc = {opts->create_grace_ms, opts->detach_grace_ms, opts->idle_ms};
+	claims_config_t cc = {
+		.create_grace_ms = opts->create_grace_ms,
+		.detach_grace_ms = opts->detach_grace_ms,
+		.idle_ms = opts->idle_ms,
+		.restart_min_ms = WORKER_RESTART_MIN_MS,
+		.restart_max_ms = WORKER_RESTART_MAX_MS,
+		.crash_window_ms = WORKER_CRASH_WINDOW_MS,
+		.crash_limit = WORKER_CRASH_LIMIT,
+	};
 	claims_effects_t fx = {
 	    .ud = s,
 	    .ws_new = fx_ws_new,
@@ -334,7 +353,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .answer = fx_answer,
 	    .stop = fx_stop,
 	    .ws_free = fx_ws_free,
-	    .mismatch = fx_mismatch,
+	    		.restarting = fx_restarting,
+		.mismatch = fx_mismatch,
 	    .exit = fx_exit,
 	};
 	s->claims = claims_new(&cc, &fx);

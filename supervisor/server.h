@@ -58,6 +58,12 @@ typedef struct server {
 extern server_t *g_srv;
 
 #define WORKER_START_TIMEOUT_MS 10000
+/* Crashed workers restart after 100 ms, doubling to 5 s; 5 crashes within
+ * 30 s mark the workspace failed. */
+#define WORKER_RESTART_MIN_MS 100
+#define WORKER_RESTART_MAX_MS 5000
+#define WORKER_CRASH_WINDOW_MS 30000
+#define WORKER_CRASH_LIMIT 5
 #define STREAM_KEEPALIVE_MS	15000
 
 /* Monotonic milliseconds: the clock handed to claims. */

@@ -15,7 +15,7 @@
 
 #include "supervisor/claims.h"
 
-#define T0 10000u
+#define T0    10000u
 #define GRACE 1000u /* create grace of most tests */
 
 static const char *const CA = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa";
@@ -32,8 +32,8 @@ enum { EV_WS_NEW, EV_SPAWN, EV_ANSWER, EV_STOP, EV_WS_FREE, EV_MISMATCH, EV_EXIT
 typedef struct rec {
 	int kind;
 	char ws[ID_LEN + 1];
-	char text[320]; /* answer error / stop reason / mismatch data_dir */
-	int null_text;  /* answer(NULL) */
+	char text[320];	 /* answer error / stop reason / mismatch data_dir */
+	int null_text;	 /* answer(NULL) */
 	int worker_live; /* at stop */
 } rec_t;
 
@@ -41,7 +41,7 @@ typedef struct fake {
 	claims_t *c;
 	rec_t log[128];
 	size_t nlog;
-	int spawn_rc;          /* what spawn returns */
+	int spawn_rc;	       /* what spawn returns */
 	const char *spawn_err; /* reason written on failure */
 	struct {
 		char key[64];
@@ -142,16 +142,16 @@ static void fx_exit(void *ud)
 static fake_t *start(uint64_t create_ms, uint64_t detach_ms, uint64_t idle_ms)
 {
 	fake_t *f = calloc(1, sizeof(*f));
-	claims_config_t cfg = {create_ms, detach_ms, idle_ms};
+	claims_config_t cfg = {create_ms, detach_ms, idle_ms, 0, 0, 0, 0}; /* crash_limit 0: no restarts */
 	claims_effects_t fx = {
-		.ud = f,
-		.ws_new = fx_ws_new,
-		.spawn = fx_spawn,
-		.answer = fx_answer,
-		.stop = fx_stop,
-		.ws_free = fx_ws_free,
-		.mismatch = fx_mismatch,
-		.exit = fx_exit,
+	    .ud = f,
+	    .ws_new = fx_ws_new,
+	    .spawn = fx_spawn,
+	    .answer = fx_answer,
+	    .stop = fx_stop,
+	    .ws_free = fx_ws_free,
+	    .mismatch = fx_mismatch,
+	    .exit = fx_exit,
 	};
 
 	assert_non_null(f);
@@ -1283,50 +1283,50 @@ static void test_next_deadline_is_the_earliest_armed_timer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_register_twice_by_one_client_keeps_one_held_claim),
-		cmocka_unit_test(test_create_again_after_ready_is_idempotent_and_rearms_the_hold),
-		cmocka_unit_test(test_create_by_an_attached_client_leaves_its_stream_claim_alone),
-		cmocka_unit_test(test_attach_consumes_the_create_hold),
-		cmocka_unit_test(test_attach_without_prior_create_installs_a_stream_claim),
-		cmocka_unit_test(test_duplicate_streams_of_one_client_count_until_the_last_detach),
-		cmocka_unit_test(test_last_detach_tears_down_and_server_exits_after_the_reap),
-		cmocka_unit_test(test_create_hold_expiry_tears_down),
-		cmocka_unit_test(test_release_without_streams_removes_claim_and_is_idempotent),
-		cmocka_unit_test(test_release_with_active_stream_ends_claim_at_last_detach_without_grace),
-		cmocka_unit_test(test_release_before_any_claim_is_a_noop_then_attach_counts),
-		cmocka_unit_test(test_attach_after_releasing_the_last_claim_is_not_found),
-		cmocka_unit_test(test_attach_after_release_on_a_shared_workspace_makes_a_fresh_entry),
-		cmocka_unit_test(test_second_client_keeps_the_workspace_alive),
-		cmocka_unit_test(test_unknown_workspace_or_client_makes_release_and_detach_noops),
-		cmocka_unit_test(test_attach_just_before_the_hold_deadline_beats_the_expiry),
-		cmocka_unit_test(test_hold_expiry_before_attach_refuses_the_attach_whole),
-		cmocka_unit_test(test_attach_after_teardown_is_not_found_and_leaves_nothing),
-		cmocka_unit_test(test_attach_before_teardown_keeps_the_workspace),
-		cmocka_unit_test(test_parallel_creates_for_one_key_converge_on_one_worker),
-		cmocka_unit_test(test_first_create_wins_flags_env_and_path),
-		cmocka_unit_test(test_mismatch_is_reported_for_each_differing_flag_only),
-		cmocka_unit_test(test_unsent_data_dir_matches_unsent_data_dir),
-		cmocka_unit_test(test_different_keys_get_different_workspaces),
-		cmocka_unit_test(test_detach_grace_holds_the_claim_until_it_expires),
-		cmocka_unit_test(test_reattach_within_the_detach_grace_cancels_it),
-		cmocka_unit_test(test_create_during_the_detach_grace_rearms_a_full_create_grace),
-		cmocka_unit_test(test_zero_detach_grace_removes_the_claim_at_once),
-		cmocka_unit_test(test_starts_with_no_workspace_and_no_deadline),
-		cmocka_unit_test(test_idle_timer_starts_only_after_the_last_worker_exit),
-		cmocka_unit_test(test_create_during_the_idle_window_cancels_the_exit),
-		cmocka_unit_test(test_recreate_while_closing_defers_the_spawn_until_the_old_worker_exits),
-		cmocka_unit_test(test_deferred_workspace_torn_down_is_freed_without_a_stop_wait),
-		cmocka_unit_test(test_deferred_spawn_failure_fails_the_waiting_creates),
-		cmocka_unit_test(test_worker_exit_before_ready_fails_every_waiter_and_leaves_nothing),
-		cmocka_unit_test(test_spawn_failure_fails_the_create_and_leaves_nothing),
-		cmocka_unit_test(test_worker_crash_while_ready_closes_the_workspace),
-		cmocka_unit_test(test_shutdown_stops_everything_and_exits_after_the_last_reap),
-		cmocka_unit_test(test_shutdown_with_nothing_running_exits_at_once),
-		cmocka_unit_test(test_waiters_keep_a_starting_workspace_alive_past_the_create_grace),
-		cmocka_unit_test(test_create_grace_counts_from_the_ready_answer),
-		cmocka_unit_test(test_unwait_of_one_waiter_keeps_a_claimed_workspace),
-		cmocka_unit_test(test_expire_runs_every_due_timer_in_one_call),
-		cmocka_unit_test(test_next_deadline_is_the_earliest_armed_timer),
+	    cmocka_unit_test(test_register_twice_by_one_client_keeps_one_held_claim),
+	    cmocka_unit_test(test_create_again_after_ready_is_idempotent_and_rearms_the_hold),
+	    cmocka_unit_test(test_create_by_an_attached_client_leaves_its_stream_claim_alone),
+	    cmocka_unit_test(test_attach_consumes_the_create_hold),
+	    cmocka_unit_test(test_attach_without_prior_create_installs_a_stream_claim),
+	    cmocka_unit_test(test_duplicate_streams_of_one_client_count_until_the_last_detach),
+	    cmocka_unit_test(test_last_detach_tears_down_and_server_exits_after_the_reap),
+	    cmocka_unit_test(test_create_hold_expiry_tears_down),
+	    cmocka_unit_test(test_release_without_streams_removes_claim_and_is_idempotent),
+	    cmocka_unit_test(test_release_with_active_stream_ends_claim_at_last_detach_without_grace),
+	    cmocka_unit_test(test_release_before_any_claim_is_a_noop_then_attach_counts),
+	    cmocka_unit_test(test_attach_after_releasing_the_last_claim_is_not_found),
+	    cmocka_unit_test(test_attach_after_release_on_a_shared_workspace_makes_a_fresh_entry),
+	    cmocka_unit_test(test_second_client_keeps_the_workspace_alive),
+	    cmocka_unit_test(test_unknown_workspace_or_client_makes_release_and_detach_noops),
+	    cmocka_unit_test(test_attach_just_before_the_hold_deadline_beats_the_expiry),
+	    cmocka_unit_test(test_hold_expiry_before_attach_refuses_the_attach_whole),
+	    cmocka_unit_test(test_attach_after_teardown_is_not_found_and_leaves_nothing),
+	    cmocka_unit_test(test_attach_before_teardown_keeps_the_workspace),
+	    cmocka_unit_test(test_parallel_creates_for_one_key_converge_on_one_worker),
+	    cmocka_unit_test(test_first_create_wins_flags_env_and_path),
+	    cmocka_unit_test(test_mismatch_is_reported_for_each_differing_flag_only),
+	    cmocka_unit_test(test_unsent_data_dir_matches_unsent_data_dir),
+	    cmocka_unit_test(test_different_keys_get_different_workspaces),
+	    cmocka_unit_test(test_detach_grace_holds_the_claim_until_it_expires),
+	    cmocka_unit_test(test_reattach_within_the_detach_grace_cancels_it),
+	    cmocka_unit_test(test_create_during_the_detach_grace_rearms_a_full_create_grace),
+	    cmocka_unit_test(test_zero_detach_grace_removes_the_claim_at_once),
+	    cmocka_unit_test(test_starts_with_no_workspace_and_no_deadline),
+	    cmocka_unit_test(test_idle_timer_starts_only_after_the_last_worker_exit),
+	    cmocka_unit_test(test_create_during_the_idle_window_cancels_the_exit),
+	    cmocka_unit_test(test_recreate_while_closing_defers_the_spawn_until_the_old_worker_exits),
+	    cmocka_unit_test(test_deferred_workspace_torn_down_is_freed_without_a_stop_wait),
+	    cmocka_unit_test(test_deferred_spawn_failure_fails_the_waiting_creates),
+	    cmocka_unit_test(test_worker_exit_before_ready_fails_every_waiter_and_leaves_nothing),
+	    cmocka_unit_test(test_spawn_failure_fails_the_create_and_leaves_nothing),
+	    cmocka_unit_test(test_worker_crash_while_ready_closes_the_workspace),
+	    cmocka_unit_test(test_shutdown_stops_everything_and_exits_after_the_last_reap),
+	    cmocka_unit_test(test_shutdown_with_nothing_running_exits_at_once),
+	    cmocka_unit_test(test_waiters_keep_a_starting_workspace_alive_past_the_create_grace),
+	    cmocka_unit_test(test_create_grace_counts_from_the_ready_answer),
+	    cmocka_unit_test(test_unwait_of_one_waiter_keeps_a_claimed_workspace),
+	    cmocka_unit_test(test_expire_runs_every_due_timer_in_one_call),
+	    cmocka_unit_test(test_next_deadline_is_the_earliest_armed_timer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
