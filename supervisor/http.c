@@ -305,6 +305,8 @@ static int on_create(h2o_req_t *req)
 	}
 	case CLAIMS_ESTOPPING:
 		return send_error(req, 503, "server is shutting down");
+	case CLAIMS_ERETIRED:
+		return send_error(req, 409, "client is retired");
 	default: {
 		char msg2[320];
 		snprintf(msg2, sizeof(msg2), "worker failed to start: %s", err);
@@ -330,9 +332,47 @@ static int on_events(h2o_req_t *req, const char *id)
 	if (query_client_id(req, client_id) != 0)
 		return 0;
 	claims_ws_t *ws;
-	if (claims_attach(g_srv->claims, id, client_id, &ws) != CLAIMS_OK)
+	switch (claims_attach(g_srv->claims, id, client_id, &ws)) {
+	case CLAIMS_OK:
+		break;
+	case CLAIMS_ERETIRED:
+		return send_error(req, 409, "client is retired");
+	default:
 		return send_error(req, 404, "workspace not found");
+	}
 	stream_open(req, ws->shell, client_id);
+	return 0;
+}
+
+/* DELETE /v1/clients/{client_id}: retire the client (upstream-later). */
+static int on_retire(h2o_req_t *req, const char *raw)
+{
+	char client_id[ID_LEN + 1];
+	if (id_parse(raw, strlen(raw), client_id) != 0)
+		return send_error(req, 400, "invalid client_id");
+	log_info("Client retired", "client_id", client_id, NULL);
+	claims_retire(g_srv->claims, client_id, server_now());
+	send_empty(req);
+	return 0;
+}
+
+/* POST /v1/control {"command": "shutdown_if_idle" | "shutdown"}: both
+ * are conditional, as upstream: 409 while any workspace is live. */
+static int on_control(h2o_req_t *req)
+{
+	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+	json_t *cmd = json_is_object(body) ? json_object_get(body, "command") : NULL;
+	const char *c = json_is_string(cmd) ? json_string_value(cmd) : NULL;
+	int known = c != NULL && (strcmp(c, "shutdown_if_idle") == 0 || strcmp(c, "shutdown") == 0);
+	json_decref(body); /* c and cmd die with it */
+	if (c == NULL)
+		return send_error(req, 400, "failed to decode request");
+	if (!known)
+		return send_error(req, 400, "unknown command");
+	if (g_srv->claims->index.count > 0)
+		return send_error(req, 409, "workspaces are live");
+	send_empty(req);
+	server_begin_shutdown(g_srv, "control");
 	return 0;
 }
 
@@ -404,6 +444,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (h2o_memis(rest, rlen, H2O_STRLIT("/events")))
 			return m == M_GET ? on_events(req, id) : not_allowed(req, "GET");
 	}
+	if (h2o_memis(p, len, H2O_STRLIT("/v1/control")))
+		return m == M_POST ? on_control(req) : not_allowed(req, "POST");
+	if ((rest = segment(p, len, "/v1/clients/", id, sizeof(id))) != NULL && rest == p + len)
+		return m == M_DELETE ? on_retire(req, id) : not_allowed(req, "DELETE");
 	return send_error(req, 404, "not found");
 }
 
