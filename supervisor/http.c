@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -326,10 +327,46 @@ static int on_delete(h2o_req_t *req, const char *id)
 	return 0;
 }
 
+/* Last-Event-ID (header, or last_event_id in the query): 1 and *after
+ * when given, 0 when not, -1 (after a 400) when not a number. */
+static int last_event_id(h2o_req_t *req, uint64_t *after)
+{
+	char raw[32];
+	int n = -1;
+	ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
+	if (h >= 0) {
+		h2o_iovec_t v = req->headers.entries[h].value;
+		if (v.len < sizeof(raw)) {
+			memcpy(raw, v.base, v.len);
+			n = (int)v.len;
+			raw[n] = '\0';
+		} else {
+			n = 0, raw[0] = 'x', raw[1] = '\0';
+		}
+	} else {
+		n = query_param(req, "last_event_id", raw, sizeof(raw));
+	}
+	if (n < 0)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(raw, &end, 10);
+	if (raw[0] < '0' || raw[0] > '9' || *end != '\0' || errno != 0) {
+		send_error(req, 400, "invalid last_event_id");
+		return -1;
+	}
+	*after = v;
+	return 1;
+}
+
 static int on_events(h2o_req_t *req, const char *id)
 {
 	char client_id[ID_LEN + 1];
+	uint64_t after = 0;
+	int resume;
 	if (query_client_id(req, client_id) != 0)
+		return 0;
+	if ((resume = last_event_id(req, &after)) < 0)
 		return 0;
 	claims_ws_t *ws;
 	switch (claims_attach(g_srv->claims, id, client_id, &ws)) {
@@ -340,7 +377,7 @@ static int on_events(h2o_req_t *req, const char *id)
 	default:
 		return send_error(req, 404, "workspace not found");
 	}
-	stream_open(req, ws->shell, client_id);
+	stream_open(req, ws->shell, client_id, resume, after);
 	return 0;
 }
 

@@ -40,6 +40,7 @@ void server_publish(sv_ws_t *sws, const char *json, size_t len)
 	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++sws->last_event_id);
 	buf_append(b, json, len);
 	buf_append(b, "\n\n", 2);
+	replay_add(&sws->replay, sws->last_event_id, buf_data(b), buf_size(b));
 	/* Every stream gets the same bytes in the same order. A stream may
 	 * leave the list while we walk it (slow reader), never another one. */
 	h2o_linklist_t *l = sws->streams.next;
@@ -69,7 +70,8 @@ void server_on_worker_ready(sv_ws_t *sws)
 	char pidstr[16];
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)sws->pid);
 	int restarted = sws->ws->state == WS_RESTARTING;
-	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", sws->ws->id, "pid", pidstr, NULL);
+	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", sws->ws->id, "pid", pidstr,
+		 NULL);
 	server_publish_workspace(sws, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(g_srv->claims, sws->ws, server_now());
 }
@@ -119,9 +121,11 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 	(void)ud;
 	sv_ws_t *sws = ws->shell;
 	if (ws->failed)
-		log_error("Workspace failed", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+		log_error("Workspace failed", "workspace_id", ws->id, "path", ws->key, "reason", reason,
+			  NULL);
 	else
-		log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+		log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason,
+			 NULL);
 	server_publish_workspace(sws, ws->failed ? "failed" : "closing", reason);
 	while (!h2o_linklist_is_empty(&sws->streams))
 		stream_end(H2O_STRUCT_FROM_MEMBER(stream_t, link, sws->streams.next));
@@ -133,7 +137,8 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
 {
 	(void)ud;
-	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason, NULL);
+	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason,
+		 NULL);
 	server_publish_workspace(ws->shell, "restarting", reason);
 }
 
@@ -143,6 +148,7 @@ static void fx_ws_free(void *ud, claims_ws_t *ws)
 	sv_ws_t *sws = ws->shell;
 	if (sws->proc != NULL)
 		sws->proc->owner = NULL; /* still reaped, reported to no one */
+	replay_free(&sws->replay);
 	free(sws);
 	ws->shell = NULL;
 }
@@ -338,13 +344,13 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	claims_config_t cc = {
-		.create_grace_ms = opts->create_grace_ms,
-		.detach_grace_ms = opts->detach_grace_ms,
-		.idle_ms = opts->idle_ms,
-		.restart_min_ms = WORKER_RESTART_MIN_MS,
-		.restart_max_ms = WORKER_RESTART_MAX_MS,
-		.crash_window_ms = WORKER_CRASH_WINDOW_MS,
-		.crash_limit = WORKER_CRASH_LIMIT,
+	    .create_grace_ms = opts->create_grace_ms,
+	    .detach_grace_ms = opts->detach_grace_ms,
+	    .idle_ms = opts->idle_ms,
+	    .restart_min_ms = WORKER_RESTART_MIN_MS,
+	    .restart_max_ms = WORKER_RESTART_MAX_MS,
+	    .crash_window_ms = WORKER_CRASH_WINDOW_MS,
+	    .crash_limit = WORKER_CRASH_LIMIT,
 	};
 	claims_effects_t fx = {
 	    .ud = s,
@@ -353,8 +359,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .answer = fx_answer,
 	    .stop = fx_stop,
 	    .ws_free = fx_ws_free,
-	    		.restarting = fx_restarting,
-		.mismatch = fx_mismatch,
+	    .restarting = fx_restarting,
+	    .mismatch = fx_mismatch,
 	    .exit = fx_exit,
 	};
 	s->claims = claims_new(&cc, &fx);

@@ -17,6 +17,7 @@
 #include "supervisor/claims.h"
 #include "supervisor/listen.h"
 #include "supervisor/options.h"
+#include "supervisor/replay.h"
 
 struct proc;
 
@@ -27,7 +28,8 @@ typedef struct sv_ws {
 	struct proc *proc;	/* live worker process, or NULL */
 	h2o_linklist_t streams; /* stream_t.link */
 	h2o_linklist_t waiters; /* creates waiting for ready (http.c) */
-	uint64_t last_event_id; /* ids increase per workspace */
+	uint64_t last_event_id; /* ids increase per workspace, across restarts */
+	replay_t replay;	/* recent events, for Last-Event-ID */
 	pid_t pid;		/* current (or last) worker pid, 0 before */
 	char created_at[32];	/* RFC 3339, UTC */
 } sv_ws_t;
@@ -60,11 +62,11 @@ extern server_t *g_srv;
 #define WORKER_START_TIMEOUT_MS 10000
 /* Crashed workers restart after 100 ms, doubling to 5 s; 5 crashes within
  * 30 s mark the workspace failed. */
-#define WORKER_RESTART_MIN_MS 100
-#define WORKER_RESTART_MAX_MS 5000
+#define WORKER_RESTART_MIN_MS  100
+#define WORKER_RESTART_MAX_MS  5000
 #define WORKER_CRASH_WINDOW_MS 30000
-#define WORKER_CRASH_LIMIT 5
-#define STREAM_KEEPALIVE_MS	15000
+#define WORKER_CRASH_LIMIT     5
+#define STREAM_KEEPALIVE_MS    15000
 
 /* Monotonic milliseconds: the clock handed to claims. */
 uint64_t server_now(void);

@@ -112,7 +112,26 @@ static void on_dispose(void *p)
 		claims_detach(g_srv->claims, st->ws_id, st->client_id, server_now());
 }
 
-void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id)
+static void push_cb(void *ud, const char *data, size_t len)
+{
+	stream_push(ud, data, len);
+}
+
+/* Tells a resuming client that events it missed are gone: it must
+ * resynchronise. No id: it is this stream's, not the workspace's. */
+static void push_gap(stream_t *st, sv_ws_t *sws, uint64_t after)
+{
+	char buf[512];
+	int n = snprintf(
+	    buf, sizeof(buf),
+	    "data: {\"type\":\"workspace\",\"payload\":{\"type\":\"gap\",\"workspace_id\":\"%s\","
+	    "\"pid\":%d,\"reason\":\"events after %llu are no longer buffered (oldest held: %llu)\"}}\n\n",
+	    sws->ws->id, (int)sws->pid, (unsigned long long)after,
+	    (unsigned long long)replay_oldest(&sws->replay));
+	stream_push(st, buf, (size_t)n);
+}
+
+void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume, uint64_t after)
 {
 	stream_t *st = h2o_mem_alloc_shared(&req->pool, sizeof(*st), on_dispose);
 	memset(st, 0, sizeof(*st));
@@ -137,6 +156,11 @@ void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id)
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
 	stream_push(st, ": connected\n\n", 13);
+	if (resume) {
+		if (replay_gap(&sws->replay, after, sws->last_event_id))
+			push_gap(st, sws, after);
+		replay_since(&sws->replay, after, sws->last_event_id, push_cb, st);
+	}
 }
 
 void stream_push(stream_t *st, const char *data, size_t len)

@@ -16,8 +16,10 @@
 #include "common/id.h"
 #include "supervisor/server.h"
 
-/* A stream whose unsent bytes pass this is ended by the server. */
-#define STREAM_MAX_PENDING (4u << 20)
+/* A stream whose unsent bytes pass this is ended by the server; the client
+ * resumes with Last-Event-ID from the workspace's replay buffer, which is
+ * kept larger (REPLAY_MAX_BYTES) so what was cut is still there. */
+#define STREAM_MAX_PENDING (1u << 20)
 
 typedef struct stream {
 	h2o_generator_t gen;
@@ -38,8 +40,9 @@ typedef struct stream {
 } stream_t;
 
 /* Starts the response (headers go out at once) for a stream the claims
- * core already attached. */
-void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id);
+ * core already attached. With resume, first replays what followed event
+ * `after` (preceded by a workspace "gap" event when some is gone). */
+void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume, uint64_t after);
 /* Queues bytes (already SSE-framed). */
 void stream_push(stream_t *st, const char *data, size_t len);
 /* Detaches from the workspace without touching claims, then finishes the
