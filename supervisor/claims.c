@@ -445,8 +445,8 @@ void claims_retire(claims_t *c, const char *client_id, uint64_t now)
 		c->retired_order.prev->next = &r->order;
 		c->retired_order.prev = &r->order;
 	}
-	/* Release everywhere. A release may tear a workspace down (and free
-	 * others it unblocks), so collect the ids first. */
+	/* Remove its entries everywhere, streams included. A removal may tear
+	 * a workspace down (and free others), so collect the ids first. */
 	size_t n = 0, cap = c->workspaces.count;
 	char(*ids)[ID_LEN + 1] = cap ? calloc(cap, sizeof(*ids)) : NULL;
 	hmap_node_t *node, *nxt;
@@ -455,8 +455,15 @@ void claims_retire(claims_t *c, const char *client_id, uint64_t now)
 		if (n < cap && claims_find_client(ws, client_id) != NULL)
 			snprintf(ids[n++], ID_LEN + 1, "%s", ws->id);
 	}
-	for (size_t i = 0; i < n; i++)
-		claims_release(c, ids[i], client_id, now);
+	for (size_t i = 0; i < n; i++) {
+		claims_ws_t *ws = find_live(c, ids[i]);
+		claims_client_t *cl = ws ? claims_find_client(ws, client_id) : NULL;
+		if (cl == NULL)
+			continue;
+		ws->streams -= cl->streams; /* the shell ended them */
+		client_remove(cl);
+		maybe_teardown(c, ws, "last client retired", now);
+	}
 	free(ids);
 }
 

@@ -171,8 +171,9 @@ void claims_detach(claims_t *c, const char *ws_id, const char *client_id, uint64
 /* DELETE /v1/workspaces/{id}?client_id=: idempotent no-op when unknown. */
 void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint64_t now);
 
-/* DELETE /v1/clients/{id}: releases the client's claims everywhere (as
- * claims_release does) and refuses its later creates and attaches. */
+/* DELETE /v1/clients/{id}: removes the client's entries in every
+ * workspace, streams included (the shell ends those streams first), and
+ * refuses its later creates and attaches. Idempotent. */
 void claims_retire(claims_t *c, const char *client_id, uint64_t now);
 int claims_is_retired(const claims_t *c, const char *client_id);
 

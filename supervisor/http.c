@@ -388,6 +388,7 @@ static int on_retire(h2o_req_t *req, const char *raw)
 	if (id_parse(raw, strlen(raw), client_id) != 0)
 		return send_error(req, 400, "invalid client_id");
 	log_info("Client retired", "client_id", client_id, NULL);
+	stream_end_client(client_id);
 	claims_retire(g_srv->claims, client_id, server_now());
 	send_empty(req);
 	return 0;

@@ -50,6 +50,21 @@ int options_parse_secs(const char *s, uint64_t *ms)
 	return 0;
 }
 
+/* unix:///absolute/path or tcp://host:port with a numeric port. */
+static int url_ok(const char *url)
+{
+	if (strncmp(url, "unix://", 7) == 0)
+		return url[7] == '/' && strlen(url + 7) < 108;
+	if (strncmp(url, "tcp://", 6) != 0)
+		return 0;
+	const char *colon = strrchr(url + 6, ':');
+	if (colon == NULL || colon == url + 6 || colon[1] == '\0')
+		return 0;
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	return *end == '\0' && port > 0 && port < 65536;
+}
+
 static void default_host(options_t *o)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -119,7 +134,7 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 				fprintf(err, "crush-supervisor: at most %d listeners\n", OPTIONS_MAX_HOSTS);
 				goto bad;
 			}
-			if (strncmp(optarg, "unix://", 7) != 0 && strncmp(optarg, "tcp://", 6) != 0) {
+			if (!url_ok(optarg)) {
 				fprintf(err,
 					"crush-supervisor: --host %s: want unix:///path or tcp://host:port\n",
 					optarg);

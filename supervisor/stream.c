@@ -202,6 +202,16 @@ void stream_end(stream_t *st)
 	flush(st);
 }
 
+void stream_end_client(const char *client_id)
+{
+	server_t *s = g_srv;
+	for (h2o_linklist_t *l = s->all_streams.next; l != &s->all_streams; l = l->next) {
+		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
+		if (st->ws != NULL && strcmp(st->client_id, client_id) == 0)
+			stream_end(st);
+	}
+}
+
 void stream_keepalive_all(void)
 {
 	server_t *s = g_srv;

@@ -48,6 +48,8 @@ void stream_push(stream_t *st, const char *data, size_t len);
 /* Detaches from the workspace without touching claims, then finishes the
  * response once what is queued has gone out. */
 void stream_end(stream_t *st);
+/* Ends every stream of a retired client; claims drops its entries. */
+void stream_end_client(const char *client_id);
 /* Comment line on every stream with nothing in flight (keep-alive). */
 void stream_keepalive_all(void);
 

@@ -27,7 +27,7 @@ static const char *const NO_WS = "99999999-9999-4999-8999-999999999999";
 
 /* ---- the fake shell: a log of effects, plus invariant checks */
 
-enum { EV_WS_NEW, EV_SPAWN, EV_ANSWER, EV_STOP, EV_WS_FREE, EV_MISMATCH, EV_EXIT };
+enum { EV_WS_NEW, EV_SPAWN, EV_ANSWER, EV_STOP, EV_WS_FREE, EV_MISMATCH, EV_EXIT, EV_RESTARTING };
 
 typedef struct rec {
 	int kind;
@@ -134,6 +134,14 @@ static void fx_mismatch(void *ud, const claims_ws_t *ws, const claims_create_t *
 	snprintf(r->text, sizeof(r->text), "%s", req->data_dir);
 }
 
+static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
+{
+	rec_t *r = rec_add(ud, EV_RESTARTING, ws);
+
+	assert_int_equal(ws->state, WS_RESTARTING);
+	snprintf(r->text, sizeof(r->text), "%s", reason);
+}
+
 static void fx_exit(void *ud)
 {
 	rec_add(ud, EV_EXIT, NULL);
@@ -152,6 +160,7 @@ static fake_t *start(uint64_t create_ms, uint64_t detach_ms, uint64_t idle_ms)
 	    .ws_free = fx_ws_free,
 	    .mismatch = fx_mismatch,
 	    .exit = fx_exit,
+	    .restarting = fx_restarting,
 	};
 
 	assert_non_null(f);
@@ -1224,6 +1233,147 @@ static void test_create_grace_counts_from_the_ready_answer(void **state)
 	finish(f);
 }
 
+/* ---- faults: restarts, crash loops, retired clients */
+
+#define RMIN   100u
+#define RMAX   400u
+#define WINDOW 30000u
+
+static fake_t *start_restarting(unsigned limit)
+{
+	fake_t *f = start(GRACE, 0, 0);
+
+	f->c->cfg.restart_min_ms = RMIN;
+	f->c->cfg.restart_max_ms = RMAX;
+	f->c->cfg.crash_window_ms = WINDOW;
+	f->c->cfg.crash_limit = limit;
+	return f;
+}
+
+static void test_crash_restarts_in_place_after_a_doubling_backoff(void **state)
+{
+	fake_t *f = start_restarting(5);
+	claims_ws_t *ws = ready_ws(f, KA, CA, T0);
+	uint64_t t = T0, delays[] = {RMIN, 2 * RMIN, RMAX, RMAX};
+
+	(void)state;
+	attach_ok(f, ws, CA);
+	for (int i = 0; i < 4; i++) {
+		int spawns = count(f, EV_SPAWN, ws->id);
+		worker_exit(f, ws, "killed by signal KILL", t);
+		assert_int_equal(ws->state, WS_RESTARTING);
+		assert_string_equal(last(f, EV_RESTARTING)->text, "killed by signal KILL");
+		assert_int_equal(claims_next_deadline(f->c), t + delays[i]);
+		claims_expire(f->c, t + delays[i] - 1);
+		assert_int_equal(count(f, EV_SPAWN, ws->id), spawns);
+		t += delays[i];
+		claims_expire(f->c, t);
+		assert_int_equal(count(f, EV_SPAWN, ws->id), spawns + 1);
+		claims_worker_ready(f->c, ws, t);
+		assert_int_equal(ws->state, WS_READY);
+		/* Same workspace, same claims and streams. */
+		assert_ptr_equal(claims_find(f->c, ws->id), ws);
+		assert_int_equal(claims_find_client(ws, CA)->streams, 1);
+	}
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	finish(f);
+}
+
+static void test_crash_loop_fails_the_workspace_and_a_later_create_starts_clean(void **state)
+{
+	fake_t *f = start_restarting(3);
+	claims_ws_t *ws = ready_ws(f, KA, CA, T0), *again = NULL;
+	char old[ID_LEN + 1];
+
+	(void)state;
+	snprintf(old, sizeof(old), "%s", ws->id);
+	attach_ok(f, ws, CA);
+	worker_exit(f, ws, "exited with status 1", T0 + 1);
+	claims_expire(f->c, T0 + 1 + RMIN);
+	worker_exit(f, ws, "exited with status 1", T0 + 2 + RMIN); /* died while restarting */
+	claims_expire(f->c, T0 + 2 + 3 * RMIN);
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	worker_exit(f, ws, "exited with status 1", T0 + 3 + 3 * RMIN);
+	/* Third crash within the window: failed, torn down, freed. */
+	assert_int_equal(count(f, EV_STOP, old), 1);
+	assert_non_null(strstr(last(f, EV_STOP)->text, "crash loop"));
+	assert_null(claims_find(f->c, old));
+	assert_null(indexed(f, KA));
+	assert_int_equal(create(f, KA, CB, T0 + 10000, &again), CLAIMS_WAIT);
+	assert_string_not_equal(again->id, old);
+	assert_int_equal(again->ncrashes, 0);
+	finish(f);
+}
+
+static void test_crashes_outside_the_window_do_not_add_up(void **state)
+{
+	fake_t *f = start_restarting(2);
+	claims_ws_t *ws = ready_ws(f, KA, CA, T0);
+
+	(void)state;
+	worker_exit(f, ws, "x", T0);
+	claims_expire(f->c, T0 + RMIN);
+	claims_worker_ready(f->c, ws, T0 + RMIN);
+	worker_exit(f, ws, "x", T0 + WINDOW + RMIN);
+	assert_int_equal(ws->state, WS_RESTARTING);
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	finish(f);
+}
+
+static void test_teardown_while_waiting_to_restart_frees_at_once(void **state)
+{
+	fake_t *f = start_restarting(5);
+	claims_ws_t *ws = ready_ws(f, KA, CA, T0);
+	char id[ID_LEN + 1];
+
+	(void)state;
+	snprintf(id, sizeof(id), "%s", ws->id);
+	worker_exit(f, ws, "x", T0 + 1);
+	claims_release(f->c, id, CA, T0 + 2);
+	assert_int_equal(count(f, EV_STOP, id), 1);
+	assert_null(claims_find(f->c, id));
+	claims_expire(f->c, T0 + 10 * RMAX); /* the backoff timer went with it */
+	assert_int_equal(count(f, EV_SPAWN, id), 1);
+	finish(f);
+}
+
+static void test_join_while_restarting_is_answered_at_once(void **state)
+{
+	fake_t *f = start_restarting(5);
+	claims_ws_t *ws = ready_ws(f, KA, CA, T0), *got = NULL;
+
+	(void)state;
+	worker_exit(f, ws, "x", T0 + 1);
+	assert_int_equal(create(f, KA, CB, T0 + 2, &got), CLAIMS_OK);
+	assert_ptr_equal(got, ws);
+	finish(f);
+}
+
+static void test_retire_removes_the_client_everywhere_and_refuses_it_later(void **state)
+{
+	fake_t *f = start(GRACE, 0, 0);
+	claims_ws_t *a = ready_ws(f, KA, CA, T0), *b = ready_ws(f, KB, CA, T0), *got = NULL;
+	char ida[ID_LEN + 1];
+
+	(void)state;
+	snprintf(ida, sizeof(ida), "%s", a->id);
+	attach_ok(f, a, CA);
+	assert_int_equal(create(f, KB, CB, T0 + 1, &got), CLAIMS_OK);
+	claims_retire(f->c, CA, T0 + 2);
+	/* a had only CA (with a stream): gone. b keeps CB. */
+	assert_int_equal(count(f, EV_STOP, ida), 1);
+	assert_null(claims_find_client(b, CA));
+	assert_non_null(claims_find_client(b, CB));
+	assert_int_equal(b->state, WS_READY);
+	assert_true(claims_is_retired(f->c, CA));
+	assert_int_equal(create(f, KB, CA, T0 + 3, &got), CLAIMS_ERETIRED);
+	assert_int_equal(claims_attach(f->c, b->id, CA, &got), CLAIMS_ERETIRED);
+	assert_null(claims_find_client(b, CA));
+	claims_retire(f->c, CA, T0 + 4); /* idempotent */
+	assert_int_equal(b->clients.count, 1);
+	finish(f);
+}
+
 static void test_unwait_of_one_waiter_keeps_a_claimed_workspace(void **state)
 {
 	fake_t *f = start(GRACE, 0, 0);
@@ -1325,6 +1475,12 @@ int main(void)
 	    cmocka_unit_test(test_waiters_keep_a_starting_workspace_alive_past_the_create_grace),
 	    cmocka_unit_test(test_create_grace_counts_from_the_ready_answer),
 	    cmocka_unit_test(test_unwait_of_one_waiter_keeps_a_claimed_workspace),
+	    cmocka_unit_test(test_crash_restarts_in_place_after_a_doubling_backoff),
+	    cmocka_unit_test(test_crash_loop_fails_the_workspace_and_a_later_create_starts_clean),
+	    cmocka_unit_test(test_crashes_outside_the_window_do_not_add_up),
+	    cmocka_unit_test(test_teardown_while_waiting_to_restart_frees_at_once),
+	    cmocka_unit_test(test_join_while_restarting_is_answered_at_once),
+	    cmocka_unit_test(test_retire_removes_the_client_everywhere_and_refuses_it_later),
 	    cmocka_unit_test(test_expire_runs_every_due_timer_in_one_call),
 	    cmocka_unit_test(test_next_deadline_is_the_earliest_armed_timer),
 	};
