@@ -14,8 +14,8 @@
 
 #include "common/id.h"
 #include "common/log.h"
-#include "common/path.h"
 #include "common/version.h"
+#include "supervisor/body.h"
 #include "supervisor/stream.h"
 
 /* --- responses */
@@ -214,84 +214,32 @@ static int on_get(h2o_req_t *req, const char *id)
 	return 0;
 }
 
-/* Reads an optional member of the given type; -1 when present with
- * another type (Go's decoder refuses those too). null counts as absent. */
-static int member(json_t *obj, const char *key, int type, json_t **out)
-{
-	json_t *v = json_object_get(obj, key);
-	*out = NULL;
-	if (v == NULL || json_is_null(v))
-		return 0;
-	if (type == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != (json_type)type)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static int on_create(h2o_req_t *req)
 {
-	server_t *s = g_srv;
-	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv;
-	if (!json_is_object(body) || member(body, "path", JSON_STRING, &jpath) ||
-	    member(body, "client_id", JSON_STRING, &jcid) || member(body, "yolo", JSON_TRUE, &jyolo) ||
-	    member(body, "debug", JSON_TRUE, &jdebug) || member(body, "data_dir", JSON_STRING, &jdata) ||
-	    member(body, "version", JSON_STRING, &jversion) || member(body, "env", JSON_ARRAY, &jenv)) {
-		json_decref(body);
-		return send_error(req, 400, "failed to decode request");
-	}
-	size_t nenv = jenv ? json_array_size(jenv) : 0;
-	const char **env = nenv ? h2o_mem_alloc_pool(&req->pool, nenv * sizeof(*env)) : NULL;
-	for (size_t i = 0; i < nenv; i++) {
-		json_t *e = json_array_get(jenv, i);
-		if (!json_is_string(e)) {
-			json_decref(body);
-			return send_error(req, 400, "failed to decode request");
-		}
-		env[i] = json_string_value(e);
-		if (strchr(env[i], '=') == NULL || env[i][0] == '=') {
-			json_decref(body);
-			return send_error(req, 400, "env entries must be KEY=VALUE");
-		}
-	}
-
-	const char *path = jpath ? json_string_value(jpath) : "";
-	const char *cid = jcid ? json_string_value(jcid) : "";
-	char client_id[ID_LEN + 1], key[PATH_MAX];
-	int status = 0;
-	const char *msg = NULL;
-	if (*path == '\0') {
-		status = 400, msg = "path is required";
-	} else if (id_parse(cid, strlen(cid), client_id) != 0) {
-		status = 400, msg = *cid ? "invalid client_id" : "invalid client_id: client_id is required";
-	} else if (path[0] != '/') {
-		status = 400, msg = "path must be absolute";
-	} else if (path_resolve_key(path, key) != 0) {
-		status = 400,
-		msg = errno == ENOTDIR ? "path is not a directory" : "failed to resolve workspace path";
-	}
-	if (status != 0) {
-		json_decref(body);
-		return send_error(req, status, msg);
-	}
-	if (jversion != NULL && strcmp(json_string_value(jversion), CRUSH_VERSION) != 0)
-		log_warn("Client and server versions differ", "client_version", json_string_value(jversion),
-			 "server_version", CRUSH_VERSION, NULL);
+	create_body_t b;
+	const char *msg;
+	if (create_body_parse(&b, req->entity.base, req->entity.len, &msg) != 0)
+		return send_error(req, 400, msg);
+	if (b.version != NULL && strcmp(b.version, CRUSH_VERSION) != 0)
+		log_warn("Client and server versions differ", "client_version", b.version, "server_version",
+			 CRUSH_VERSION, NULL);
 
 	claims_create_t cr = {
-	    .path = path,
-	    .key = key,
-	    .client_id = client_id,
-	    .yolo = jyolo ? json_is_true(jyolo) : 0,
-	    .debug = jdebug ? json_is_true(jdebug) : 0,
-	    .data_dir = jdata ? json_string_value(jdata) : "",
-	    .env = env,
-	    .nenv = nenv,
+	    .path = b.path,
+	    .key = b.key,
+	    .client_id = b.client_id,
+	    .yolo = b.yolo,
+	    .debug = b.debug,
+	    .data_dir = b.data_dir,
+	    .env = b.env,
+	    .nenv = b.nenv,
 	};
 	claims_ws_t *ws;
-	char err[256] = "";
-	int r = claims_create(s->claims, &cr, server_now(), &ws, err, sizeof(err));
-	json_decref(body);
+	char err[256] = "", why[320];
+	int r = claims_create(g_srv->claims, &cr, server_now(), &ws, err, sizeof(err));
+	if (r == CLAIMS_EFAILED)
+		log_error("Worker failed to start", "path", b.key, "error", err, NULL);
+	create_body_free(&b);
 	switch (r) {
 	case CLAIMS_OK:
 		send_json(req, 200, "OK", workspace_json(ws->shell));
@@ -308,12 +256,9 @@ static int on_create(h2o_req_t *req)
 		return send_error(req, 503, "server is shutting down");
 	case CLAIMS_ERETIRED:
 		return send_error(req, 409, "client is retired");
-	default: {
-		char msg2[320];
-		snprintf(msg2, sizeof(msg2), "worker failed to start: %s", err);
-		log_error("Worker failed to start", "path", key, "error", err, NULL);
-		return send_error(req, 500, msg2);
-	}
+	default:
+		snprintf(why, sizeof(why), "worker failed to start: %s", err);
+		return send_error(req, 500, why);
 	}
 }
 

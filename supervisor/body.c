@@ -1,0 +1,85 @@
+/*
+ * body: decoding of the create request (see body.h).
+ */
+#include "supervisor/body.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/path.h"
+
+/* An optional member of the given type; -1 when present with another type
+ * (Go's decoder refuses those too). JSON_TRUE stands for "a boolean". */
+static int member(json_t *obj, const char *key, int type, json_t **out)
+{
+	json_t *v = json_object_get(obj, key);
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (type == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != (json_type)type)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int fail(create_body_t *b, const char **msg, const char *why)
+{
+	*msg = why;
+	create_body_free(b);
+	return -1;
+}
+
+int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg)
+{
+	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv;
+
+	memset(b, 0, sizeof(*b));
+	b->root = json_loadb(data, len, 0, NULL);
+	if (!json_is_object(b->root) || member(b->root, "path", JSON_STRING, &jpath) ||
+	    member(b->root, "client_id", JSON_STRING, &jcid) || member(b->root, "yolo", JSON_TRUE, &jyolo) ||
+	    member(b->root, "debug", JSON_TRUE, &jdebug) ||
+	    member(b->root, "data_dir", JSON_STRING, &jdata) ||
+	    member(b->root, "version", JSON_STRING, &jversion) || member(b->root, "env", JSON_ARRAY, &jenv))
+		return fail(b, msg, "failed to decode request");
+
+	b->nenv = jenv ? json_array_size(jenv) : 0;
+	if (b->nenv > 0 && (b->env = calloc(b->nenv, sizeof(*b->env))) == NULL)
+		return fail(b, msg, "out of memory");
+	for (size_t i = 0; i < b->nenv; i++) {
+		json_t *e = json_array_get(jenv, i);
+		if (!json_is_string(e))
+			return fail(b, msg, "failed to decode request");
+		b->env[i] = json_string_value(e);
+	}
+
+	b->path = jpath ? json_string_value(jpath) : "";
+	b->data_dir = jdata ? json_string_value(jdata) : "";
+	b->version = jversion ? json_string_value(jversion) : NULL;
+	b->yolo = jyolo ? json_is_true(jyolo) : 0;
+	b->debug = jdebug ? json_is_true(jdebug) : 0;
+	const char *cid = jcid ? json_string_value(jcid) : "";
+
+	/* The seed's order: path, then client id, then the path's shape. */
+	if (*b->path == '\0')
+		return fail(b, msg, "path is required");
+	if (id_parse(cid, strlen(cid), b->client_id) != 0)
+		return fail(b, msg, *cid ? "invalid client_id" : "invalid client_id: client_id is required");
+	if (b->path[0] != '/')
+		return fail(b, msg, "path must be absolute");
+	for (size_t i = 0; i < b->nenv; i++)
+		if (strchr(b->env[i], '=') == NULL || b->env[i][0] == '=')
+			return fail(b, msg, "env entries must be KEY=VALUE");
+	if (path_resolve_key(b->path, b->key) != 0)
+		return fail(b, msg,
+			    errno == ENOTDIR ? "path is not a directory"
+					     : "failed to resolve workspace path");
+	return 0;
+}
+
+void create_body_free(create_body_t *b)
+{
+	free(b->env);
+	json_decref(b->root);
+	memset(b, 0, sizeof(*b));
+}

@@ -1,0 +1,38 @@
+/*
+ * body: the POST /v1/workspaces request body, decoded and validated in one
+ * place (also the fuzz target). Its only syscalls are the realpath walk of
+ * path_resolve_key.
+ */
+#ifndef CRUSH_BODY_H
+#define CRUSH_BODY_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "common/id.h"
+
+/* Strings point into root; create_body_free releases everything. */
+typedef struct create_body {
+	json_t *root;
+	const char *path;     /* absolute, as sent */
+	const char *data_dir; /* "" when not sent */
+	const char *version;  /* NULL when not sent */
+	int yolo, debug;
+	const char **env; /* KEY=VALUE entries, as sent */
+	size_t nenv;
+	char client_id[ID_LEN + 1]; /* canonical */
+	char key[PATH_MAX];	    /* the dedup key */
+} create_body_t;
+
+/*
+ * 0, or -1 with *msg (a static string for the 400 body): not JSON, not an
+ * object or a field of the wrong type ("failed to decode request"), empty
+ * path, bad client_id, relative path, a non-directory, bad env entries.
+ * Unknown fields are ignored; null counts as absent (as Go's decoder).
+ */
+int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg);
+void create_body_free(create_body_t *b);
+
+#endif
