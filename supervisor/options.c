@@ -36,6 +36,8 @@ static const char usage[] =
     "  -h, --help            print this help and exit\n"
     "\n"
     "Durations are seconds and take fractions (0.2); 0 disables the window.\n"
+    "Workers are pinged every $CRUSH_SERVER_PING_INTERVAL seconds (default 10)\n"
+    "and killed when they do not answer before the next ping; 0 disables it.\n"
     "Flags win over the environment.\n";
 
 int options_parse_secs(const char *s, uint64_t *ms)
@@ -116,11 +118,13 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 	o->detach_grace_ms = 10000;
 	o->idle_ms = 60000;
 	o->kill_ms = 5000;
+	o->ping_ms = 10000;
 	o->log_level = LOG_INFO;
 	if (env_secs("CRUSH_SERVER_CREATE_GRACE", &o->create_grace_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_DETACH_GRACE", &o->detach_grace_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_IDLE_TIMEOUT", &o->idle_ms, err) != 0 ||
-	    env_secs("CRUSH_SERVER_KILL_TIMEOUT", &o->kill_ms, err) != 0)
+	    env_secs("CRUSH_SERVER_KILL_TIMEOUT", &o->kill_ms, err) != 0 ||
+	    env_secs("CRUSH_SERVER_PING_INTERVAL", &o->ping_ms, err) != 0)
 		goto bad;
 
 	optind = 1;

@@ -17,6 +17,7 @@ typedef struct options {
 	char default_host[256];
 	const char *worker; /* NULL: crush-worker beside our executable */
 	uint64_t create_grace_ms, detach_grace_ms, idle_ms, kill_ms;
+	uint64_t ping_ms; /* CRUSH_SERVER_PING_INTERVAL only: worker liveness */
 	enum log_level log_level;
 } options_t;
 

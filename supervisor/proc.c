@@ -116,6 +116,7 @@ fail:
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te);
+static void on_ping(h2o_timeout_entry_t *te);
 static void on_kill_timeout(h2o_timeout_entry_t *te);
 static void on_read(h2o_socket_t *sock, const char *err);
 
@@ -210,6 +211,7 @@ int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
 	p->start_te.cb = on_start_timeout;
 	h2o_timeout_link(s->loop, &s->start_timeout, &p->start_te);
 	p->kill_te.cb = on_kill_timeout;
+	p->ping_te.cb = on_ping;
 	h2o_linklist_insert(&s->procs, &p->link);
 	sws->proc = p;
 	sws->pid = pid;
@@ -234,6 +236,8 @@ void proc_stop(proc_t *p)
 	p->stopping = 1;
 	if (h2o_timeout_is_linked(&p->start_te))
 		h2o_timeout_unlink(&p->start_te);
+	if (h2o_timeout_is_linked(&p->ping_te))
+		h2o_timeout_unlink(&p->ping_te);
 	signal_group(p, SIGTERM);
 	if (g_srv->opts->kill_ms == 0)
 		signal_group(p, SIGKILL);
@@ -251,8 +255,57 @@ void proc_kill(proc_t *p, const char *reason)
 	}
 	if (h2o_timeout_is_linked(&p->start_te))
 		h2o_timeout_unlink(&p->start_te);
+	if (h2o_timeout_is_linked(&p->ping_te))
+		h2o_timeout_unlink(&p->ping_te);
 	signal_group(p, SIGKILL);
 	proc_close_sock(p);
+}
+
+/* --- frames to the worker: one h2o write at a time, the rest queued */
+
+static void flush_out(proc_t *p);
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+	proc_t *p = sock->data;
+	buf_reset(&p->inflight);
+	if (err != NULL) {
+		proc_kill(p, "socketpair write failed");
+		return;
+	}
+	flush_out(p);
+}
+
+static void flush_out(proc_t *p)
+{
+	if (p->sock == NULL || buf_size(&p->inflight) > 0 || buf_size(&p->out) == 0)
+		return;
+	buf_t t = p->inflight;
+	p->inflight = p->out;
+	p->out = t;
+	h2o_iovec_t iov = h2o_iovec_init(buf_data(&p->inflight), buf_size(&p->inflight));
+	h2o_socket_write(p->sock, &iov, 1, on_written);
+}
+
+static void send_request(proc_t *p, uint32_t id, const char *json)
+{
+	proto_encode(&p->out, PROTO_REQUEST, id, json, strlen(json));
+	flush_out(p);
+}
+
+/* Liveness: the previous ping must be answered by now. */
+static void on_ping(h2o_timeout_entry_t *te)
+{
+	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, ping_te, te);
+	if (p->ping_pending != 0) {
+		proc_kill(p, "protocol error: unanswered request");
+		return;
+	}
+	if (++p->next_req_id == 0)
+		p->next_req_id = 1;
+	p->ping_pending = p->next_req_id;
+	send_request(p, p->ping_pending, "{\"method\":\"ping\"}");
+	h2o_timeout_link(g_srv->loop, &g_srv->ping_interval, &p->ping_te);
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te)
@@ -300,6 +353,8 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		p->ready = 1;
 		if (h2o_timeout_is_linked(&p->start_te))
 			h2o_timeout_unlink(&p->start_te);
+		if (g_srv->opts->ping_ms > 0)
+			h2o_timeout_link(g_srv->loop, &g_srv->ping_interval, &p->ping_te);
 		if (p->owner != NULL && !p->stopping)
 			server_on_worker_ready(p->owner);
 		return 0;
@@ -319,7 +374,13 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		return 0;
 	}
 	case PROTO_RESPONSE:
-		return 0; /* no requests are sent yet */
+		/* Only pings are asked for: any other id is a protocol error. */
+		if (f->id == 0 || f->id != p->ping_pending) {
+			proc_kill(p, "protocol error: response to no request");
+			return -1;
+		}
+		p->ping_pending = 0;
+		return 0;
 	default:
 		proc_kill(p, "protocol error: unexpected frame type");
 		return -1;
@@ -392,8 +453,12 @@ void proc_reap_all(void)
 			h2o_timeout_unlink(&p->start_te);
 		if (h2o_timeout_is_linked(&p->kill_te))
 			h2o_timeout_unlink(&p->kill_te);
+		if (h2o_timeout_is_linked(&p->ping_te))
+			h2o_timeout_unlink(&p->ping_te);
 		proc_close_sock(p);
 		proto_decoder_free(&p->dec);
+		buf_free(&p->out);
+		buf_free(&p->inflight);
 		sv_ws_t *owner = p->owner;
 		free(p);
 		if (owner != NULL) {

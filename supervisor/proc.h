@@ -22,6 +22,10 @@ typedef struct proc {
 	proto_decoder_t dec;
 	int said_hello, ready, stopping;
 	h2o_timeout_entry_t start_te, kill_te;
+	h2o_timeout_entry_t ping_te; /* liveness: a ping per interval, answered within it */
+	uint32_t next_req_id;	     /* request ids: 1, 2, ... */
+	uint32_t ping_pending;	     /* id of the unanswered ping, 0 when none */
+	buf_t out, inflight;	     /* frames to the worker; the batch being written */
 	sv_ws_t *owner;
 	char reason[200]; /* why we killed it, if we did */
 } proc_t;

@@ -47,6 +47,7 @@ typedef struct server {
 	int nlisteners;
 	h2o_timeout_t start_timeout; /* worker must say ready within it */
 	h2o_timeout_t kill_timeout;  /* SIGTERM -> SIGKILL */
+	h2o_timeout_t ping_interval; /* worker liveness pings */
 	h2o_timeout_t keepalive;     /* event stream comment lines */
 	h2o_timeout_entry_t keepalive_entry;
 	h2o_linklist_t procs;	    /* every worker not yet reaped */
@@ -66,7 +67,10 @@ extern server_t *g_srv;
 #define WORKER_RESTART_MAX_MS  5000
 #define WORKER_CRASH_WINDOW_MS 30000
 #define WORKER_CRASH_LIMIT     5
-#define STREAM_KEEPALIVE_MS    15000
+/* A ready worker is pinged this often (CRUSH_SERVER_PING_INTERVAL) and
+ * must answer before the next ping is due, or it is killed. */
+#define WORKER_PING_INTERVAL_MS 10000
+#define STREAM_KEEPALIVE_MS	15000
 
 /* Monotonic milliseconds: the clock handed to claims. */
 uint64_t server_now(void);
