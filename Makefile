@@ -30,7 +30,9 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SUP_LIBS    := -lh2o-evloop $(JSON_LIBS) $(UUID_LIBS) -lm
 WORKER_LIBS := -lev $(JSON_LIBS) $(UUID_LIBS)
 
-.PHONY: all deps run test unit integration clean format bench fuzz soak
+.PHONY: all deps run test unit-bins clean format bench fuzz soak
+# Keep the unit tests' objects between runs.
+.SECONDARY:
 all: $(BUILD)/crush-supervisor $(BUILD)/crush-worker
 
 deps:

@@ -45,7 +45,8 @@ typedef struct proto_frame {
 } proto_frame_t;
 
 /* Appends one encoded frame to out. Returns 0, or -1 when len exceeds
- * PROTO_MAX_PAYLOAD or type is unknown (nothing is appended then). */
+ * PROTO_MAX_PAYLOAD, type is unknown or the payload holds a '\n' (nothing
+ * is appended then): encode refuses what decode would. */
 int proto_encode(buf_t *out, uint8_t type, uint32_t id, const void *payload, size_t len);
 
 /*

@@ -336,8 +336,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	s->keepalive_entry.cb = on_keepalive;
 	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
 
-	h2o_socket_t *ssock = h2o_evloop_socket_create(s->loop, sfd, 0);
-	h2o_socket_read_start(ssock, on_signal);
+	s->signal_sock = h2o_evloop_socket_create(s->loop, sfd, 0);
+	h2o_socket_read_start(s->signal_sock, on_signal);
 	for (int i = 0; i < s->nlisteners; i++) {
 		s->listen_socks[i] =
 		    h2o_evloop_socket_create(s->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -390,6 +390,9 @@ int server_run(server_t *s)
 	while (s->nstreams > 0 && server_now() < until)
 		h2o_evloop_run(s->loop, 10);
 	claims_free(s->claims);
+	h2o_socket_close(s->signal_sock);
+	h2o_timeout_unlink(&s->keepalive_entry);
+	h2o_evloop_run(s->loop, 0); /* lets h2o free what it closed */
 	buf_free(&s->scratch);
 	log_info("Exited", NULL);
 	return 0;

@@ -1,0 +1,563 @@
+/*
+ * crush-worker: one process per workspace directory, exec'd by
+ * crush-supervisor. It speaks only proto/ frames over the socketpair fd of
+ * its command line: HELLO, READY once the directory watch is set up, then
+ * fs EVENTs as the tree changes, and a RESPONSE to every REQUEST. It exits
+ * on SIGTERM/SIGINT and when the supervisor's end of the pair closes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "proto/proto.h"
+#include "worker/watch.h"
+
+/* Backpressure: above OUT_HIGH pending bytes the producers (inotify reads,
+ * emit generation) stop; they resume once the supervisor has drained the
+ * backlog to OUT_LOW. A stopped inotify reader lets the kernel queue
+ * overflow, which the watch then reports as one `overflow` event: loss is
+ * announced, never silent. */
+#define OUT_HIGH       (1024 * 1024)
+#define OUT_LOW	       (256 * 1024)
+#define EMIT_MAX_COUNT 1000000
+#define EMIT_MAX_SIZE  4096
+#define EMIT_CHUNK     1024 /* bench events per loop iteration, so requests stay served */
+#define READ_SIZE      (64 * 1024)
+
+/* One queued `emit` request; owned by worker.emits, freed once answered. */
+struct emit_job {
+	struct emit_job *next;
+	uint32_t id;
+	json_int_t count;
+	json_int_t done;
+	json_int_t size;
+};
+
+/* The whole process; every ev watcher's data points back here. */
+struct worker {
+	struct ev_loop *loop;
+	const char *id;	  /* workspace id, from argv */
+	const char *root; /* workspace directory, from argv */
+	int fd;		  /* our end of the socketpair */
+	int stopping;	  /* ev_break requested; exit_code is final */
+	int exit_code;
+	int paused; /* producers stopped by backpressure */
+	proto_decoder_t in;
+	buf_t out;
+	watch_t *watch;
+	ev_io sock_r, sock_w, inotify;
+	ev_idle emitter;
+	ev_signal sigterm, sigint;
+	struct emit_job *emits, **emits_tail; /* FIFO, answered in order */
+	json_t *bench;			      /* the head job's event, reused per seq */
+	json_t *bench_seq;		      /* borrowed from bench */
+};
+
+static void stop(struct worker *wk, int code)
+{
+	if (wk->stopping)
+		return;
+	wk->stopping = 1;
+	wk->exit_code = code;
+	ev_break(wk->loop, EVBREAK_ALL);
+}
+
+/* Starts or stops the producers as the backlog crosses the marks. */
+static void update_flow(struct worker *wk)
+{
+	size_t pending = buf_size(&wk->out);
+
+	if (!wk->paused && pending > OUT_HIGH) {
+		wk->paused = 1;
+		log_debug("Output backlog high; pausing producers", "workspace_id", wk->id, NULL);
+	} else if (wk->paused && pending <= OUT_LOW) {
+		wk->paused = 0;
+		log_debug("Output backlog drained; resuming producers", "workspace_id", wk->id, NULL);
+	}
+	if (wk->paused) {
+		ev_io_stop(wk->loop, &wk->inotify);
+		ev_idle_stop(wk->loop, &wk->emitter);
+		return;
+	}
+	if (wk->watch != NULL)
+		ev_io_start(wk->loop, &wk->inotify);
+	if (wk->emits != NULL)
+		ev_idle_start(wk->loop, &wk->emitter);
+}
+
+/* Writes what the socket takes; the write watcher finishes the rest. */
+static void flush(struct worker *wk)
+{
+	while (!wk->stopping && buf_size(&wk->out) > 0) {
+		ssize_t n = write(wk->fd, buf_data(&wk->out), buf_size(&wk->out));
+
+		if (n > 0) {
+			buf_consume(&wk->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			log_info("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
+			stop(wk, 0);
+		} else {
+			log_error("Write to supervisor failed", "workspace_id", wk->id, "err",
+				  strerror(errno), NULL);
+			stop(wk, 1);
+		}
+		return;
+	}
+	if (wk->stopping)
+		return;
+	if (buf_size(&wk->out) > 0)
+		ev_io_start(wk->loop, &wk->sock_w);
+	else
+		ev_io_stop(wk->loop, &wk->sock_w);
+	update_flow(wk);
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	size_t n;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* A JSON string of s. File names need not be UTF-8; like Go's
+ * encoding/json (upstream), each invalid byte becomes U+FFFD, so such a
+ * name still yields an event instead of none. */
+static json_t *json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	buf_t b = BUF_INIT;
+
+	if (j != NULL)
+		return j;
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
+		size_t n = utf8_seq(p);
+
+		if (n == 0) {
+			buf_append(&b, "\xef\xbf\xbd", 3);
+			p++;
+		} else {
+			buf_append(&b, p, n);
+			p += n;
+		}
+	}
+	buf_append(&b, "", 1);
+	j = json_string(b.base);
+	buf_free(&b);
+	return j;
+}
+
+/* Encodes obj (consumed) as one frame on the output. */
+static void send_json(struct worker *wk, uint8_t type, uint32_t id, json_t *obj)
+{
+	char *s = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+	if (s == NULL || proto_encode(&wk->out, type, id, s, strlen(s)) < 0)
+		log_error("Cannot encode frame; dropped", "workspace_id", wk->id, NULL);
+	free(s);
+	json_decref(obj);
+}
+
+static void respond_error(struct worker *wk, uint32_t id, const char *text)
+{
+	json_t *r = json_object();
+
+	json_object_set_new(r, "error", json_text(text));
+	send_json(wk, PROTO_RESPONSE, id, r);
+}
+
+/* watch_cb: one fs event, published as the SSE envelope. */
+static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir, const char *from)
+{
+	struct worker *wk = arg;
+	json_t *payload = json_object(), *env = json_object();
+
+	json_object_set_new(payload, "type", json_string(watch_kind_name(kind)));
+	json_object_set_new(payload, "path", json_text(path));
+	json_object_set_new(payload, "is_dir", json_boolean(is_dir));
+	if (from != NULL)
+		json_object_set_new(payload, "from", json_text(from));
+	json_object_set_new(env, "type", json_string("fs"));
+	json_object_set_new(env, "payload", payload);
+	log_debug("fs event", "workspace_id", wk->id, "type", watch_kind_name(kind), "path", path, NULL);
+	send_json(wk, PROTO_EVENT, 0, env);
+}
+
+/* {"method":"emit","count":N,"size":S}: queues N bench events. */
+static void request_emit(struct worker *wk, uint32_t id, json_t *req)
+{
+	json_t *count = json_object_get(req, "count"), *size = json_object_get(req, "size");
+	struct emit_job *job;
+
+	if (!json_is_integer(count) || json_integer_value(count) < 0 ||
+	    json_integer_value(count) > EMIT_MAX_COUNT) {
+		respond_error(wk, id, "emit: count must be an integer in 0..1000000");
+		return;
+	}
+	if (size != NULL && (!json_is_integer(size) || json_integer_value(size) < 0 ||
+			     json_integer_value(size) > EMIT_MAX_SIZE)) {
+		respond_error(wk, id, "emit: size must be an integer in 0..4096");
+		return;
+	}
+	job = calloc(1, sizeof(*job));
+	if (job == NULL)
+		abort();
+	job->id = id;
+	job->count = json_integer_value(count);
+	job->size = size != NULL ? json_integer_value(size) : 0;
+	*wk->emits_tail = job;
+	wk->emits_tail = &job->next;
+	/* update_flow (from flush) starts the emitter unless paused. */
+}
+
+static void handle_request(struct worker *wk, const proto_frame_t *f)
+{
+	json_error_t err;
+	json_t *req = json_loadb(f->payload, f->len, 0, &err);
+	const char *method = json_string_value(json_object_get(req, "method"));
+	char text[JSON_ERROR_TEXT_LENGTH + 32];
+
+	if (req == NULL || !json_is_object(req)) {
+		snprintf(text, sizeof(text), "bad request: %s", req == NULL ? err.text : "not an object");
+		respond_error(wk, f->id, text);
+	} else if (method == NULL) {
+		respond_error(wk, f->id, "bad request: method is required");
+	} else if (strcmp(method, "ping") == 0) {
+		send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "pong"));
+	} else if (strcmp(method, "emit") == 0) {
+		request_emit(wk, f->id, req);
+	} else {
+		snprintf(text, sizeof(text), "unknown method: %.64s", method);
+		respond_error(wk, f->id, text);
+	}
+	json_decref(req);
+}
+
+static void on_sock_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct worker *wk = w->data;
+	char buf[READ_SIZE];
+	proto_frame_t f;
+	ssize_t n = read(wk->fd, buf, sizeof(buf));
+	int r = 0;
+
+	(void)loop, (void)revents;
+	if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+		log_info("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
+		stop(wk, 0);
+		return;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_error("Read from supervisor failed", "workspace_id", wk->id, "err", strerror(errno),
+			  NULL);
+		stop(wk, 1);
+		return;
+	}
+	proto_feed(&wk->in, buf, (size_t)n);
+	while (!wk->stopping && (r = proto_next(&wk->in, &f)) == 1) {
+		if (f.type != PROTO_REQUEST || f.id == 0) {
+			log_error("Protocol error from supervisor: unexpected frame", "workspace_id", wk->id,
+				  "type", f.type == PROTO_REQUEST ? "request with id 0" : "not a request",
+				  NULL);
+			stop(wk, 1);
+			return;
+		}
+		handle_request(wk, &f);
+	}
+	if (r < 0) {
+		log_error("Protocol error from supervisor", "workspace_id", wk->id, "err", wk->in.err, NULL);
+		stop(wk, 1);
+		return;
+	}
+	flush(wk);
+}
+
+static void on_sock_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop, (void)revents;
+	flush(w->data);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct worker *wk = w->data;
+
+	(void)loop, (void)revents;
+	if (watch_process(wk->watch) < 0) {
+		log_error("Reading inotify events failed", "workspace_id", wk->id, "err", strerror(errno),
+			  NULL);
+		stop(wk, 1);
+		return;
+	}
+	flush(wk);
+}
+
+/* The head job's event, built once; only "seq" changes between events. */
+static int bench_prepare(struct worker *wk, const struct emit_job *job)
+{
+	char *pad;
+
+	if (wk->bench != NULL)
+		return 0;
+	pad = malloc((size_t)job->size + 1);
+	if (pad == NULL)
+		abort();
+	memset(pad, 'x', (size_t)job->size);
+	pad[job->size] = '\0';
+	wk->bench_seq = json_integer(0);
+	wk->bench =
+	    json_pack("{s:s,s:{s:o,s:s}}", "type", "bench", "payload", "seq", wk->bench_seq, "pad", pad);
+	free(pad);
+	return wk->bench != NULL ? 0 : -1;
+}
+
+static void bench_done(struct worker *wk)
+{
+	struct emit_job *job = wk->emits;
+
+	wk->emits = job->next;
+	if (wk->emits == NULL)
+		wk->emits_tail = &wk->emits;
+	json_decref(wk->bench);
+	wk->bench = NULL;
+	wk->bench_seq = NULL;
+	free(job);
+}
+
+/* ev_idle: generates the head emit job's events a chunk at a time, so
+ * requests and inotify stay served and backpressure can pause it. */
+static void on_emit(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct worker *wk = w->data;
+	struct emit_job *job = wk->emits;
+	char payload[EMIT_MAX_SIZE + 128];
+
+	(void)loop, (void)revents;
+	if (job == NULL) {
+		ev_idle_stop(wk->loop, w);
+		return;
+	}
+	if (bench_prepare(wk, job) < 0) {
+		respond_error(wk, job->id, "emit: cannot build event");
+		bench_done(wk);
+		flush(wk);
+		return;
+	}
+	for (int i = 0; i < EMIT_CHUNK && job->done < job->count && buf_size(&wk->out) <= OUT_HIGH; i++) {
+		size_t n;
+
+		json_integer_set(wk->bench_seq, job->done);
+		n = json_dumpb(wk->bench, payload, sizeof(payload), JSON_COMPACT);
+		if (n == 0 || n > sizeof(payload) || proto_encode(&wk->out, PROTO_EVENT, 0, payload, n) < 0)
+			log_error("Cannot encode bench event; dropped", "workspace_id", wk->id, NULL);
+		job->done++;
+	}
+	if (job->done == job->count) {
+		send_json(wk, PROTO_RESPONSE, job->id, json_pack("{s:I}", "result", job->count));
+		bench_done(wk);
+	}
+	if (wk->emits == NULL)
+		ev_idle_stop(wk->loop, w);
+	flush(wk);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct worker *wk = w->data;
+
+	(void)loop, (void)revents;
+	log_info("Worker stopping", "workspace_id", wk->id, "signal", strsignal(w->signum), NULL);
+	stop(wk, 0);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--data-dir DIR]\n"
+		   "                    [--log-level debug|info|warn|error]\n");
+}
+
+/* Parses argv into wk and *data_dir; returns 0, or -1 after printing why. */
+static int parse_args(int argc, char **argv, struct worker *wk, const char **data_dir)
+{
+	static const struct option opts[] = {
+	    {"fd", required_argument, NULL, 'f'},
+	    {"data-dir", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *end;
+	long fd = -1;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			errno = 0;
+			fd = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || fd < 0 || fd > INT_MAX) {
+				fprintf(stderr, "crush-worker: invalid --fd: %s\n", optarg);
+				return -1;
+			}
+			break;
+		case 'd':
+			*data_dir = optarg;
+			break;
+		case 'l':
+			if (log_parse_level(optarg, &log_min_level) != 0) {
+				fprintf(stderr, "crush-worker: invalid --log-level: %s\n", optarg);
+				return -1;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+	}
+	if (argc - optind != 2) {
+		fprintf(stderr, "crush-worker: expected <workspace-id> <path>\n");
+		return -1;
+	}
+	wk->id = argv[optind];
+	wk->root = argv[optind + 1];
+	if (*wk->id == '\0') {
+		fprintf(stderr, "crush-worker: empty workspace id\n");
+		return -1;
+	}
+	if (wk->root[0] != '/') {
+		fprintf(stderr, "crush-worker: path must be absolute: %s\n", wk->root);
+		return -1;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "crush-worker: --fd is required\n");
+		return -1;
+	}
+	if (fcntl((int)fd, F_GETFD) < 0) {
+		fprintf(stderr, "crush-worker: --fd %ld: %s\n", fd, strerror(errno));
+		return -1;
+	}
+	wk->fd = (int)fd;
+	return 0;
+}
+
+static void free_worker(struct worker *wk)
+{
+	while (wk->emits != NULL)
+		bench_done(wk);
+	watch_close(wk->watch);
+	proto_decoder_free(&wk->in);
+	buf_free(&wk->out);
+	ev_loop_destroy(wk->loop);
+	close(wk->fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct worker wk = {.in = PROTO_DECODER_INIT, .out = BUF_INIT};
+	const char *data_dir = NULL;
+	char pid[16];
+	int flags;
+
+	wk.emits_tail = &wk.emits;
+	if (parse_args(argc, argv, &wk, &data_dir) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	/* The supervisor sets this too; repeating it costs nothing and keeps a
+	 * worker started by hand from outliving its parent. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN); /* a closed pair shows up as EPIPE instead */
+	flags = fcntl(wk.fd, F_GETFL);
+	if (flags < 0 || fcntl(wk.fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(wk.fd, F_SETFD, FD_CLOEXEC) < 0) {
+		fprintf(stderr, "crush-worker: --fd %d: %s\n", wk.fd, strerror(errno));
+		return 2;
+	}
+	if (chdir(wk.root) != 0)
+		log_debug("Workspace directory not there yet", "workspace_id", wk.id, "path", wk.root, NULL);
+
+	wk.loop = ev_default_loop(EVFLAG_AUTO);
+	if (wk.loop == NULL) {
+		log_error("Cannot start the event loop", "workspace_id", wk.id, NULL);
+		return 1;
+	}
+	ev_io_init(&wk.sock_r, on_sock_read, wk.fd, EV_READ);
+	ev_io_init(&wk.sock_w, on_sock_write, wk.fd, EV_WRITE);
+	ev_idle_init(&wk.emitter, on_emit);
+	ev_signal_init(&wk.sigterm, on_signal, SIGTERM);
+	ev_signal_init(&wk.sigint, on_signal, SIGINT);
+	wk.sock_r.data = wk.sock_w.data = wk.emitter.data = wk.sigterm.data = wk.sigint.data = &wk;
+	ev_signal_start(wk.loop, &wk.sigterm);
+	ev_signal_start(wk.loop, &wk.sigint);
+	ev_io_start(wk.loop, &wk.sock_r);
+
+	send_json(&wk, PROTO_HELLO, 0,
+		  json_pack("{s:i,s:i,s:o}", "version", PROTO_VERSION, "pid", (int)getpid(), "workspace_id",
+			    json_text(wk.id)));
+	flush(&wk);
+
+	/* READY means "watching": a missing directory is waited for inside
+	 * the watch, so readiness never waits for it to appear. */
+	wk.watch = watch_open(wk.root, data_dir, on_fs, &wk);
+	if (wk.watch == NULL) {
+		log_error("Cannot watch the workspace directory", "workspace_id", wk.id, "path", wk.root,
+			  "err", strerror(errno), NULL);
+		free_worker(&wk);
+		return 1;
+	}
+	ev_io_init(&wk.inotify, on_inotify, watch_fd(wk.watch), EV_READ);
+	wk.inotify.data = &wk;
+	send_json(&wk, PROTO_READY, 0, json_pack("{s:i}", "pid", (int)getpid()));
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	/* Not "Worker ready": the supervisor logs that once it gets READY. */
+	log_info(watch_active(wk.watch) ? "Watching workspace directory" : "Waiting for workspace directory",
+		 "workspace_id", wk.id, "path", wk.root, "pid", pid, NULL);
+	flush(&wk);
+
+	if (!wk.stopping)
+		ev_run(wk.loop, 0);
+	free_worker(&wk);
+	return wk.exit_code;
+}
