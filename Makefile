@@ -68,6 +68,24 @@ test: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit-bins
 	@sh tests/run.sh $(ASAN_BUILD)
 
+# Benchmarks (not part of test): the daemon beside this machine's own
+# ceilings, one table. See bench/README.md.
+bench: deps
+	@WITH_BENCH=1 sh scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh $(BUILD)
+
+# libFuzzer harnesses (clang): FUZZ_SECONDS per target (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh fuzz/run.sh $(FUZZ_SECONDS)
+
+# Random clients and worker kills against a real daemon: SOAK_MINUTES.
+SOAK_MINUTES ?= 5
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@/usr/bin/python3 tests/soak/soak.py --build $(BUILD) --minutes $(SOAK_MINUTES)
+
 unit-bins: $(UNIT_BIN)
 
 clean:
