@@ -1,0 +1,349 @@
+"""
+Workspace lifetime (SPEC §4 client claims, §5 server lifetime): create
+holds, stream attach/detach, release, detach grace, teardown, idle exit.
+Timings are fractions of a second; every wait is a bounded poll, and
+stays_true() is used only to prove that something does NOT happen.
+"""
+
+import os
+import random
+import threading
+import time
+
+from crush import WAIT, new_client_id, pid_exists, pid_live, stays_true, wait_until
+
+
+def alive(sup, ws, streams=None, clients=None):
+    """A predicate: the workspace is listed (with the given counts) and its
+    worker runs."""
+    def check():
+        w = sup.api.workspace(ws["id"])
+        if w is None or not pid_live(ws["pid"]):
+            return False
+        if streams is not None and w["streams"] != streams:
+            return False
+        if clients is not None and w["clients"] != clients:
+            return False
+        return w
+    check.__name__ = f"workspace {ws['id']} alive (streams={streams}, clients={clients})"
+    return check
+
+
+def wait_gone(sup, ws, timeout=WAIT):
+    wait_until(lambda: sup.api.workspace(ws["id"]) is None, timeout,
+               what=f"workspace {ws['id']} torn down")
+    wait_until(lambda: not pid_exists(ws["pid"]), timeout,
+               what=f"worker {ws['pid']} reaped (gone from /proc, not a zombie)")
+
+
+def test_unattached_workspace_is_torn_down_after_create_grace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3)
+    ws = sup.api.create(wsdir)
+    wait_gone(sup, ws)
+    assert sup.zombies() == []
+    assert sup.running()
+    assert sup.api.list() == []
+
+
+def test_supervisor_exits_0_and_removes_socket_after_last_workspace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3, idle_timeout=0)
+    ws = sup.api.create(wsdir)
+    sup.assert_exit_0()
+    assert not os.path.exists(sup.sock), "socket file left behind"
+    assert not pid_live(ws["pid"])
+
+
+def test_supervisor_waits_for_its_first_workspace_even_with_zero_idle_timeout(start_supervisor):
+    sup = start_supervisor(idle_timeout=0)
+    stays_true(sup.running, 0.5, what="supervisor still running with no workspace yet")
+    assert sup.api.health().status == 200
+
+
+def test_supervisor_exit_waits_for_the_idle_timeout(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.2, idle_timeout=1.5)
+    sup.api.create(wsdir)
+    wait_until(lambda: sup.api.list() == [], what="workspace expired")
+    t0 = time.monotonic()  # at or after the teardown: elapsed is a lower bound
+    sup.assert_exit_0()
+    assert time.monotonic() - t0 >= 1.0, "exited before the 1.5s idle timeout"
+    assert not os.path.exists(sup.sock)
+
+
+def test_create_during_idle_window_cancels_the_exit(start_supervisor, make_dir):
+    sup = start_supervisor(create_grace=0.5, idle_timeout=1.0)
+    sup.api.create(make_dir("a"))
+    wait_until(lambda: sup.api.list() == [], what="first workspace expired")
+    cid = new_client_id()
+    b = sup.api.create(make_dir("b"), cid)
+    stream = sup.api.events(b["id"], cid)
+    stays_true(sup.running, 1.5, what="supervisor alive past the idle timeout with a live workspace")
+    assert alive(sup, b)()
+    stream.close()
+    sup.assert_exit_0()
+
+
+def test_attached_stream_keeps_workspace_alive_past_create_grace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3, detach_grace=0)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    stays_true(alive(sup, ws, streams=1, clients=1), 0.9)
+    stream.close()
+    wait_gone(sup, ws)
+
+
+def test_closing_the_last_stream_tears_down_with_zero_detach_grace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=30, detach_grace=0)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    wait_until(alive(sup, ws, streams=1))
+    stream.close()
+    wait_gone(sup, ws)
+
+
+def test_release_while_streaming_keeps_workspace_until_the_stream_closes(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3, detach_grace=0)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    sup.api.release(ws["id"], cid)
+    stays_true(alive(sup, ws, streams=1, clients=1), 0.6)
+    assert stream.pump(0.05), "the release ended the client's stream"
+    stream.close()
+    wait_gone(sup, ws)
+
+
+def test_release_without_streams_tears_down_at_once(sup, wsdir):
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    sup.api.release(ws["id"], cid)
+    wait_gone(sup, ws)
+
+
+def test_two_clients_one_leaves_the_other_keeps_the_workspace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3, detach_grace=0)
+    a, b = new_client_id(), new_client_id()
+    ws = sup.api.create(wsdir, a)
+    sup.api.create(wsdir, b)
+    sa = sup.api.events(ws["id"], a)
+    sb = sup.api.events(ws["id"], b)
+    wait_until(alive(sup, ws, streams=2, clients=2))
+    sa.close()
+    sup.api.release(ws["id"], a)
+    wait_until(alive(sup, ws, streams=1, clients=1))
+    stays_true(alive(sup, ws, streams=1, clients=1), 0.6)
+    assert sb.pump(0.05), "the remaining client's stream was ended"
+    sb.close()
+    wait_gone(sup, ws)
+
+
+def test_two_streams_of_one_client_are_counted(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.3, detach_grace=0)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    s1 = sup.api.events(ws["id"], cid)
+    s2 = sup.api.events(ws["id"], cid)
+    wait_until(alive(sup, ws, streams=2, clients=1))
+    s1.close()
+    wait_until(alive(sup, ws, streams=1, clients=1))
+    stays_true(alive(sup, ws, streams=1, clients=1), 0.5)
+    s2.close()
+    wait_gone(sup, ws)
+
+
+def test_attach_without_create_registers_the_client(sup, wsdir):
+    a, b = new_client_id(), new_client_id()
+    ws = sup.api.create(wsdir, a)
+    sb = sup.api.events(ws["id"], b)
+    wait_until(alive(sup, ws, streams=1, clients=2))
+    sb.close()
+    wait_until(alive(sup, ws, streams=0, clients=1))
+
+
+def test_detach_grace_keeps_workspace_for_the_reconnect_window(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.2, detach_grace=1.0)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    wait_until(alive(sup, ws, streams=1))
+    t0 = time.monotonic()
+    stream.close()
+    wait_until(alive(sup, ws, streams=0, clients=1), what="detached, held by the detach grace")
+    wait_gone(sup, ws)
+    elapsed = time.monotonic() - t0
+    assert elapsed >= 0.8, f"torn down {elapsed:.2f}s after the detach; the window is 1.0s"
+
+
+def test_reattach_within_detach_grace_keeps_the_workspace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.2, detach_grace=0.8)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    wait_until(alive(sup, ws, streams=1))
+    stream.close()
+    wait_until(alive(sup, ws, streams=0, clients=1))
+    again = sup.api.events(ws["id"], cid)
+    stays_true(alive(sup, ws, streams=1, clients=1), 1.2, what="reattached workspace outlives the window")
+    again.close()
+    wait_gone(sup, ws)
+
+
+def test_release_skips_the_detach_grace(start_supervisor, wsdir):
+    sup = start_supervisor(create_grace=0.2, detach_grace=5)
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    sup.api.release(ws["id"], cid)
+    wait_until(alive(sup, ws, streams=1))
+    stream.close()
+    wait_until(lambda: sup.api.workspace(ws["id"]) is None, 2.5,
+               what="released client's last detach removes it at once, not after the 5s grace")
+
+
+def test_create_again_rearms_the_create_grace(start_supervisor, wsdir):
+    # First hold ends at >= t0+1.5; re-armed at >= t0+0.4 it ends at >= t0+1.9.
+    # Alive throughout [t0+0.4, t0+1.65] proves the re-arm.
+    sup = start_supervisor(create_grace=1.5)
+    cid = new_client_id()
+    t0 = time.monotonic()
+    ws = sup.api.create(wsdir, cid)
+    wait_until(lambda: time.monotonic() - t0 >= 0.4, interval=0.01)
+    assert sup.api.create(wsdir, cid)["id"] == ws["id"]
+    stays_true(alive(sup, ws, clients=1), max(0.0, 1.65 - (time.monotonic() - t0)),
+               what="hold re-armed by the second create")
+    wait_gone(sup, ws)
+
+
+def test_recreate_after_teardown_gets_a_new_workspace_and_worker(sup, wsdir):
+    cid = new_client_id()
+    a = sup.api.create(wsdir, cid)
+    sup.api.release(a["id"], cid)
+    wait_gone(sup, a)
+    b = sup.api.create(wsdir, cid)
+    assert b["id"] != a["id"]
+    assert b["pid"] != a["pid"]
+    assert b["clients"] == 1
+    assert pid_live(b["pid"])
+
+
+def test_attach_after_teardown_is_404(sup, wsdir):
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    sup.api.release(ws["id"], cid)
+    wait_gone(sup, ws)
+    r = sup.api.request("GET", f"/v1/workspaces/{ws['id']}/events?client_id={cid}")
+    assert r.status == 404, r.describe()
+    assert sup.api.list() == []
+
+
+def test_attach_racing_teardown_ends_whole(start_supervisor, make_dir):
+    """The seed's AttachClient-vs-teardown race, from outside: the attach
+    either wins (live workspace with that client) or gets 404 (gone, with
+    nothing of that client left)."""
+    sup = start_supervisor(create_grace=30, detach_grace=0)
+    outcomes = {"attached": 0, "refused": 0}
+    for i in range(10):
+        d = make_dir(f"race{i}")
+        a, b = new_client_id(), new_client_id()
+        ws = sup.api.create(d, a)
+        sa = sup.api.events(ws["id"], a)
+        sup.api.release(ws["id"], a)  # a's stream is now its only claim
+        result = {}
+
+        def attach():
+            try:
+                result["stream"] = sup.api.events(ws["id"], b)
+            except AssertionError as e:
+                result["error"] = str(e)
+
+        t = threading.Thread(target=attach)
+        t.start()
+        sa.close()
+        t.join(WAIT)
+        if "stream" in result:
+            outcomes["attached"] += 1
+            sb = result["stream"]
+            w = wait_until(alive(sup, ws, streams=1, clients=1),
+                           what="attach won: workspace alive with only b in it")
+            assert w["pid"] == ws["pid"]
+            assert sb.pump(0.05), "attach won but its stream was ended"
+            sb.close()
+            wait_gone(sup, ws)
+        else:
+            outcomes["refused"] += 1
+            assert "404" in result.get("error", ""), result
+            wait_gone(sup, ws)
+    assert sup.api.list() == []
+    assert sup.zombies() == []
+
+
+def test_attach_racing_hold_expiry_ends_whole(start_supervisor, make_dir):
+    sup = start_supervisor(create_grace=0.2, detach_grace=0)
+    rnd = random.Random(1)
+    for i in range(8):
+        cid = new_client_id()
+        ws = sup.api.create(make_dir(f"exp{i}"), cid)
+        time.sleep(rnd.uniform(0.1, 0.3))  # aim at the expiry on purpose
+        s = None
+        try:
+            s = sup.api.events(ws["id"], cid)
+        except AssertionError as e:
+            assert "404" in str(e), e
+        if s is not None:
+            w = wait_until(alive(sup, ws, streams=1, clients=1))
+            stays_true(alive(sup, ws, streams=1, clients=1), 0.3)
+            assert w["pid"] == ws["pid"]
+            s.close()
+        wait_gone(sup, ws)
+    assert sup.zombies() == []
+
+
+# -- upstream-later: retire a client, shutdown_if_idle ----------------------
+
+
+def test_retire_client_removes_its_claims_everywhere(sup, make_dir):
+    a, b = new_client_id(), new_client_id()
+    one = sup.api.create(make_dir("one"), a)
+    two = sup.api.create(make_dir("two"), a)
+    sup.api.create(make_dir("two"), b)
+    r = sup.api.request("DELETE", f"/v1/clients/{a}")
+    assert r.status == 200, r.describe()
+    wait_gone(sup, one)
+    assert alive(sup, two, clients=1)()
+
+
+def test_retired_client_cannot_create_again(sup, wsdir):
+    a = new_client_id()
+    sup.api.create(wsdir, a)
+    assert sup.api.request("DELETE", f"/v1/clients/{a}").status == 200
+    r = sup.api.create_raw(wsdir, a)
+    assert r.status == 409, r.describe()
+    assert isinstance(r.json().get("message"), str)
+
+
+def test_retire_client_with_malformed_id_is_400(sup):
+    r = sup.api.request("DELETE", "/v1/clients/not-a-uuid")
+    assert r.status == 400, r.describe()
+    assert "message" in r.json()
+
+
+def test_shutdown_if_idle_is_refused_while_a_workspace_lives(sup, wsdir):
+    sup.api.create(wsdir)
+    r = sup.api.request("POST", "/v1/control", {"command": "shutdown_if_idle"})
+    assert r.status == 409, r.describe()
+    assert "message" in r.json()
+    assert sup.running() and sup.api.health().status == 200
+
+
+def test_shutdown_if_idle_stops_an_idle_supervisor(sup):
+    r = sup.api.request("POST", "/v1/control", {"command": "shutdown_if_idle"})
+    assert r.status == 200, r.describe()
+    sup.assert_exit_0()
+    assert not os.path.exists(sup.sock)
+
+
+def test_unknown_control_command_is_400(sup):
+    r = sup.api.request("POST", "/v1/control", {"command": "make_coffee"})
+    assert r.status == 400, r.describe()
+    assert "message" in r.json()
