@@ -87,6 +87,9 @@ child(int pair, int errpipe, pid_t parent, const char *cwd, char **argv, char **
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 
+	/* dup2 onto WORKER_FD below must not close the errno pipe. */
+	if (errpipe == WORKER_FD && (errpipe = fcntl(errpipe, F_DUPFD_CLOEXEC, WORKER_FD + 1)) < 0)
+		_exit(127);
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0)
 		goto fail;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test against one build directory: the cmocka unit binaries,
-# then the black-box integration suite (pytest) on the real daemon.
+# the black-box integration suite (pytest) on the real daemon, a smoke run
+# of each fuzz target over its corpus, and a short soak.
 # Prints one closing line: "total: N passed, N failed".
 set -u
 BUILD=${1:-build}
@@ -35,6 +36,30 @@ if [ -d tests/integration ]; then
 	grep -q ' passed\| failed\| error' "$report" || if_=$((if_ + 1))
 	passed=$((passed + ${ip:-0}))
 	failed=$((failed + ${if_:-0}))
+	rm -f "$report"
+fi
+
+# Suites that close with their own "<name>: N passed, N failed" line.
+tally() {
+	line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -n 1)
+	if [ -z "$line" ]; then
+		echo "$1: no summary (exit $3)" >&2
+		failed=$((failed + 1))
+		return
+	fi
+	passed=$((passed + $(echo "$line" | sed 's/.*: \([0-9]*\) passed.*/\1/')))
+	failed=$((failed + $(echo "$line" | sed 's/.*passed, \([0-9]*\) failed.*/\1/')))
+}
+if [ -f fuzz/run.sh ]; then
+	report=$(mktemp)
+	sh fuzz/run.sh --smoke 2>&1 | tee "$report"
+	tally fuzz "$report" "$?"
+	rm -f "$report"
+fi
+if [ -f tests/soak/soak.py ]; then
+	report=$(mktemp)
+	/usr/bin/python3 tests/soak/soak.py --build "$BUILD" --seconds 30 2>&1 | tee "$report"
+	tally soak "$report" "$?"
 	rm -f "$report"
 fi
 
