@@ -113,7 +113,7 @@ static void flush(struct worker *wk)
 		if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
 			break;
 		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-			log_info("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
+			log_debug("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
 			stop(wk, 0);
 		} else {
 			log_error("Write to supervisor failed", "workspace_id", wk->id, "err",
@@ -281,7 +281,7 @@ static void on_sock_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop, (void)revents;
 	if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-		log_info("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
+		log_debug("Supervisor closed the channel; exiting", "workspace_id", wk->id, NULL);
 		stop(wk, 0);
 		return;
 	}
@@ -406,7 +406,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	struct worker *wk = w->data;
 
 	(void)loop, (void)revents;
-	log_info("Worker stopping", "workspace_id", wk->id, "signal", strsignal(w->signum), NULL);
+	log_debug("Worker stopping", "workspace_id", wk->id, "signal", strsignal(w->signum), NULL);
 	stop(wk, 0);
 }
 
@@ -552,7 +552,7 @@ int main(int argc, char **argv)
 	send_json(&wk, PROTO_READY, 0, json_pack("{s:i}", "pid", (int)getpid()));
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	/* Not "Worker ready": the supervisor logs that once it gets READY. */
-	log_info(watch_active(wk.watch) ? "Watching workspace directory" : "Waiting for workspace directory",
+	log_debug(watch_active(wk.watch) ? "Watching workspace directory" : "Waiting for workspace directory",
 		 "workspace_id", wk.id, "path", wk.root, "pid", pid, NULL);
 	flush(&wk);
 
