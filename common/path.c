@@ -1,13 +1,15 @@
 /*
  * path: resolves a workspace path into its dedup key (see path.h): the
  * realpath of the longest existing ancestor, then the missing tail cleaned
- * lexically. Lexical ".." is sound there because no component of the tail
- * exists, so none of them can be a symlink.
+ * lexically. A ".." in the tail may climb back into what exists (where
+ * names can be files or symlinks), so after one the walk starts over on
+ * the shortened path; each restart has one ".." fewer, so it ends.
  */
 #include "common/path.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,21 +60,23 @@ static int resolve_existing(const char *prefix, char *out)
 	return 0;
 }
 
-int path_resolve_key(const char *in, char *out)
+int path_resolve_key(const char *path, char *out)
 {
 	size_t inlen, cut, len;
-	char prefix[PATH_MAX];
+	char prefix[PATH_MAX], in[PATH_MAX];
 	struct stat st;
 
-	if (in == NULL || in[0] != '/') {
+	if (path == NULL || path[0] != '/') {
 		errno = EINVAL;
 		return -1;
 	}
-	inlen = strlen(in);
+	inlen = strlen(path);
 	if (inlen >= PATH_MAX) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	memcpy(in, path, inlen + 1);
+restart:
 	/*
 	 * Find the longest existing prefix, cutting at component boundaries
 	 * from the right. lstat is not enough (a dangling symlink "exists"
@@ -118,8 +122,15 @@ int path_resolve_key(const char *in, char *out)
 		if (n == 0 || (n == 1 && s[0] == '.'))
 			continue;
 		if (n == 2 && s[0] == '.' && s[1] == '.') {
+			/* Start over from the parent with the rest. */
 			pop_comp(out, &len);
-			continue;
+			if ((size_t)snprintf(prefix, sizeof(prefix), "%s/%s", out, p) >= sizeof(prefix)) {
+				errno = ENAMETOOLONG;
+				return -1;
+			}
+			inlen = strlen(prefix);
+			memcpy(in, prefix, inlen + 1);
+			goto restart;
 		}
 		if (append_comp(out, &len, s, n) != 0) {
 			errno = ENAMETOOLONG;

@@ -57,9 +57,13 @@ int proto_encode(buf_t *out, uint8_t type, uint32_t id, const void *payload, siz
 
 void proto_feed(proto_decoder_t *d, const void *data, size_t len)
 {
-	/* After an error the stream is dead: keep nothing more of it. */
-	if (d->err != NULL)
+	/* After an error the stream is dead: keep nothing more of it. The
+	 * buffer is released here, not in fail(), so the last frame handed
+	 * out stays valid until this feed, as proto.h promises. */
+	if (d->err != NULL) {
+		buf_free(&d->in);
 		return;
+	}
 	buf_append(&d->in, data, len);
 }
 
@@ -67,7 +71,6 @@ void proto_feed(proto_decoder_t *d, const void *data, size_t len)
 static int fail(proto_decoder_t *d, const char *err)
 {
 	d->err = err;
-	buf_free(&d->in);
 	return -1;
 }
 

@@ -157,6 +157,23 @@ static void test_dotdot_in_existing_part_follows_the_physical_tree(void **state)
 	assert_key(*state, "/deep/../sub/../../gone/x", "/gone/x");
 }
 
+/* Found by fuzz_path: ".." after a missing name climbs back into what
+ * exists, where names are files and symlinks again. */
+static void test_dotdot_after_missing_resolves_what_exists_again(void **state)
+{
+	tree_t *t = *state;
+
+	assert_key(t, "/missing/../link", "/real");
+	assert_key(t, "/missing/../link/new", "/real/new");
+	assert_key(t, "/a/b/../../deep/x", "/real/sub/x");
+	errno = 0;
+	assert_null(key_of(t, "/missing/../file"));
+	assert_int_equal(errno, ENOTDIR);
+	errno = 0;
+	assert_null(key_of(t, "/missing/../file/x"));
+	assert_int_equal(errno, ENOTDIR);
+}
+
 static void test_regular_file_is_enotdir(void **state)
 {
 	tree_t *t = *state;
@@ -276,21 +293,22 @@ static void test_result_too_long_is_enametoolong(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_existing_dir_resolves_to_itself),
-		cmocka_unit_test(test_unresolved_tempdir_spelling_gives_its_realpath),
-		cmocka_unit_test(test_symlinked_dir_resolves_to_target),
-		cmocka_unit_test(test_missing_under_symlink_equals_missing_under_real),
-		cmocka_unit_test(test_missing_tail_is_cleaned_lexically),
-		cmocka_unit_test(test_dotdot_in_existing_part_follows_the_physical_tree),
-		cmocka_unit_test(test_regular_file_is_enotdir),
-		cmocka_unit_test(test_missing_under_a_file_is_enotdir),
-		cmocka_unit_test(test_relative_path_is_einval),
-		cmocka_unit_test(test_empty_path_is_einval),
-		cmocka_unit_test(test_root_is_slash),
-		cmocka_unit_test(test_missing_directly_under_root),
-		cmocka_unit_test(test_trailing_slashes_are_dropped),
-		cmocka_unit_test(test_input_too_long_is_enametoolong),
-		cmocka_unit_test(test_result_too_long_is_enametoolong),
+	    cmocka_unit_test(test_existing_dir_resolves_to_itself),
+	    cmocka_unit_test(test_unresolved_tempdir_spelling_gives_its_realpath),
+	    cmocka_unit_test(test_symlinked_dir_resolves_to_target),
+	    cmocka_unit_test(test_missing_under_symlink_equals_missing_under_real),
+	    cmocka_unit_test(test_missing_tail_is_cleaned_lexically),
+	    cmocka_unit_test(test_dotdot_in_existing_part_follows_the_physical_tree),
+	    cmocka_unit_test(test_dotdot_after_missing_resolves_what_exists_again),
+	    cmocka_unit_test(test_regular_file_is_enotdir),
+	    cmocka_unit_test(test_missing_under_a_file_is_enotdir),
+	    cmocka_unit_test(test_relative_path_is_einval),
+	    cmocka_unit_test(test_empty_path_is_einval),
+	    cmocka_unit_test(test_root_is_slash),
+	    cmocka_unit_test(test_missing_directly_under_root),
+	    cmocka_unit_test(test_trailing_slashes_are_dropped),
+	    cmocka_unit_test(test_input_too_long_is_enametoolong),
+	    cmocka_unit_test(test_result_too_long_is_enametoolong),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

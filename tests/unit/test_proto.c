@@ -281,6 +281,27 @@ static void test_newline_in_payload_is_rejected(void **state)
 	buf_free(&b);
 }
 
+/* Found by fuzz_proto: a frame stays valid until the next feed even when
+ * the following bytes are a protocol error. */
+static void test_frame_stays_valid_after_a_later_error(void **state)
+{
+	proto_decoder_t d = PROTO_DECODER_INIT;
+	proto_frame_t f, g;
+	buf_t b = BUF_INIT;
+
+	(void)state;
+	assert_int_equal(proto_encode(&b, PROTO_READY, 0, "{\"pid\":1}", 9), 0);
+	buf_append(&b, "\0\0\0\0\x09\x02\0\0\0\0\0\0", 12); /* version 9 */
+	proto_feed(&d, buf_data(&b), buf_size(&b));
+	assert_int_equal(proto_next(&d, &f), 1);
+	assert_int_equal(proto_next(&d, &g), -1);
+	assert_int_equal(memcmp(f.payload, "{\"pid\":1}", 9), 0); /* ASan: not freed yet */
+	proto_feed(&d, "x", 1);
+	assert_int_equal(proto_next(&d, &g), -1);
+	proto_decoder_free(&d);
+	buf_free(&b);
+}
+
 static void test_garbage_bytes_are_rejected(void **state)
 {
 	proto_decoder_t d = PROTO_DECODER_INIT;
@@ -338,6 +359,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_encode_writes_the_documented_header),
+	    cmocka_unit_test(test_frame_stays_valid_after_a_later_error),
 	    cmocka_unit_test(test_every_type_round_trips),
 	    cmocka_unit_test(test_split_reads_at_every_boundary_decode),
 	    cmocka_unit_test(test_many_frames_in_one_feed_all_decode_in_order),
