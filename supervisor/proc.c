@@ -339,9 +339,13 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		}
 		json_t *j = json_loadb(f->payload, f->len, 0, NULL);
 		json_int_t v = j ? json_integer_value(json_object_get(j, "version")) : 0;
+		const char *id = j ? json_string_value(json_object_get(j, "workspace_id")) : NULL;
+		/* A worker for another workspace on this pair is a wiring bug. */
+		int ours = id != NULL && (p->owner == NULL || strcmp(id, p->owner->ws->id) == 0);
 		json_decref(j);
-		if (v != PROTO_VERSION) {
-			proc_kill(p, "protocol error: unsupported version");
+		if (v != PROTO_VERSION || !ours) {
+			proc_kill(p, v != PROTO_VERSION ? "protocol error: unsupported version"
+							: "protocol error: hello for another workspace");
 			return -1;
 		}
 		p->said_hello = 1;

@@ -48,22 +48,22 @@ int replay_gap(const replay_t *r, uint64_t after, uint64_t last)
 	return after < last && (r->count == 0 || after + 1 < replay_oldest(r));
 }
 
-int replay_since(const replay_t *r, uint64_t after, uint64_t last,
-		 void (*fn)(void *ud, const char *data, size_t len), void *ud)
+size_t replay_copy(const replay_t *r, uint64_t after, size_t max, buf_t *out, uint64_t *last)
 {
-	if (after >= last)
-		return 0; /* up to date (or ahead: nothing we could send) */
-	int gap = replay_gap(r, after, last);
 	const char *p = buf_data(&r->buf), *end = p + buf_size(&r->buf);
-	while (p < end) {
+	size_t n = 0, start = buf_size(out);
+	while (p < end && buf_size(out) - start < max) {
 		uint64_t id;
 		uint32_t len;
 		entry_at(p, &id, &len);
-		if (id > after)
-			fn(ud, p + HDR, len);
+		if (id > after) {
+			buf_append(out, p + HDR, len);
+			*last = id;
+			n++;
+		}
 		p += HDR + len;
 	}
-	return gap;
+	return n;
 }
 
 void replay_free(replay_t *r)

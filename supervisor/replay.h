@@ -32,12 +32,13 @@ uint64_t replay_oldest(const replay_t *r);
  * missed events no longer held. */
 int replay_gap(const replay_t *r, uint64_t after, uint64_t last);
 /*
- * Hands every held event with id > after to fn, oldest first. Returns 1
- * when events after `after` are no longer all held (the client missed
- * some and must resynchronise), else 0. last is the newest id published.
+ * Appends to out the held events with id > after, oldest first, whole
+ * events only, stopping once out has grown by max bytes or more. Sets
+ * *last to the id of the last one appended; returns how many were.
+ * Streams resume in such chunks, so a long replay goes out as the client
+ * reads it instead of all at once.
  */
-int replay_since(const replay_t *r, uint64_t after, uint64_t last,
-		 void (*fn)(void *ud, const char *data, size_t len), void *ud);
+size_t replay_copy(const replay_t *r, uint64_t after, size_t max, buf_t *out, uint64_t *last);
 void replay_free(replay_t *r);
 
 #endif

@@ -46,7 +46,7 @@ void server_publish(sv_ws_t *sws, const char *json, size_t len)
 	h2o_linklist_t *l = sws->streams.next;
 	while (l != &sws->streams) {
 		h2o_linklist_t *next = l->next;
-		stream_push(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b));
+		stream_push_event(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b));
 		l = next;
 	}
 }

@@ -48,10 +48,36 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 	h2o_socket_read_start(sock, on_h1_read);
 }
 
+#define REPLAY_CHUNK (64u << 10)
+
+static void end_slow_reader(stream_t *st);
+
+/* Resuming: the next chunk of held events, taken only once the previous
+ * one is out, so a long replay never piles up in pending. */
+static void refill(stream_t *st)
+{
+	sv_ws_t *sws = st->ws;
+	uint64_t last = st->replay_after;
+	if (sws == NULL || st->replay_after >= sws->last_event_id) {
+		st->replaying = 0;
+		return;
+	}
+	if (replay_gap(&sws->replay, st->replay_after, sws->last_event_id)) {
+		end_slow_reader(st); /* what it still needs was dropped meanwhile */
+		return;
+	}
+	replay_copy(&sws->replay, st->replay_after, REPLAY_CHUNK, &st->pending, &last);
+	st->replay_after = last;
+	if (last >= sws->last_event_id)
+		st->replaying = 0; /* caught up: live events from now on */
+}
+
 static void flush(stream_t *st)
 {
 	if (st->sending || st->done)
 		return;
+	if (st->replaying && buf_size(&st->pending) == 0)
+		refill(st);
 	if (buf_size(&st->pending) > 0) {
 		/* Swap: the batch in flight must stay put until proceed. */
 		buf_t t = st->inflight;
@@ -112,11 +138,6 @@ static void on_dispose(void *p)
 		claims_detach(g_srv->claims, st->ws_id, st->client_id, server_now());
 }
 
-static void push_cb(void *ud, const char *data, size_t len)
-{
-	stream_push(ud, data, len);
-}
-
 /* Tells a resuming client that events it missed are gone: it must
  * resynchronise. No id: it is this stream's, not the workspace's. */
 static void push_gap(stream_t *st, sv_ws_t *sws, uint64_t after)
@@ -157,9 +178,13 @@ void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume
 	 * first comment line pushes them out now. */
 	stream_push(st, ": connected\n\n", 13);
 	if (resume) {
-		if (replay_gap(&sws->replay, after, sws->last_event_id))
+		if (replay_gap(&sws->replay, after, sws->last_event_id)) {
 			push_gap(st, sws, after);
-		replay_since(&sws->replay, after, sws->last_event_id, push_cb, st);
+			after = sws->replay.count ? replay_oldest(&sws->replay) - 1 : sws->last_event_id;
+		}
+		st->replaying = after < sws->last_event_id;
+		st->replay_after = after;
+		flush(st);
 	}
 }
 
@@ -168,16 +193,28 @@ void stream_push(stream_t *st, const char *data, size_t len)
 	if (st->done || st->ending)
 		return;
 	if (buf_size(&st->pending) + len > STREAM_MAX_PENDING) {
-		/* The reader cannot keep up: end it rather than thin it. */
-		log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
-			 st->client_id, NULL);
-		buf_reset(&st->pending);
-		detach(st); /* its claim goes at dispose */
-		st->ending = 1;
-		flush(st);
+		end_slow_reader(st);
 		return;
 	}
 	buf_append(&st->pending, data, len);
+	flush(st);
+}
+
+void stream_push_event(stream_t *st, const char *data, size_t len)
+{
+	if (!st->replaying)
+		stream_push(st, data, len);
+}
+
+/* The reader cannot keep up: end it rather than thin it. */
+static void end_slow_reader(stream_t *st)
+{
+	log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
+		 st->client_id, NULL);
+	buf_reset(&st->pending);
+	st->replaying = 0;
+	detach(st); /* its claim goes at dispose */
+	st->ending = 1;
 	flush(st);
 }
 

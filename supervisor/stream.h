@@ -32,11 +32,13 @@ typedef struct stream {
 	char conn_key[24];
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
-	buf_t pending;	/* not yet handed to h2o */
-	buf_t inflight; /* handed to h2o, kept until proceed */
-	int sending;	/* a send is in flight: wait for proceed */
-	int ending;	/* send FINAL once pending is out */
-	int done;	/* FINAL sent, or h2o stopped us */
+	buf_t pending;	       /* not yet handed to h2o */
+	buf_t inflight;	       /* handed to h2o, kept until proceed */
+	int sending;	       /* a send is in flight: wait for proceed */
+	int ending;	       /* send FINAL once pending is out */
+	int done;	       /* FINAL sent, or h2o stopped us */
+	int replaying;	       /* resuming: events come from the replay buffer, */
+	uint64_t replay_after; /* ... the next one after this id */
 } stream_t;
 
 /* Starts the response (headers go out at once) for a stream the claims
@@ -45,6 +47,9 @@ typedef struct stream {
 void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume, uint64_t after);
 /* Queues bytes (already SSE-framed). */
 void stream_push(stream_t *st, const char *data, size_t len);
+/* Queues a workspace event, unless the stream is still replaying (it then
+ * reaches the event in the replay buffer, in order). */
+void stream_push_event(stream_t *st, const char *data, size_t len);
 /* Detaches from the workspace without touching claims, then finishes the
  * response once what is queued has gone out. */
 void stream_end(stream_t *st);

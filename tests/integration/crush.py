@@ -803,3 +803,118 @@ def free_tcp_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# --------------------------------------------------------------------------
+# Appended for the fault, replay and slow-reader tests (test_faults.py,
+# test_replay.py): nothing above changes behaviour.
+
+
+class ResumingEventStream(EventStream):
+    """An EventStream that can resume: Last-Event-ID sent as the standard
+    header (via="header") or as the last_event_id query parameter
+    (via="query"); rcvbuf sets SO_RCVBUF before connecting (a reader with
+    a small window is a slow reader sooner)."""
+
+    def __init__(self, endpoint, ws_id, client_id, last_event_id=None, via="header",
+                 rcvbuf=None, header_timeout=WAIT):
+        self.endpoint = endpoint
+        self.ws_id = ws_id
+        self.client_id = client_id
+        self.events = []
+        self.comments = 0
+        self.eof = False
+        self._raw = b""
+        self._text = ""
+        self._chunked = False
+        if endpoint.kind == "unix":
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(header_timeout)
+        try:
+            self.sock.connect(endpoint.address)
+        except BaseException:
+            self.sock.close()
+            raise
+        q = f"/v1/workspaces/{ws_id}/events?client_id={client_id}"
+        extra = ""
+        if last_event_id is not None:
+            if via == "query":
+                q += f"&last_event_id={last_event_id}"
+            else:
+                extra = f"Last-Event-ID: {last_event_id}\r\n"
+        req = (f"GET {q} HTTP/1.1\r\nHost: localhost\r\n"
+               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{extra}\r\n")
+        self.sock.sendall(req.encode())
+        deadline = time.monotonic() + header_timeout
+        while b"\r\n\r\n" not in self._raw:
+            if not self._recv(deadline):
+                self.close()
+                raise AssertionError(
+                    f"no response head for the event stream within {header_timeout}s "
+                    f"(eof={self.eof}, got {self._raw[:300]!r})")
+        head, _, self._raw = self._raw.partition(b"\r\n\r\n")
+        self.status, self.headers = _parse_head(head)
+        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self._consume()
+
+
+def open_events(api, ws_id, client_id, last_event_id=None, via="header", rcvbuf=None,
+                header_timeout=WAIT):
+    """Api.events() with Last-Event-ID and SO_RCVBUF; expects 200."""
+    s = ResumingEventStream(api.endpoint, ws_id, client_id, last_event_id, via, rcvbuf,
+                            header_timeout)
+    assert s.status == 200, f"attach failed: HTTP {s.status} {s.headers} {s._raw[:300]!r}"
+    return s
+
+
+def is_ws_event(ev, kind=None):
+    """True for a `workspace` event, optionally of one payload type."""
+    if ev.type != "workspace" or not isinstance(ev.payload, dict):
+        return False
+    return kind is None or ev.payload.get("type") == kind
+
+
+class StreamDrainer:
+    """Reads an EventStream in a background thread (so it never becomes a
+    slow reader while the test does something else). Use as a context
+    manager; events accumulate in stream.events (appends are atomic)."""
+
+    def __init__(self, stream):
+        import threading
+        self.stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set() and self.stream.pump(0.05):
+            pass
+
+    def wait_for(self, pred, timeout=WAIT, what=None):
+        deadline = time.monotonic() + timeout
+        i = 0
+        while True:
+            evs = self.stream.events
+            while i < len(evs):
+                if pred(evs[i]):
+                    return evs[i]
+                i += 1
+            if self.stream.eof or time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"drained stream {'ended' if self.stream.eof else 'timed out'} before: "
+                    f"{what or pred} (last: {[e.data for e in evs][-5:]})")
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(WAIT)
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,944 @@
+#!/usr/bin/python3
+"""
+soak: random clients and worker kills against a real crush-supervisor,
+checking the invariants of SPEC §2 the whole time. See tests/soak/README.md.
+
+    python3 tests/soak/soak.py --build build --minutes 5 [--seed S] [--clients N]
+    python3 tests/soak/soak.py --build build/asan --seconds 30
+
+Ends with one line, `soak: N passed, N failed` (one check per invariant),
+and exits 1 when a check failed (2 on a harness error).
+"""
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import random
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# --------------------------------------------------------------------------
+# small helpers: /proc, HTTP over the unix socket
+
+
+def read_file(path, mode="r"):
+    try:
+        with open(path, mode) as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def proc_stat(pid):
+    """(state, ppid) or None when the pid is gone."""
+    s = read_file(f"/proc/{pid}/stat")
+    if not s:
+        return None
+    rest = s[s.rindex(")") + 2:].split()
+    return rest[0], int(rest[1])
+
+
+def proc_cmdline(pid):
+    s = read_file(f"/proc/{pid}/cmdline", "rb")
+    if not s:
+        return []
+    return [a.decode(errors="replace") for a in s.rstrip(b"\0").split(b"\0")]
+
+
+def all_pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def is_worker(args):
+    return bool(args) and os.path.basename(args[0]) == "crush-worker"
+
+
+def fd_table(pid):
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return out
+    for n in names:
+        try:
+            out[int(n)] = os.readlink(f"/proc/{pid}/fd/{n}")
+        except OSError:
+            pass
+    return out
+
+
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Resp:
+    def __init__(self, status, ctype, body):
+        self.status, self.ctype, self.body = status, ctype, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(sock_path, method, path, body=None, timeout=30.0):
+    conn = Unix(sock_path, timeout)
+    try:
+        hdrs = {}
+        if body is not None:
+            body = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        return Resp(r.status, r.getheader("Content-Type", ""), data)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# Results: figures and invariant violations, shared by every thread
+
+
+class Results:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops = collections.Counter()  # "create 200", ...
+        self.faults = collections.Counter()
+        self.events = collections.Counter()  # by type / workspace payload type
+        self.violations = collections.defaultdict(list)  # check -> [detail]
+        self.figures = {}
+
+    def op(self, name):
+        with self.lock:
+            self.ops[name] += 1
+
+    def fault(self, name):
+        with self.lock:
+            self.faults[name] += 1
+
+    def event(self, name, n=1):
+        with self.lock:
+            self.events[name] += n
+
+    def violation(self, check, detail):
+        with self.lock:
+            v = self.violations[check]
+            if len(v) < 20:
+                v.append(detail)
+            self.figures[check + " violations"] = self.figures.get(check + " violations", 0) + 1
+
+
+R = Results()
+
+CHECKS = [
+    ("zombies", "no zombie children of the supervisor (a Z child older than 2 s), sampled throughout"),
+    ("orphans", "no crush-worker for the soak's dirs outside the supervisor (during, at the end, after stop)"),
+    ("fds", "supervisor fd count equal at the quiet points (after warm-up, after release)"),
+    ("one-worker", "at most one live worker per directory at every /proc sample"),
+    ("one-workspace", "at most one non-closing workspace per directory in every listing"),
+    ("event-ids", "every stream's event ids strictly increasing (resumes: above Last-Event-ID)"),
+    ("api", "every response a valid status (no 5xx, 503 only while stopping), errors JSON {message}"),
+    ("exit", "after the last release: workers reaped, exit 0 after the idle timeout, socket removed"),
+    ("sanitizers", "no sanitizer report in the daemon's stderr"),
+]
+
+
+# --------------------------------------------------------------------------
+# Event streams: one hub thread reads every open stream (never a slow reader)
+
+
+class Stream:
+    def __init__(self, sock, ws_id, client, after=None):
+        self.sock = sock
+        self.ws_id = ws_id
+        self.client = client
+        self.last_id = after  # ids must stay above the resume point
+        self.raw = b""  # undecoded chunked bytes
+        self.body = b""  # SSE text not yet parsed
+        self.chunked = False
+        self.ended = False  # by the server (last chunk or EOF)
+        self.finished = False  # the last chunk arrived
+        self.closed = False  # by us
+        self.nevents = 0
+        self.kinds = []  # workspace payload types seen
+
+    def feed(self, data):
+        if self.chunked:
+            self.raw += data
+            while True:
+                line, sep, rest = self.raw.partition(b"\r\n")
+                if not sep:
+                    break
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:  # the last chunk: the server ended the stream
+                    self.raw = b""
+                    self.finished = True
+                    break
+                if len(rest) < size + 2:
+                    break
+                self.body += rest[:size]
+                self.raw = rest[size + 2:]
+        else:
+            self.body += data
+        while b"\n\n" in self.body:
+            block, _, self.body = self.body.partition(b"\n\n")
+            self.parse(block.decode("utf-8", errors="replace"))
+
+    def parse(self, block):
+        ev_id, data = None, []
+        for line in block.split("\n"):
+            if line.startswith(":") or not line:
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "id":
+                ev_id = value
+            elif name == "data":
+                data.append(value)
+        if not data:
+            return
+        self.nevents += 1
+        try:
+            obj = json.loads("\n".join(data))
+            kind = obj.get("type")
+        except ValueError:
+            obj, kind = None, "unparsable"
+            R.violation("event-ids", f"stream {self.ws_id[:8]}: data is not JSON: {data[:1]}")
+        R.event(kind or "?")
+        if kind == "workspace" and isinstance(obj.get("payload"), dict):
+            t = obj["payload"].get("type")
+            self.kinds.append(t)
+            R.event("workspace/" + str(t))
+        if ev_id is None:
+            if not (kind == "workspace" and self.kinds and self.kinds[-1] == "gap"):
+                R.violation("event-ids", f"stream {self.ws_id[:8]}: event without id: {data[0][:120]}")
+            return
+        try:
+            n = int(ev_id)
+        except ValueError:
+            R.violation("event-ids", f"stream {self.ws_id[:8]}: non-integer id {ev_id!r}")
+            return
+        if self.last_id is not None and n <= self.last_id:
+            R.violation("event-ids", f"stream {self.ws_id[:8]} client {self.client.cid[:8]}: "
+                                     f"id {n} after {self.last_id}")
+        self.last_id = n
+        self.client.seen[self.ws_id] = max(self.client.seen.get(self.ws_id, 0), n)
+
+
+class Hub(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True, name="hub")
+        self.sel = selectors.DefaultSelector()
+        self.lock = threading.Lock()
+        self.todo = []
+        self.wr, self.ww = socket.socketpair()
+        self.wr.setblocking(False)
+        self.sel.register(self.wr, selectors.EVENT_READ, None)
+        self.stop_flag = False
+        self.open = set()
+
+    def _wake(self):
+        try:
+            self.ww.send(b"x")
+        except OSError:
+            pass
+
+    def add(self, st):
+        with self.lock:
+            self.todo.append(("add", st))
+        self._wake()
+
+    def close(self, st):
+        with self.lock:
+            self.todo.append(("close", st))
+        self._wake()
+
+    def stop(self):
+        self.stop_flag = True
+        self._wake()
+        self.join(10)
+
+    def _drop(self, st):
+        if st in self.open:
+            self.open.discard(st)
+            try:
+                self.sel.unregister(st.sock)
+            except (KeyError, ValueError):
+                pass
+        try:
+            st.sock.close()
+        except OSError:
+            pass
+
+    def run(self):
+        while not self.stop_flag:
+            with self.lock:
+                todo, self.todo = self.todo, []
+            for op, st in todo:
+                if op == "add":
+                    if st.closed:
+                        st.sock.close()
+                        continue
+                    st.sock.setblocking(False)
+                    self.sel.register(st.sock, selectors.EVENT_READ, st)
+                    self.open.add(st)
+                    if st.body or st.raw:  # bytes read with the head
+                        pending, st.body, st.raw = (st.raw if st.chunked else st.body), b"", b""
+                        st.feed(pending)
+                else:
+                    st.closed = True
+                    self._drop(st)
+            for key, _ in self.sel.select(0.2):
+                if key.data is None:
+                    try:
+                        self.wr.recv(4096)
+                    except OSError:
+                        pass
+                    continue
+                st = key.data
+                try:
+                    data = st.sock.recv(262144)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    st.feed(data)
+                if not data or st.finished:
+                    st.ended = True
+                    with Client.lock:
+                        Client.streams_ended_by_server += 1
+                    self._drop(st)
+        for st in list(self.open):
+            self._drop(st)
+
+
+def open_stream(sock_path, ws_id, client, after=None, timeout=30.0):
+    """Opens an event stream (blocking until the head); returns (status,
+    Stream or error body)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(sock_path)
+        extra = f"Last-Event-ID: {after}\r\n" if after is not None else ""
+        s.sendall((f"GET /v1/workspaces/{ws_id}/events?client_id={client.cid} HTTP/1.1\r\n"
+                   f"Host: x\r\nAccept: text/event-stream\r\n{extra}\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before the head: {buf[:200]!r}")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        if status != 200:
+            n = int(headers.get("content-length", "0"))
+            while len(rest) < n:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            s.close()
+            return status, Resp(status, headers.get("content-type", ""), rest)
+        st = Stream(s, ws_id, client, after)
+        st.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        if st.chunked:
+            st.raw = rest
+        else:
+            st.body = rest
+        return 200, st
+    except BaseException:
+        s.close()
+        raise
+
+
+# --------------------------------------------------------------------------
+# The soak
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.rnd = random.Random(args.seed)
+        build = args.build if os.path.isabs(args.build) else os.path.join(REPO, args.build)
+        self.supervisor = os.path.join(build, "crush-supervisor")
+        self.worker = os.path.join(build, "crush-worker")
+        self.tmp = os.path.realpath(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
+        self.sock = os.path.join(self.tmp, "s.sock")
+        self.root = os.path.join(self.tmp, "dirs")
+        self.proc = None
+        self.stopping = False  # 503 allowed from here on
+        self.hub = Hub()
+        self.dirs = []  # resolved directories
+        self.paths = []  # (path as a client sends it, resolved key)
+        self.keeper_dir = None
+        self.stop_sampler = threading.Event()
+        self.sampler_thread = None
+        self.samples = 0
+        self.max_workers_per_dir = 0
+        self.max_workers = 0
+        self.zombie_first_seen = {}
+        self.zombie_sightings = 0
+
+    # -- setup
+
+    def make_dirs(self):
+        os.makedirs(self.root)
+        for i in range(self.args.dirs):
+            d = os.path.join(self.root, f"d{i}")
+            os.makedirs(d)
+            self.dirs.append(d)
+            self.paths.append((d, d))
+            if i % 2 == 0:  # some through symlinks
+                link = os.path.join(self.root, f"link{i}")
+                os.symlink(d, link)
+                self.paths.append((link, d))
+                self.paths.append((link + "/./", d))
+        # A directory that does not exist (yet), reached through a symlink
+        # too: /root/linkm/missing and /root/real-m/missing share a key.
+        realm = os.path.join(self.root, "real-m")
+        os.makedirs(realm)
+        os.symlink(realm, os.path.join(self.root, "linkm"))
+        missing = os.path.join(realm, "missing")
+        self.dirs.append(missing)
+        self.paths.append((missing, missing))
+        self.paths.append((os.path.join(self.root, "linkm", "missing"), missing))
+        self.keeper_dir = os.path.join(self.root, "keeper")
+        os.makedirs(self.keeper_dir)
+        self.soak_keys = set(self.dirs) | {self.keeper_dir}
+
+    def start_daemon(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRUSH_SERVER_")}
+        env["CRUSH_SERVER_PING_INTERVAL"] = str(self.args.ping)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=99")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=99")
+        self.stderr_path = os.path.join(self.tmp, "supervisor.stderr")
+        argv = [self.supervisor, "-H", "unix://" + self.sock,
+                "--create-grace", "0.5", "--detach-grace", "0.3",
+                "--idle-timeout", str(self.args.idle), "--kill-timeout", "0.5", "--log-level", "info"]
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=err, env=env, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode} at start:\n{self.stderr()}")
+            try:
+                if request(self.sock, "GET", "/v1/health").status == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("daemon did not answer /v1/health within 20 s")
+            time.sleep(0.05)
+
+    def stderr(self):
+        return read_file(self.stderr_path) or ""
+
+    # -- API wrapper: every response is checked
+
+    def api(self, op, method, path, body=None, allowed=(200,), client=None):
+        try:
+            r = request(self.sock, method, path, body)
+        except OSError as e:
+            R.op(f"{op} transport-error")
+            R.violation("api", f"{op} {method} {path}: {type(e).__name__}: {e}")
+            return None
+        R.op(f"{op} {r.status}")
+        if r.status not in allowed and not (r.status == 503 and self.stopping):
+            R.violation("api", f"{op} {method} {path}: HTTP {r.status} {r.body[:200]!r}")
+        if r.status >= 400:
+            self.check_error_body(op, r)
+        return r
+
+    def check_error_body(self, op, r):
+        try:
+            body = r.json()
+            ok = "application/json" in r.ctype and isinstance(body.get("message"), str) and body["message"]
+        except (ValueError, AttributeError):
+            ok = False
+        if not ok:
+            R.violation("api", f"{op}: HTTP {r.status} error body not JSON {{message}}: "
+                               f"{r.ctype!r} {r.body[:200]!r}")
+
+    def listing(self):
+        r = self.api("list", "GET", "/v1/workspaces")
+        if r is None or r.status != 200:
+            return None
+        try:
+            items = r.json()
+        except ValueError:
+            R.violation("api", f"list: not JSON {r.body[:200]!r}")
+            return None
+        live = collections.Counter(w["resolved_path"] for w in items if w["state"] != "closing")
+        for key, n in live.items():
+            if n > 1:
+                R.violation("one-workspace", f"{n} non-closing workspaces for {key}: "
+                                             f"{[(w['id'][:8], w['state']) for w in items if w['resolved_path'] == key]}")
+        return items
+
+    # -- /proc sampler
+
+    def sampler(self):
+        sup = self.proc.pid
+        while not self.stop_sampler.is_set():
+            self.sample(sup)
+            time.sleep(0.01)
+
+    def sample(self, sup):
+        now = time.monotonic()
+        per_dir = collections.defaultdict(list)
+        procs = {}
+        zombies = set()
+        for pid in all_pids():
+            st = proc_stat(pid)
+            if st is None:
+                continue
+            if st[1] == sup and st[0] == "Z":
+                zombies.add(pid)
+                continue
+            args = proc_cmdline(pid)
+            if not is_worker(args) or st[0] in "ZX":
+                continue
+            procs[pid] = (st[1], args)
+        for pid, (ppid, args) in procs.items():
+            key = os.path.realpath(args[2]) if len(args) > 2 else "?"
+            if key not in self.soak_keys:
+                continue
+            if ppid == sup:
+                per_dir[key].append(pid)
+            elif ppid not in procs:
+                # Not ours and not a sanitizer helper task of one of ours.
+                if (proc_stat(pid) or "Z")[0] not in "ZX":
+                    R.violation("orphans", f"worker {pid} for {key} has parent {ppid}, not {sup}")
+        total = 0
+        for key, pids in per_dir.items():
+            total += len(pids)
+            # Each pid was live when read: if the earlier ones still are,
+            # all were live together when the last was read.
+            if len(pids) >= 2 and all((proc_stat(p) or "Z")[0] not in "ZX" for p in pids[:-1]):
+                R.violation("one-worker", f"{len(pids)} live workers for {key}: {pids}")
+            self.max_workers_per_dir = max(self.max_workers_per_dir, len(pids))
+        self.max_workers = max(self.max_workers, total)
+        for pid in zombies:
+            first = self.zombie_first_seen.setdefault(pid, now)
+            if first == now:
+                self.zombie_sightings += 1
+            elif now - first > 2.0:
+                R.violation("zombies", f"child {pid} a zombie for {now - first:.1f}s")
+                self.zombie_first_seen[pid] = now + 3600  # once
+        for pid in list(self.zombie_first_seen):
+            if pid not in zombies:
+                del self.zombie_first_seen[pid]
+        self.samples += 1
+
+    # -- chaos: SIGKILL random ready workers at a bounded rate
+
+    def chaos(self, deadline):
+        rnd = random.Random(self.rnd.random())
+        while time.monotonic() < deadline:
+            time.sleep(rnd.uniform(0.5, 1.5) * self.args.kill_every)
+            items = self.listing() or []
+            victims = [w for w in items if w["state"] == "ready" and w["resolved_path"] != self.keeper_dir
+                       and w["pid"]]
+            if not victims:
+                R.fault("no victim")
+                continue
+            w = rnd.choice(victims)
+            try:
+                os.kill(w["pid"], signal.SIGKILL)
+                R.fault("SIGKILL worker")
+            except ProcessLookupError:
+                R.fault("victim already gone")
+
+    # -- fs activity, so that streams carry events
+
+    def fs_activity(self, deadline):
+        rnd = random.Random(self.rnd.random())
+        n = 0
+        while time.monotonic() < deadline:
+            d = rnd.choice(self.dirs[:-1] + [self.keeper_dir])
+            n += 1
+            p = os.path.join(d, f"f{rnd.randrange(20)}.txt")
+            try:
+                if rnd.random() < 0.2 and os.path.exists(p):
+                    os.unlink(p)
+                else:
+                    with open(p, "w") as f:
+                        f.write(str(n))
+            except OSError:
+                pass
+            time.sleep(0.01)
+
+    # -- clients
+
+    def client_loop(self, idx, deadline):
+        rnd = random.Random(self.rnd.random())
+        c = Client(self, rnd)
+        try:
+            while time.monotonic() < deadline:
+                c.step()
+                time.sleep(rnd.uniform(0, 0.03))
+        except Exception:
+            R.violation("api", f"client {idx} crashed: {traceback.format_exc()[-800:]}")
+        finally:
+            c.cleanup()
+
+    def phase(self, seconds, name):
+        deadline = time.monotonic() + seconds
+        threads = [threading.Thread(target=self.client_loop, args=(i, deadline), name=f"client{i}")
+                   for i in range(self.args.clients)]
+        threads.append(threading.Thread(target=self.chaos, args=(deadline,), name="chaos"))
+        threads.append(threading.Thread(target=self.fs_activity, args=(deadline,), name="fs"))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.log(f"{name} phase done ({seconds:.0f}s)")
+
+    def quiet(self, keeper_ws):
+        """Waits until only the keeper's workspace and worker remain; returns
+        the supervisor's fd table."""
+        deadline = time.monotonic() + 20
+        while True:
+            items = self.listing() or []
+            workers = [p for p in all_pids() if (proc_stat(p) or ("Z", 0))[1] == self.proc.pid
+                       and (proc_stat(p) or "Z")[0] not in "ZX"]
+            only_keeper = [w["id"] for w in items] == [keeper_ws] and \
+                items[0]["streams"] == 1 and items[0]["state"] == "ready"
+            if only_keeper and len(workers) == 1:
+                break
+            if time.monotonic() > deadline:
+                R.violation("fds", f"no quiet point within 20 s: {[(w['id'][:8], w['state'], w['clients'], w['streams']) for w in items]}, children {workers}")
+                break
+            time.sleep(0.1)
+        # Closing client connections may take a moment: settle on a stable count.
+        prev, stable_since = None, time.monotonic()
+        while True:
+            fds = fd_table(self.proc.pid)
+            if prev is not None and len(fds) == len(prev):
+                if time.monotonic() - stable_since > 0.5:
+                    return fds
+            else:
+                stable_since = time.monotonic()
+            prev = fds
+            time.sleep(0.05)
+
+    def log(self, msg):
+        print(f"soak: [{time.monotonic() - self.t0:6.1f}s] {msg}", flush=True)
+
+    # -- the run
+
+    def run(self):
+        self.t0 = time.monotonic()
+        total = self.args.seconds if self.args.seconds is not None else self.args.minutes * 60
+        self.make_dirs()
+        self.start_daemon()
+        self.hub.start()
+        self.log(f"daemon pid {self.proc.pid} ({self.supervisor}), {len(self.dirs)} dirs "
+                 f"({len(self.paths)} paths), {self.args.clients} clients, seed {self.args.seed}, "
+                 f"{total:.0f}s")
+        self.sampler_thread = threading.Thread(target=self.sampler, daemon=True, name="sampler")
+        self.sampler_thread.start()
+
+        # The keeper: one stream held all along, so the daemon never idles
+        # out mid-run (chaos spares it).
+        keeper = Client(self, random.Random(0))
+        r = self.api("create", "POST", "/v1/workspaces", {"path": self.keeper_dir, "client_id": keeper.cid})
+        keeper_ws = r.json()["id"]
+        status, kst = open_stream(self.sock, keeper_ws, keeper)
+        assert status == 200, status
+        self.hub.add(kst)
+
+        end_reserve = 8.0
+        warm = max(2.0, 0.15 * total)
+        main = max(3.0, total - warm - end_reserve)
+        self.phase(warm, "warm-up")
+        base = self.quiet(keeper_ws)
+        self.log(f"quiet point 1: supervisor holds {len(base)} fds")
+        self.phase(main, "main")
+        end = self.quiet(keeper_ws)
+        self.log(f"quiet point 2: supervisor holds {len(end)} fds")
+        R.figures["fds at quiet points"] = f"{len(base)} -> {len(end)}"
+        if len(base) != len(end):
+            b, e = collections.Counter(base.values()), collections.Counter(end.values())
+            kinds = lambda c: collections.Counter(t.split(":")[0] if ":" in t else t for t in c.elements())  # noqa: E731
+            R.violation("fds", f"{len(base)} fds after warm-up, {len(end)} at the end: "
+                               f"{dict(kinds(b))} -> {dict(kinds(e))}")
+
+        # The end: release the last claim; the daemon must reap everything,
+        # exit 0 after its idle timeout and remove its socket.
+        R.figures["workspaces seen"] = len(Client.all_workspaces)
+        self.stopping = True
+        self.hub.close(kst)
+        self.api("release", "DELETE", f"/v1/workspaces/{keeper_ws}?client_id={keeper.cid}")
+        t_release = time.monotonic()
+        try:
+            rc = self.proc.wait(self.args.idle + 15)
+        except subprocess.TimeoutExpired:
+            rc = None
+            R.violation("exit", f"daemon still running {self.args.idle + 15:.0f}s after the last release")
+        took = time.monotonic() - t_release
+        R.figures["exit after last release"] = f"{took:.2f}s (idle timeout {self.args.idle}s), status {rc}"
+        if rc is not None and rc != 0:
+            R.violation("exit", f"daemon exit status {rc}")
+        if rc is not None and took < self.args.idle * 0.8:
+            R.violation("exit", f"exited {took:.2f}s after the last release; idle timeout is {self.args.idle}s")
+        if os.path.exists(self.sock):
+            R.violation("exit", "socket file left behind")
+        self.stop_sampler.set()
+        self.sampler_thread.join(10)
+        time.sleep(0.3)
+        left = [(p, proc_cmdline(p)[:3]) for p in all_pids() if is_worker(proc_cmdline(p))
+                and len(proc_cmdline(p)) > 2 and os.path.realpath(proc_cmdline(p)[2]) in self.soak_keys
+                and (proc_stat(p) or "Z")[0] not in "ZX"]
+        for p, args in left:
+            R.violation("orphans", f"worker {p} {args} outlived the daemon")
+            R.violation("exit", f"worker {p} not reaped before the daemon exited")
+        self.hub.stop()
+
+    def report(self):
+        text = self.stderr()
+        markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ERROR: UndefinedBehaviorSanitizer")
+        for m in markers:
+            if m in text:
+                i = text.index(m)
+                R.violation("sanitizers", text[max(0, i - 200):i + 1500])
+        print()
+        print("soak figures:")
+        ops = collections.Counter()
+        for k, v in R.ops.items():
+            ops[k.split()[0]] += v
+        print(f"  operations: {sum(ops.values())} — " + ", ".join(f"{k} {v}" for k, v in sorted(ops.items())))
+        print("  by status:  " + ", ".join(f"{k} {v}" for k, v in sorted(R.ops.items())))
+        print("  faults:     " + (", ".join(f"{k} {v}" for k, v in sorted(R.faults.items())) or "none"))
+        print(f"  events:     {sum(v for k, v in R.events.items() if '/' not in k)} — "
+              + ", ".join(f"{k} {v}" for k, v in sorted(R.events.items())))
+        print(f"  streams:    {Client.streams_opened} opened, {Client.streams_ended_by_server} ended by the server")
+        print(f"  /proc:      {self.samples} samples, max {self.max_workers} live workers, "
+              f"max {self.max_workers_per_dir} per directory, {self.zombie_sightings} transient zombie sightings")
+        restarts = text.count('msg="Worker restarted"')
+        failed = text.count('msg="Workspace failed"')
+        killed = text.count('msg="Killing worker"')
+        print(f"  daemon log: {text.count(chr(10))} lines, {restarts} restarts, {failed} workspaces failed "
+              f"(crash loop), {killed} protocol kills")
+        for k, v in R.figures.items():
+            print(f"  {k}: {v}")
+        print()
+        passed = failed_n = 0
+        for name, desc in CHECKS:
+            v = R.violations.get(name, [])
+            if v:
+                failed_n += 1
+                print(f"FAIL {name}: {desc}")
+                for d in v[:10]:
+                    print(f"     - {d}")
+            else:
+                passed += 1
+                print(f"ok   {name}: {desc}")
+        if failed_n:
+            print(f"soak: daemon stderr kept in {self.stderr_path}")
+        return passed, failed_n
+
+    def cleanup(self, keep):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for p in all_pids():
+            args = proc_cmdline(p)
+            if is_worker(args) and len(args) > 2 and args[2].startswith(self.tmp):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if not keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Client:
+    """One client of the daemon: a client id, its claims and its streams.
+    Each step is one random operation."""
+
+    lock = threading.Lock()
+    streams_opened = 0
+    streams_ended_by_server = 0
+    all_workspaces = set()
+
+    def __init__(self, soak, rnd):
+        self.soak = soak
+        self.rnd = rnd
+        self.cid = str(uuid.uuid4())
+        self.claims = set()  # workspace ids it created/joined
+        self.known = set()  # workspace ids it has heard of
+        self.streams = []
+        self.seen = {}  # ws id -> last event id seen
+        self.retired = set()
+
+    def step(self):
+        self.streams = [s for s in self.streams if not s.ended]
+        ops = [(self.create, 30), (self.attach, 25), (self.detach, 15), (self.release, 15),
+               (self.retire, 2), (self.look, 8), (self.get, 5)]
+        r = self.rnd.uniform(0, sum(w for _, w in ops))
+        for fn, w in ops:
+            r -= w
+            if r <= 0:
+                return fn()
+        return ops[-1][0]()
+
+    def create(self):
+        path, key = self.rnd.choice(self.soak.paths)
+        r = self.soak.api("create", "POST", "/v1/workspaces", {"path": path, "client_id": self.cid})
+        if r is not None and r.status == 200:
+            w = r.json()
+            if w.get("resolved_path") != key:
+                R.violation("api", f"create {path}: resolved_path {w.get('resolved_path')} != {key}")
+            self.claims.add(w["id"])
+            self.known.add(w["id"])
+            with Client.lock:
+                Client.all_workspaces.add(w["id"])
+
+    def attach(self):
+        if not self.known:
+            return self.create()
+        ws = self.rnd.choice(sorted(self.known))
+        after = None
+        if ws in self.seen and self.rnd.random() < 0.4:
+            after = self.seen[ws]  # resume where this client left off
+        try:
+            status, st = open_stream(self.soak.sock, ws, self, after)
+        except OSError as e:
+            R.op("attach transport-error")
+            R.violation("api", f"attach {ws[:8]}: {type(e).__name__}: {e}")
+            return
+        R.op(f"attach {status}" + (" (resume)" if after is not None else ""))
+        if status == 200:
+            with Client.lock:
+                Client.streams_opened += 1
+            self.streams.append(st)
+            self.soak.hub.add(st)
+            return
+        allowed = (404,) if not self.retired else (404, 409)
+        if status not in allowed and not (status == 503 and self.soak.stopping):
+            R.violation("api", f"attach {ws[:8]}: HTTP {status} {st.body[:200]!r}")
+        self.soak.check_error_body("attach", st)
+        if status == 404:
+            self.known.discard(ws)
+            self.claims.discard(ws)
+
+    def detach(self):
+        if self.streams:
+            st = self.streams.pop(self.rnd.randrange(len(self.streams)))
+            R.op("detach")
+            self.soak.hub.close(st)
+
+    def release(self):
+        if not self.claims:
+            return self.detach()
+        ws = self.rnd.choice(sorted(self.claims))
+        self.soak.api("release", "DELETE", f"/v1/workspaces/{ws}?client_id={self.cid}")
+        self.claims.discard(ws)
+
+    def retire(self):
+        self.soak.api("retire", "DELETE", f"/v1/clients/{self.cid}")
+        # Retired: creates and attaches are refused from now on.
+        path, _ = self.rnd.choice(self.soak.paths)
+        self.soak.api("create-retired", "POST", "/v1/workspaces", {"path": path, "client_id": self.cid},
+                      allowed=(409,))
+        for st in self.streams:
+            self.soak.hub.close(st)
+        self.streams = []
+        self.claims.clear()
+        self.known.clear()
+        self.seen.clear()
+        self.cid = str(uuid.uuid4())  # a new client from now on
+
+    def look(self):
+        items = self.soak.listing()
+        if items:
+            w = self.rnd.choice(items)
+            if w["state"] != "closing":
+                self.known.add(w["id"])
+
+    def get(self):
+        if self.known:
+            ws = self.rnd.choice(sorted(self.known))
+            r = self.soak.api("get", "GET", f"/v1/workspaces/{ws}", allowed=(200, 404))
+            if r is not None and r.status == 404:
+                self.known.discard(ws)
+                self.claims.discard(ws)
+
+    def cleanup(self):
+        for st in self.streams:
+            self.soak.hub.close(st)
+        self.streams = []
+        for ws in sorted(self.claims):
+            self.soak.api("release", "DELETE", f"/v1/workspaces/{ws}?client_id={self.cid}")
+        self.claims.clear()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="directory with crush-supervisor and crush-worker")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--minutes", type=float, default=5.0)
+    g.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--dirs", type=int, default=5, help="workspace directories (plus one missing, one keeper)")
+    ap.add_argument("--kill-every", type=float, default=1.0, help="mean seconds between worker kills")
+    ap.add_argument("--idle", type=float, default=1.0, help="the daemon's idle timeout")
+    ap.add_argument("--ping", type=float, default=2.0, help="CRUSH_SERVER_PING_INTERVAL for the daemon")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.randrange(1 << 30)
+    soak = Soak(args)
+    if not os.access(soak.supervisor, os.X_OK) or not os.access(soak.worker, os.X_OK):
+        print(f"soak: {soak.supervisor} / {soak.worker} missing (run make)", file=sys.stderr)
+        print("soak: 0 passed, 1 failed")
+        return 2
+    harness_error = None
+    try:
+        soak.run()
+    except Exception:
+        harness_error = traceback.format_exc()
+    passed, failed = soak.report()
+    if harness_error:
+        print(f"soak: harness error:\n{harness_error}")
+        print(f"soak: daemon stderr tail:\n{soak.stderr()[-3000:]}")
+        failed += 1
+    soak.cleanup(keep=args.keep or failed > 0)
+    print(f"soak: seed {args.seed}; rerun with --seed {args.seed}")
+    print(f"soak: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
