@@ -122,6 +122,8 @@ static void on_start_timeout(h2o_timeout_entry_t *te);
 static void on_ping(h2o_timeout_entry_t *te);
 static void on_kill_timeout(h2o_timeout_entry_t *te);
 static void on_read(h2o_socket_t *sock, const char *err);
+static void drain(proc_t *p);
+static void on_resume(h2o_timeout_entry_t *te);
 
 static void proc_close_sock(proc_t *p)
 {
@@ -215,6 +217,7 @@ int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
 	h2o_timeout_link(s->loop, &s->start_timeout, &p->start_te);
 	p->kill_te.cb = on_kill_timeout;
 	p->ping_te.cb = on_ping;
+	p->resume_te.cb = on_resume;
 	h2o_linklist_insert(&s->procs, &p->link);
 	sws->proc = p;
 	sws->pid = pid;
@@ -404,17 +407,49 @@ static void on_read(h2o_socket_t *sock, const char *err)
 	}
 	proto_feed(&p->dec, sock->input->bytes, sock->input->size);
 	h2o_buffer_consume(&sock->input, sock->input->size);
+	drain(p);
+}
+
+/*
+ * Handles decoded frames, at most PROC_TURN_BUDGET bytes of them per loop
+ * turn. A fast worker can hand us megabytes in one read; publishing them
+ * all at once would pile them up in every stream (each has one write in
+ * flight) and cut fast readers as slow ones. Past the budget we stop
+ * reading the worker (its writes then block: backpressure), let the loop
+ * write to the streams, and go on in the next turn.
+ */
+static void drain(proc_t *p)
+{
 	proto_frame_t f;
+	size_t used = 0;
 	int r;
-	while ((r = proto_next(&p->dec, &f)) == 1) {
+	while (used < PROC_TURN_BUDGET && (r = proto_next(&p->dec, &f)) == 1) {
+		used += PROTO_HDR_SIZE + f.len;
 		if (handle_frame(p, &f) != 0)
 			return;
+	}
+	if (used >= PROC_TURN_BUDGET) {
+		if (p->sock != NULL)
+			h2o_socket_read_stop(p->sock);
+		if (!h2o_timeout_is_linked(&p->resume_te))
+			h2o_timeout_link(g_srv->loop, &g_srv->next_turn, &p->resume_te);
+		return;
 	}
 	if (r < 0) {
 		char why[160];
 		snprintf(why, sizeof(why), "protocol error: %s", p->dec.err);
 		proc_kill(p, why);
+		return;
 	}
+	if (p->sock != NULL && !h2o_socket_is_reading(p->sock))
+		h2o_socket_read_start(p->sock, on_read);
+}
+
+static void on_resume(h2o_timeout_entry_t *te)
+{
+	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, resume_te, te);
+	if (p->sock != NULL && p->reason[0] == '\0')
+		drain(p);
 }
 
 static void describe_status(int status, char *out, size_t len)
@@ -462,6 +497,8 @@ void proc_reap_all(void)
 			h2o_timeout_unlink(&p->kill_te);
 		if (h2o_timeout_is_linked(&p->ping_te))
 			h2o_timeout_unlink(&p->ping_te);
+		if (h2o_timeout_is_linked(&p->resume_te))
+			h2o_timeout_unlink(&p->resume_te);
 		proc_close_sock(p);
 		proto_decoder_free(&p->dec);
 		buf_free(&p->out);

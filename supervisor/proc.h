@@ -22,13 +22,17 @@ typedef struct proc {
 	proto_decoder_t dec;
 	int said_hello, ready, stopping;
 	h2o_timeout_entry_t start_te, kill_te;
-	h2o_timeout_entry_t ping_te; /* liveness: a ping per interval, answered within it */
-	uint32_t next_req_id;	     /* request ids: 1, 2, ... */
-	uint32_t ping_pending;	     /* id of the unanswered ping, 0 when none */
-	buf_t out, inflight;	     /* frames to the worker; the batch being written */
+	h2o_timeout_entry_t ping_te;   /* liveness: a ping per interval, answered within it */
+	h2o_timeout_entry_t resume_te; /* frames left over a turn's budget: next turn */
+	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
+	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
+	buf_t out, inflight;	       /* frames to the worker; the batch being written */
 	sv_ws_t *owner;
 	char reason[200]; /* why we killed it, if we did */
 } proc_t;
+
+/* Bytes of worker frames handled per loop turn (see drain in proc.c). */
+#define PROC_TURN_BUDGET (256u << 10)
 
 /* Starts sws's worker; sets sws->proc and sws->pid. 0, or -1 with err. */
 int proc_spawn(sv_ws_t *sws, char *err, size_t errlen);

@@ -332,6 +332,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	h2o_timeout_init(s->loop, &s->start_timeout, WORKER_START_TIMEOUT_MS);
 	h2o_timeout_init(s->loop, &s->kill_timeout, opts->kill_ms);
 	h2o_timeout_init(s->loop, &s->ping_interval, opts->ping_ms);
+	h2o_timeout_init(s->loop, &s->next_turn, 0);
 	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
 	s->keepalive_entry.cb = on_keepalive;
 	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);

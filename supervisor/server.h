@@ -48,6 +48,7 @@ typedef struct server {
 	h2o_timeout_t start_timeout; /* worker must say ready within it */
 	h2o_timeout_t kill_timeout;  /* SIGTERM -> SIGKILL */
 	h2o_timeout_t ping_interval; /* worker liveness pings */
+	h2o_timeout_t next_turn;     /* 0 ms: work resumed on the next loop turn */
 	h2o_socket_t *signal_sock;   /* the signalfd */
 	h2o_timeout_t keepalive;     /* event stream comment lines */
 	h2o_timeout_entry_t keepalive_entry;

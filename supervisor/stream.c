@@ -101,7 +101,11 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 	(void)req;
 	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
 	st->sending = 0;
-	buf_reset(&st->inflight);
+	/* A burst must not leave an idle stream holding its peak. */
+	if (st->inflight.cap > STREAM_KEEP_BUF)
+		buf_free(&st->inflight);
+	else
+		buf_reset(&st->inflight);
 	flush(st);
 }
 

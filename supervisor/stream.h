@@ -20,6 +20,8 @@
  * resumes with Last-Event-ID from the workspace's replay buffer, which is
  * kept larger (REPLAY_MAX_BYTES) so what was cut is still there. */
 #define STREAM_MAX_PENDING (1u << 20)
+/* Buffers larger than this are freed, not kept, once drained. */
+#define STREAM_KEEP_BUF (16u << 10)
 
 typedef struct stream {
 	h2o_generator_t gen;
