@@ -1,21 +1,17 @@
 /*
- * proc: worker processes (see proc.h). The child side runs between fork
- * and exec, so it only makes async-signal-safe calls on memory prepared
- * before the fork.
+ * proc: worker processes (see proc.h): spawn, the handshake and frames
+ * over the pair, liveness pings, stop and reap.
  */
 #include "supervisor/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/close_range.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +23,7 @@ extern char **environ;
 
 #define WORKER_FD 3
 
-/* --- argv/envp, built before fork */
+/* --- argv/envp of a worker */
 
 /* envp = our environment, minus keys the first creator's env overrides,
  * plus those entries. */
@@ -69,55 +65,6 @@ static const char *level_arg(void)
 	}
 }
 
-/* Child, between fork and exec: async-signal-safe calls only. */
-static void __attribute__((noreturn))
-child(int pair, int errpipe, pid_t parent, const char *cwd, char **argv, char **envp)
-{
-	int e;
-	sigset_t none;
-
-	setsid();
-	/* Invariant 3: the worker dies with the supervisor, even on SIGKILL. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127); /* the supervisor died before prctl took effect */
-
-	/* Undo what the supervisor set up for itself. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-
-	/* dup2 onto WORKER_FD below must not close the errno pipe. */
-	if (errpipe == WORKER_FD && (errpipe = fcntl(errpipe, F_DUPFD_CLOEXEC, WORKER_FD + 1)) < 0)
-		_exit(127);
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0)
-		goto fail;
-	if (pair == WORKER_FD) {
-		if (fcntl(pair, F_SETFD, 0) < 0)
-			goto fail;
-	} else if (dup2(pair, WORKER_FD) < 0) { /* dup2 clears FD_CLOEXEC */
-		goto fail;
-	}
-	/* Invariant 4: nothing but 0, 1, 2 and the pair. Our own descriptors
-	 * are O_CLOEXEC already; this also covers anything a library leaked.
-	 * Marking (not closing) keeps errpipe usable until exec. */
-	if (syscall(SYS_close_range, WORKER_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-		for (int fd = WORKER_FD + 1; fd < 4096; fd++)
-			if (fd != errpipe)
-				close(fd);
-	}
-	if (cwd != NULL && chdir(cwd) != 0) {
-		/* A missing directory is fine: the worker waits for it. */
-	}
-	execve(argv[0], argv, envp);
-fail:
-	e = errno;
-	if (write(errpipe, &e, sizeof(e)) < 0) {
-	}
-	_exit(127);
-}
-
 static void on_start_timeout(h2o_timeout_entry_t *te);
 static void on_ping(h2o_timeout_entry_t *te);
 static void on_kill_timeout(h2o_timeout_entry_t *te);
@@ -133,73 +80,75 @@ static void proc_close_sock(proc_t *p)
 	}
 }
 
+/*
+ * posix_spawn is vfork-style: the child shares our memory until exec, so a
+ * large supervisor does not pay for copying page tables on every create.
+ * Everything the child needs is set up through attributes:
+ *   - its own session (setsid) and process group;
+ *   - no blocked signals, SIGPIPE back to default;
+ *   - stdin on /dev/null, the pair on fd 3, every other fd closed
+ *     (invariant 4), whatever a library may have leaked;
+ * and the worker sets parent-death SIGKILL itself (invariant 3), checking
+ * --parent to close the race with our own death. Exec errors come back as
+ * posix_spawn's result.
+ */
 int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
 {
 	server_t *s = g_srv;
 	claims_ws_t *ws = sws->ws;
-	int sv[2], ep[2];
-	char data_dir[PATH_MAX + 8];
+	int sv[2], rc;
+	char data_dir[PATH_MAX + 8], fdarg[16], parent[16];
+	pid_t pid;
 
 	if (ws->data_dir[0] != '\0')
 		snprintf(data_dir, sizeof(data_dir), "%s", ws->data_dir);
 	else
 		snprintf(data_dir, sizeof(data_dir), "%s/.crush", ws->key);
-
-	struct stat st;
-	const char *cwd = stat(ws->key, &st) == 0 && S_ISDIR(st.st_mode) ? ws->key : NULL;
-	char fdarg[16];
 	snprintf(fdarg, sizeof(fdarg), "%d", WORKER_FD);
-	char *argv[] = {
-	    s->worker_path,	 ws->id, ws->path, "--fd", fdarg, "--data-dir", data_dir, "--log-level",
-	    (char *)level_arg(), NULL};
+	snprintf(parent, sizeof(parent), "%d", (int)getpid());
+	char *argv[] = {s->worker_path,	     ws->id, ws->path,	   "--fd",   fdarg,
+			"--parent",	     parent, "--data-dir", data_dir, "--log-level",
+			(char *)level_arg(), NULL};
 	char **envp = build_env(ws);
 	if (envp == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		free(envp);
 		return -1;
 	}
-	/* The errno pipe: EOF means exec succeeded, 4 bytes are its errno. */
-	if (pipe2(ep, O_CLOEXEC) != 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		close(sv[0]);
+	/* dup2 onto itself would leave FD_CLOEXEC set: keep the pair off 3. */
+	if (sv[1] == WORKER_FD) {
+		int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1);
 		close(sv[1]);
-		free(envp);
-		return -1;
-	}
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(ep[0]);
-		child(sv[1], ep[1], parent, cwd, argv, envp);
-	}
-	int fork_errno = errno;
-	free(envp);
-	close(sv[1]);
-	close(ep[1]);
-	if (pid < 0) {
-		close(sv[0]);
-		close(ep[0]);
-		snprintf(err, errlen, "fork: %s", strerror(fork_errno));
-		return -1;
+		sv[1] = moved;
 	}
 
-	int child_errno = 0;
-	ssize_t r;
-	do
-		r = read(ep[0], &child_errno, sizeof(child_errno));
-	while (r < 0 && errno == EINTR);
-	close(ep[0]);
-	if (r == sizeof(child_errno)) {
-		int st_;
-		while (waitpid(pid, &st_, 0) < 0 && errno == EINTR) {
-		}
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dfl);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
+	posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
+	rc = sv[1] < 0 ? errno : posix_spawn(&pid, s->worker_path, &fa, &at, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	free(envp);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (rc != 0) {
 		close(sv[0]);
-		snprintf(err, errlen, "exec %s: %s", s->worker_path, strerror(child_errno));
+		snprintf(err, errlen, "exec %s: %s", s->worker_path, strerror(rc));
 		return -1;
 	}
 

@@ -1,7 +1,8 @@
 /*
- * proc: worker processes. fork+exec with the socketpair as fd 3 and no
- * other inherited descriptor, own session, parent-death SIGKILL; the
- * handshake over the pair; TERM -> KILL after the kill timeout; reaping.
+ * proc: worker processes. posix_spawn with the socketpair as fd 3 and no
+ * other inherited descriptor, own session, parent-death SIGKILL (set by the
+ * worker, checked against --parent); the handshake over the pair; TERM ->
+ * KILL after the kill timeout; reaping.
  * Ownership: a proc_t lives from spawn until it is reaped, even after its
  * workspace let go of it (owner = NULL).
  */

@@ -52,6 +52,7 @@ struct worker {
 	const char *id;	  /* workspace id, from argv */
 	const char *root; /* workspace directory, from argv */
 	int fd;		  /* our end of the socketpair */
+	long parent;	  /* --parent: the supervisor we must die with */
 	int stopping;	  /* ev_break requested; exit_code is final */
 	int exit_code;
 	int paused; /* producers stopped by backpressure */
@@ -412,7 +413,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--data-dir DIR]\n"
+	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--parent PID] [--data-dir DIR]\n"
 		   "                    [--log-level debug|info|warn|error]\n");
 }
 
@@ -421,6 +422,7 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 {
 	static const struct option opts[] = {
 	    {"fd", required_argument, NULL, 'f'},
+	    {"parent", required_argument, NULL, 'p'},
 	    {"data-dir", required_argument, NULL, 'd'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
@@ -442,6 +444,14 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 			break;
 		case 'd':
 			*data_dir = optarg;
+			break;
+		case 'p':
+			errno = 0;
+			wk->parent = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || wk->parent <= 0) {
+				fprintf(stderr, "crush-worker: invalid --parent: %s\n", optarg);
+				return -1;
+			}
 			break;
 		case 'l':
 			if (log_parse_level(optarg, &log_min_level) != 0) {
@@ -505,9 +515,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	/* The supervisor sets this too; repeating it costs nothing and keeps a
-	 * worker started by hand from outliving its parent. */
+	/* Invariant 3: die with the supervisor, even on its SIGKILL. It spawns
+	 * us vfork-style, so this is ours to set; --parent closes the window
+	 * where it died before we got here. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (wk.parent > 0 && getppid() != (pid_t)wk.parent)
+		return 1;
 	signal(SIGPIPE, SIG_IGN); /* a closed pair shows up as EPIPE instead */
 	flags = fcntl(wk.fd, F_GETFL);
 	if (flags < 0 || fcntl(wk.fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
