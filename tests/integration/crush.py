@@ -106,17 +106,19 @@ class Endpoint:
             return "unix://" + self.address
         return "tcp://%s:%d" % self.address
 
-    def connect(self, timeout=WAIT):
-        if self.kind == "unix":
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def connect(self, timeout=WAIT, rcvbuf=None):
+        """A connected socket; rcvbuf sets SO_RCVBUF first (a reader with
+        a small window becomes a slow reader sooner)."""
+        s = socket.socket(socket.AF_UNIX if self.kind == "unix" else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if rcvbuf is not None:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             s.settimeout(timeout)
-            try:
-                s.connect(self.address)
-            except BaseException:
-                s.close()
-                raise
-            return s
-        return socket.create_connection(self.address, timeout=timeout)
+            s.connect(self.address)
+        except BaseException:
+            s.close()
+            raise
+        return s
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -249,9 +251,12 @@ def is_fs(ev, kind=None, path=None):
 class EventStream:
     """GET /v1/workspaces/{id}/events over a raw socket. The response head
     is read in the constructor (within header_timeout); events are parsed
-    incrementally as they arrive, de-chunking when the body is chunked."""
+    incrementally as they arrive, de-chunking when the body is chunked.
+    To resume, last_event_id is sent as the standard header (via="header")
+    or as the last_event_id query parameter (via="query")."""
 
-    def __init__(self, endpoint, ws_id, client_id, header_timeout=WAIT):
+    def __init__(self, endpoint, ws_id, client_id, header_timeout=WAIT, last_event_id=None, via="header",
+                 rcvbuf=None):
         self.endpoint = endpoint
         self.ws_id = ws_id
         self.client_id = client_id
@@ -261,12 +266,18 @@ class EventStream:
         self._raw = b""
         self._text = ""
         self._chunked = False
-        self.sock = endpoint.connect(header_timeout)
+        self.sock = endpoint.connect(header_timeout, rcvbuf)
         q = f"/v1/workspaces/{ws_id}/events"
         if client_id is not None:
             q += f"?client_id={client_id}"
+        extra = ""
+        if last_event_id is not None:
+            if via == "query":
+                q += f"{'&' if client_id is not None else '?'}last_event_id={last_event_id}"
+            else:
+                extra = f"Last-Event-ID: {last_event_id}\r\n"
         req = (f"GET {q} HTTP/1.1\r\nHost: localhost\r\n"
-               "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{extra}\r\n")
         self.sock.sendall(req.encode())
         deadline = time.monotonic() + header_timeout
         while b"\r\n\r\n" not in self._raw:
@@ -810,63 +821,10 @@ def free_tcp_port():
 # test_replay.py): nothing above changes behaviour.
 
 
-class ResumingEventStream(EventStream):
-    """An EventStream that can resume: Last-Event-ID sent as the standard
-    header (via="header") or as the last_event_id query parameter
-    (via="query"); rcvbuf sets SO_RCVBUF before connecting (a reader with
-    a small window is a slow reader sooner)."""
-
-    def __init__(self, endpoint, ws_id, client_id, last_event_id=None, via="header",
-                 rcvbuf=None, header_timeout=WAIT):
-        self.endpoint = endpoint
-        self.ws_id = ws_id
-        self.client_id = client_id
-        self.events = []
-        self.comments = 0
-        self.eof = False
-        self._raw = b""
-        self._text = ""
-        self._chunked = False
-        if endpoint.kind == "unix":
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(header_timeout)
-        try:
-            self.sock.connect(endpoint.address)
-        except BaseException:
-            self.sock.close()
-            raise
-        q = f"/v1/workspaces/{ws_id}/events?client_id={client_id}"
-        extra = ""
-        if last_event_id is not None:
-            if via == "query":
-                q += f"&last_event_id={last_event_id}"
-            else:
-                extra = f"Last-Event-ID: {last_event_id}\r\n"
-        req = (f"GET {q} HTTP/1.1\r\nHost: localhost\r\n"
-               f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{extra}\r\n")
-        self.sock.sendall(req.encode())
-        deadline = time.monotonic() + header_timeout
-        while b"\r\n\r\n" not in self._raw:
-            if not self._recv(deadline):
-                self.close()
-                raise AssertionError(
-                    f"no response head for the event stream within {header_timeout}s "
-                    f"(eof={self.eof}, got {self._raw[:300]!r})")
-        head, _, self._raw = self._raw.partition(b"\r\n\r\n")
-        self.status, self.headers = _parse_head(head)
-        self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self._consume()
-
-
 def open_events(api, ws_id, client_id, last_event_id=None, via="header", rcvbuf=None,
                 header_timeout=WAIT):
     """Api.events() with Last-Event-ID and SO_RCVBUF; expects 200."""
-    s = ResumingEventStream(api.endpoint, ws_id, client_id, last_event_id, via, rcvbuf,
-                            header_timeout)
+    s = EventStream(api.endpoint, ws_id, client_id, header_timeout, last_event_id, via, rcvbuf)
     assert s.status == 200, f"attach failed: HTTP {s.status} {s.headers} {s._raw[:300]!r}"
     return s
 
