@@ -25,26 +25,14 @@
 #include "proto/proto.h"
 #include "worker/watch.h"
 
-/* Backpressure: above OUT_HIGH pending bytes the producers (inotify reads,
- * emit generation) stop; they resume once the supervisor has drained the
+/* Backpressure: above OUT_HIGH pending bytes the producer (inotify reads)
+ * stops; they resume once the supervisor has drained the
  * backlog to OUT_LOW. A stopped inotify reader lets the kernel queue
  * overflow, which the watch then reports as one `overflow` event: loss is
  * announced, never silent. */
-#define OUT_HIGH       (1024 * 1024)
-#define OUT_LOW	       (256 * 1024)
-#define EMIT_MAX_COUNT 1000000
-#define EMIT_MAX_SIZE  4096
-#define EMIT_CHUNK     1024 /* bench events per loop iteration, so requests stay served */
-#define READ_SIZE      (64 * 1024)
-
-/* One queued `emit` request; owned by worker.emits, freed once answered. */
-struct emit_job {
-	struct emit_job *next;
-	uint32_t id;
-	json_int_t count;
-	json_int_t done;
-	json_int_t size;
-};
+#define OUT_HIGH  (1024 * 1024)
+#define OUT_LOW	  (256 * 1024)
+#define READ_SIZE (64 * 1024)
 
 /* The whole process; every ev watcher's data points back here. */
 struct worker {
@@ -60,11 +48,7 @@ struct worker {
 	buf_t out;
 	watch_t *watch;
 	ev_io sock_r, sock_w, inotify;
-	ev_idle emitter;
 	ev_signal sigterm, sigint;
-	struct emit_job *emits, **emits_tail; /* FIFO, answered in order */
-	json_t *bench;			      /* the head job's event, reused per seq */
-	json_t *bench_seq;		      /* borrowed from bench */
 };
 
 static void stop(struct worker *wk, int code)
@@ -90,13 +74,10 @@ static void update_flow(struct worker *wk)
 	}
 	if (wk->paused) {
 		ev_io_stop(wk->loop, &wk->inotify);
-		ev_idle_stop(wk->loop, &wk->emitter);
 		return;
 	}
 	if (wk->watch != NULL)
 		ev_io_start(wk->loop, &wk->inotify);
-	if (wk->emits != NULL)
-		ev_idle_start(wk->loop, &wk->emitter);
 }
 
 /* Writes what the socket takes; the write watcher finishes the rest. */
@@ -222,33 +203,6 @@ static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir,
 	send_json(wk, PROTO_EVENT, 0, env);
 }
 
-/* {"method":"emit","count":N,"size":S}: queues N bench events. */
-static void request_emit(struct worker *wk, uint32_t id, json_t *req)
-{
-	json_t *count = json_object_get(req, "count"), *size = json_object_get(req, "size");
-	struct emit_job *job;
-
-	if (!json_is_integer(count) || json_integer_value(count) < 0 ||
-	    json_integer_value(count) > EMIT_MAX_COUNT) {
-		respond_error(wk, id, "emit: count must be an integer in 0..1000000");
-		return;
-	}
-	if (size != NULL && (!json_is_integer(size) || json_integer_value(size) < 0 ||
-			     json_integer_value(size) > EMIT_MAX_SIZE)) {
-		respond_error(wk, id, "emit: size must be an integer in 0..4096");
-		return;
-	}
-	job = calloc(1, sizeof(*job));
-	if (job == NULL)
-		abort();
-	job->id = id;
-	job->count = json_integer_value(count);
-	job->size = size != NULL ? json_integer_value(size) : 0;
-	*wk->emits_tail = job;
-	wk->emits_tail = &job->next;
-	/* update_flow (from flush) starts the emitter unless paused. */
-}
-
 static void handle_request(struct worker *wk, const proto_frame_t *f)
 {
 	json_error_t err;
@@ -263,8 +217,6 @@ static void handle_request(struct worker *wk, const proto_frame_t *f)
 		respond_error(wk, f->id, "bad request: method is required");
 	} else if (strcmp(method, "ping") == 0) {
 		send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "pong"));
-	} else if (strcmp(method, "emit") == 0) {
-		request_emit(wk, f->id, req);
 	} else {
 		snprintf(text, sizeof(text), "unknown method: %.64s", method);
 		respond_error(wk, f->id, text);
@@ -333,75 +285,6 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 	flush(wk);
 }
 
-/* The head job's event, built once; only "seq" changes between events. */
-static int bench_prepare(struct worker *wk, const struct emit_job *job)
-{
-	char *pad;
-
-	if (wk->bench != NULL)
-		return 0;
-	pad = malloc((size_t)job->size + 1);
-	if (pad == NULL)
-		abort();
-	memset(pad, 'x', (size_t)job->size);
-	pad[job->size] = '\0';
-	wk->bench_seq = json_integer(0);
-	wk->bench =
-	    json_pack("{s:s,s:{s:o,s:s}}", "type", "bench", "payload", "seq", wk->bench_seq, "pad", pad);
-	free(pad);
-	return wk->bench != NULL ? 0 : -1;
-}
-
-static void bench_done(struct worker *wk)
-{
-	struct emit_job *job = wk->emits;
-
-	wk->emits = job->next;
-	if (wk->emits == NULL)
-		wk->emits_tail = &wk->emits;
-	json_decref(wk->bench);
-	wk->bench = NULL;
-	wk->bench_seq = NULL;
-	free(job);
-}
-
-/* ev_idle: generates the head emit job's events a chunk at a time, so
- * requests and inotify stay served and backpressure can pause it. */
-static void on_emit(struct ev_loop *loop, ev_idle *w, int revents)
-{
-	struct worker *wk = w->data;
-	struct emit_job *job = wk->emits;
-	char payload[EMIT_MAX_SIZE + 128];
-
-	(void)loop, (void)revents;
-	if (job == NULL) {
-		ev_idle_stop(wk->loop, w);
-		return;
-	}
-	if (bench_prepare(wk, job) < 0) {
-		respond_error(wk, job->id, "emit: cannot build event");
-		bench_done(wk);
-		flush(wk);
-		return;
-	}
-	for (int i = 0; i < EMIT_CHUNK && job->done < job->count && buf_size(&wk->out) <= OUT_HIGH; i++) {
-		size_t n;
-
-		json_integer_set(wk->bench_seq, job->done);
-		n = json_dumpb(wk->bench, payload, sizeof(payload), JSON_COMPACT);
-		if (n == 0 || n > sizeof(payload) || proto_encode(&wk->out, PROTO_EVENT, 0, payload, n) < 0)
-			log_error("Cannot encode bench event; dropped", "workspace_id", wk->id, NULL);
-		job->done++;
-	}
-	if (job->done == job->count) {
-		send_json(wk, PROTO_RESPONSE, job->id, json_pack("{s:I}", "result", job->count));
-		bench_done(wk);
-	}
-	if (wk->emits == NULL)
-		ev_idle_stop(wk->loop, w);
-	flush(wk);
-}
-
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct worker *wk = w->data;
@@ -421,12 +304,9 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct worker *wk, const char **data_dir)
 {
 	static const struct option opts[] = {
-	    {"fd", required_argument, NULL, 'f'},
-	    {"parent", required_argument, NULL, 'p'},
-	    {"data-dir", required_argument, NULL, 'd'},
-	    {"log-level", required_argument, NULL, 'l'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"fd", required_argument, NULL, 'f'},	{"parent", required_argument, NULL, 'p'},
+	    {"data-dir", required_argument, NULL, 'd'}, {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
 	};
 	char *end;
 	long fd = -1;
@@ -494,8 +374,6 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 
 static void free_worker(struct worker *wk)
 {
-	while (wk->emits != NULL)
-		bench_done(wk);
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
 	buf_free(&wk->out);
@@ -510,7 +388,6 @@ int main(int argc, char **argv)
 	char pid[16];
 	int flags;
 
-	wk.emits_tail = &wk.emits;
 	if (parse_args(argc, argv, &wk, &data_dir) < 0) {
 		usage(stderr);
 		return 2;
@@ -538,10 +415,9 @@ int main(int argc, char **argv)
 	}
 	ev_io_init(&wk.sock_r, on_sock_read, wk.fd, EV_READ);
 	ev_io_init(&wk.sock_w, on_sock_write, wk.fd, EV_WRITE);
-	ev_idle_init(&wk.emitter, on_emit);
 	ev_signal_init(&wk.sigterm, on_signal, SIGTERM);
 	ev_signal_init(&wk.sigint, on_signal, SIGINT);
-	wk.sock_r.data = wk.sock_w.data = wk.emitter.data = wk.sigterm.data = wk.sigint.data = &wk;
+	wk.sock_r.data = wk.sock_w.data = wk.sigterm.data = wk.sigint.data = &wk;
 	ev_signal_start(wk.loop, &wk.sigterm);
 	ev_signal_start(wk.loop, &wk.sigint);
 	ev_io_start(wk.loop, &wk.sock_r);
@@ -566,7 +442,7 @@ int main(int argc, char **argv)
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	/* Not "Worker ready": the supervisor logs that once it gets READY. */
 	log_debug(watch_active(wk.watch) ? "Watching workspace directory" : "Waiting for workspace directory",
-		 "workspace_id", wk.id, "path", wk.root, "pid", pid, NULL);
+		  "workspace_id", wk.id, "path", wk.root, "pid", pid, NULL);
 	flush(&wk);
 
 	if (!wk.stopping)
