@@ -20,17 +20,22 @@
 
 /* --- responses */
 
-static void send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
+/* A JSON body already serialised (h2o copies it). */
+static void send_text(h2o_req_t *req, int status, const char *reason, const char *text, size_t len)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
 	req->res.status = status;
 	req->res.reason = reason;
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
 		       H2O_STRLIT("application/json"));
-	size_t len = text ? strlen(text) : 0;
 	req->res.content_length = len;
-	h2o_send_inline(req, text ? text : "", len);
+	h2o_send_inline(req, text, len);
+}
+
+static void send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	send_text(req, status, reason, text ? text : "", text ? strlen(text) : 0);
 	free(text);
 }
 
@@ -74,8 +79,15 @@ static void send_empty(h2o_req_t *req)
 	h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
-static json_t *workspace_json(const sv_ws_t *sws)
+/*
+ * The Workspace object. Its first creator's fields never change, so they
+ * are serialised once (jansson does the escaping) and each answer only
+ * formats pid, state and the counts: joins are the hot path.
+ */
+static const char *fixed_fields(sv_ws_t *sws)
 {
+	if (sws->fixed_json != NULL)
+		return sws->fixed_json;
 	const claims_ws_t *ws = sws->ws;
 	char data_dir[PATH_MAX + 8];
 	if (ws->data_dir[0] != '\0')
@@ -85,12 +97,31 @@ static json_t *workspace_json(const sv_ws_t *sws)
 	json_t *env = json_array();
 	for (size_t i = 0; i < ws->nenv; i++)
 		json_array_append_new(env, json_string(ws->env[i]));
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:I, s:s, s:I, s:I, s:s}", "id", ws->id,
-			 "path", ws->path, "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug,
-			 "data_dir", data_dir, "version", CRUSH_VERSION, "env", env, "pid",
-			 (json_int_t)sws->pid, "state", claims_state_name(ws->state), "clients",
-			 (json_int_t)ws->clients.count, "streams", (json_int_t)ws->streams, "created_at",
-			 sws->created_at);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:s}", "id", ws->id, "path", ws->path,
+			      "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug, "data_dir",
+			      data_dir, "version", CRUSH_VERSION, "env", env, "created_at", sws->created_at);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (text == NULL)
+		abort();
+	text[strlen(text) - 1] = '\0'; /* keep it open: the live fields follow */
+	sws->fixed_json = text;
+	return text;
+}
+
+static void workspace_text(buf_t *out, sv_ws_t *sws)
+{
+	const claims_ws_t *ws = sws->ws;
+	buf_appendf(out, "%s,\"pid\":%d,\"state\":\"%s\",\"clients\":%zu,\"streams\":%u}", fixed_fields(sws),
+		    (int)sws->pid, claims_state_name(ws->state), ws->clients.count, ws->streams);
+}
+
+static void send_workspace(h2o_req_t *req, sv_ws_t *sws)
+{
+	buf_t *b = &g_srv->scratch;
+	buf_reset(b);
+	workspace_text(b, sws);
+	send_text(req, 200, "OK", buf_data(b), buf_size(b));
 }
 
 /* --- request parsing */
@@ -174,7 +205,7 @@ void http_answer_waiters(sv_ws_t *sws, const char *err)
 		waiter_t *w = H2O_STRUCT_FROM_MEMBER(waiter_t, link, sws->waiters.next);
 		h2o_linklist_unlink(&w->link);
 		if (err == NULL)
-			send_json(w->req, 200, "OK", workspace_json(sws));
+			send_workspace(w->req, sws);
 		else
 			send_error(w->req, g_srv->claims->stopping ? 503 : 500, err);
 	}
@@ -198,13 +229,17 @@ static int on_version(h2o_req_t *req)
 
 static int on_list(h2o_req_t *req)
 {
-	json_t *arr = json_array();
+	buf_t *b = &g_srv->scratch;
 	hmap_node_t *n, *nxt;
+	buf_reset(b);
+	buf_append(b, "[", 1);
 	hmap_foreach (&g_srv->claims->workspaces, n, nxt) {
-		claims_ws_t *ws = H2O_STRUCT_FROM_MEMBER(claims_ws_t, by_id, n);
-		json_array_append_new(arr, workspace_json(ws->shell));
+		if (buf_size(b) > 1)
+			buf_append(b, ",", 1);
+		workspace_text(b, H2O_STRUCT_FROM_MEMBER(claims_ws_t, by_id, n)->shell);
 	}
-	send_json(req, 200, "OK", arr);
+	buf_append(b, "]", 1);
+	send_text(req, 200, "OK", buf_data(b), buf_size(b));
 	return 0;
 }
 
@@ -213,7 +248,7 @@ static int on_get(h2o_req_t *req, const char *id)
 	claims_ws_t *ws = claims_find(g_srv->claims, id);
 	if (ws == NULL)
 		return send_error(req, 404, "workspace not found");
-	send_json(req, 200, "OK", workspace_json(ws->shell));
+	send_workspace(req, ws->shell);
 	return 0;
 }
 
@@ -245,7 +280,7 @@ static int on_create(h2o_req_t *req)
 	create_body_free(&b);
 	switch (r) {
 	case CLAIMS_OK:
-		send_json(req, 200, "OK", workspace_json(ws->shell));
+		send_workspace(req, ws->shell);
 		return 0;
 	case CLAIMS_WAIT: {
 		waiter_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), waiter_dispose);

@@ -149,6 +149,7 @@ static void fx_ws_free(void *ud, claims_ws_t *ws)
 	if (sws->proc != NULL)
 		sws->proc->owner = NULL; /* still reaped, reported to no one */
 	replay_free(&sws->replay);
+	free(sws->fixed_json);
 	free(sws);
 	ws->shell = NULL;
 }

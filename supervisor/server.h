@@ -32,6 +32,7 @@ typedef struct sv_ws {
 	replay_t replay;	/* recent events, for Last-Event-ID */
 	pid_t pid;		/* current (or last) worker pid, 0 before */
 	char created_at[32];	/* RFC 3339, UTC */
+	char *fixed_json;	/* the Workspace object's fixed fields (http.c) */
 } sv_ws_t;
 
 typedef struct server {
