@@ -13,14 +13,7 @@
 
 #include "supervisor/body.h"
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -12,14 +12,7 @@
 #include "worker/main.c"
 #undef main
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 /* The name as published: s itself when UTF-8, else a UTF-8 string with
  * U+FFFD in place of some bytes and every ASCII byte of s kept in order. */

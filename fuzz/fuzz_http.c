@@ -12,14 +12,7 @@
 #include <ctype.h>
 #include <stdio.h>
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 /* The whole decoded value of name in query q[0..n) into out (n + 1 bytes). */
 static int ref_param(const char *q, size_t n, const char *name, char *out)

@@ -17,14 +17,7 @@
 
 #include "common/path.h"
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 static const char *const prefixes[] = {
     "", "/", "/lib/", "/usr/", "/proc/self/", "/dev/", "/etc/", "/crush-fuzz-missing/",

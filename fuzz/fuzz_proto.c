@@ -17,14 +17,7 @@
 
 #include "proto/proto.h"
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 static uint32_t be32(const uint8_t *p)
 {

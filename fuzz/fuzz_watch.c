@@ -9,14 +9,7 @@
  */
 #include "worker/watch.c"
 
-/* An invariant: on violation, say which, then trap (libFuzzer saves the input). */
-#define CHECK(c)                                                                                             \
-	do {                                                                                                 \
-		if (!(c)) {                                                                                  \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                \
-			__builtin_trap();                                                                    \
-		}                                                                                            \
-	} while (0)
+#include "fuzz/check.h"
 
 /* r is a clean relative path, and clean_rel gives it back unchanged. */
 static void check_clean(const char *r)

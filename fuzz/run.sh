@@ -60,7 +60,7 @@ maxlen() {
 # Rebuilds when the binary is missing or older than any source or header.
 build() {
 	bin=$OUT/fuzz_$1
-	if [ -x "$bin" ] && [ -z "$(find fuzz/fuzz_"$1".c fuzz/run.sh common proto supervisor worker \
+	if [ -x "$bin" ] && [ -z "$(find fuzz/fuzz_"$1".c fuzz/check.h fuzz/run.sh common proto supervisor worker \
 		\( -name '*.c' -o -name '*.h' -o -name run.sh \) -newer "$bin" 2>/dev/null | head -n 1)" ]; then
 		return 0
 	fi
