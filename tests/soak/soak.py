@@ -29,55 +29,13 @@ import traceback
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The integration suite's /proc helpers (stdlib only, no pytest needed).
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from crush import all_pids, open_fds as fd_table, proc_cmdline, proc_stat  # noqa: E402
+from crush import is_worker_cmdline as is_worker  # noqa: E402
 
 # --------------------------------------------------------------------------
-# small helpers: /proc, HTTP over the unix socket
-
-
-def read_file(path, mode="r"):
-    try:
-        with open(path, mode) as f:
-            return f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-
-
-def proc_stat(pid):
-    """(state, ppid) or None when the pid is gone."""
-    s = read_file(f"/proc/{pid}/stat")
-    if not s:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1])
-
-
-def proc_cmdline(pid):
-    s = read_file(f"/proc/{pid}/cmdline", "rb")
-    if not s:
-        return []
-    return [a.decode(errors="replace") for a in s.rstrip(b"\0").split(b"\0")]
-
-
-def all_pids():
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def is_worker(args):
-    return bool(args) and os.path.basename(args[0]) == "crush-worker"
-
-
-def fd_table(pid):
-    out = {}
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
-        return out
-    for n in names:
-        try:
-            out[int(n)] = os.readlink(f"/proc/{pid}/fd/{n}")
-        except OSError:
-            pass
-    return out
+# small helpers: HTTP over the unix socket
 
 
 class Unix(http.client.HTTPConnection):
@@ -455,7 +413,11 @@ class Soak:
             time.sleep(0.05)
 
     def stderr(self):
-        return read_file(self.stderr_path) or ""
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     # -- API wrapper: every response is checked
 
