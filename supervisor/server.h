@@ -58,7 +58,7 @@ typedef struct server {
 	unsigned nstreams;
 	int stopping;  /* shutdown begun (signal) */
 	int exiting;   /* exit effect fired: leave the loop */
-	buf_t scratch; /* per-event formatting, reused */
+	buf_t scratch; /* formatting of one event or one answer, reused */
 } server_t;
 
 extern server_t *g_srv;
