@@ -598,10 +598,11 @@ class Soak:
             time.sleep(0.1)
         # Closing client connections may take a moment: settle on a stable count.
         prev, stable_since = None, time.monotonic()
+        settle_by = time.monotonic() + 10
         while True:
             fds = fd_table(self.proc.pid)
             if prev is not None and len(fds) == len(prev):
-                if time.monotonic() - stable_since > 0.5:
+                if time.monotonic() - stable_since > 0.5 or time.monotonic() > settle_by:
                     return fds
             else:
                 stable_since = time.monotonic()
@@ -672,10 +673,16 @@ class Soak:
             R.violation("exit", "socket file left behind")
         self.stop_sampler.set()
         self.sampler_thread.join(10)
-        time.sleep(0.3)
-        left = [(p, proc_cmdline(p)[:3]) for p in all_pids() if is_worker(proc_cmdline(p))
-                and len(proc_cmdline(p)) > 2 and os.path.realpath(proc_cmdline(p)[2]) in self.soak_keys
-                and (proc_stat(p) or "Z")[0] not in "ZX"]
+        def survivors():
+            return [(p, proc_cmdline(p)[:3]) for p in all_pids() if is_worker(proc_cmdline(p))
+                    and len(proc_cmdline(p)) > 2 and os.path.realpath(proc_cmdline(p)[2]) in self.soak_keys
+                    and (proc_stat(p) or "Z")[0] not in "ZX"]
+        # Parent-death SIGKILL is asynchronous: give it a bounded moment.
+        deadline = time.monotonic() + 5
+        left = survivors()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.02)
+            left = survivors()
         for p, args in left:
             R.violation("orphans", f"worker {p} {args} outlived the daemon")
             R.violation("exit", f"worker {p} not reaped before the daemon exited")
