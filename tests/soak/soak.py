@@ -601,8 +601,10 @@ class Soak:
         settle_by = time.monotonic() + 10
         while True:
             fds = fd_table(self.proc.pid)
+            if time.monotonic() > settle_by:
+                return fds  # never settled: the comparison will say so
             if prev is not None and len(fds) == len(prev):
-                if time.monotonic() - stable_since > 0.5 or time.monotonic() > settle_by:
+                if time.monotonic() - stable_since > 0.5:
                     return fds
             else:
                 stable_since = time.monotonic()
