@@ -118,7 +118,7 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 	o->detach_grace_ms = 10000;
 	o->idle_ms = 60000;
 	o->kill_ms = 5000;
-	o->ping_ms = 10000;
+	o->ping_ms = 10000; /* a ready worker must answer each ping before the next */
 	o->log_level = LOG_INFO;
 	if (env_secs("CRUSH_SERVER_CREATE_GRACE", &o->create_grace_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_DETACH_GRACE", &o->detach_grace_ms, err) != 0 ||

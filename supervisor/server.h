@@ -70,10 +70,7 @@ extern server_t *g_srv;
 #define WORKER_RESTART_MAX_MS  5000
 #define WORKER_CRASH_WINDOW_MS 30000
 #define WORKER_CRASH_LIMIT     5
-/* A ready worker is pinged this often (CRUSH_SERVER_PING_INTERVAL) and
- * must answer before the next ping is due, or it is killed. */
-#define WORKER_PING_INTERVAL_MS 10000
-#define STREAM_KEEPALIVE_MS	15000
+#define STREAM_KEEPALIVE_MS    15000
 
 /* Monotonic milliseconds: the clock handed to claims. */
 uint64_t server_now(void);
