@@ -243,7 +243,36 @@ class Http:
 # --- many SSE streams at once (raw HTTP/1.1 sockets, one per stream)
 
 
-class Streams:
+class Pump:
+    """The read loop shared by the stream holders: each readable socket's
+    bytes go to _on_data(owner, bytes), its EOF to _on_eof(owner)."""
+
+    RECV = 262144
+
+    def pump(self, done, timeout):
+        """Reads until done() or timeout; True when done."""
+        end = time.monotonic() + timeout
+        while not done():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in self.sel.select(min(left, 0.5)):
+                owner = key.data
+                try:
+                    d = owner["sock"].recv(self.RECV)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    d = b""
+                if not d:
+                    self.sel.unregister(owner["sock"])
+                    self._on_eof(owner)
+                    continue
+                self._on_data(owner, d)
+        return True
+
+
+class Streams(Pump):
     """Holds event streams open and watches what arrives on them: the
     status line, the ": connected" comment, and whether a marker (bytes)
     has been seen since it was armed."""
@@ -299,28 +328,9 @@ class Streams:
             self.n["seen"] += 1
         st["tail"] = text[-64:]
 
-    def pump(self, done, timeout):
-        """Reads until done() or timeout; True when done."""
-        end = time.monotonic() + timeout
-        while not done():
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            for key, _ in self.sel.select(min(left, 0.5)):
-                st = key.data
-                try:
-                    d = st["sock"].recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    d = b""
-                if not d:
-                    st["eof"] = True
-                    self.n["eof"] += 1
-                    self.sel.unregister(st["sock"])
-                    continue
-                self._on_data(st, d)
-        return True
+    def _on_eof(self, st):
+        st["eof"] = True
+        self.n["eof"] += 1
 
     def count(self, key):
         return self.n[key]
@@ -356,7 +366,7 @@ def _hpack_str(b):
     return bytes(out) + b
 
 
-class H2Streams:
+class H2Streams(Pump):
     """Just enough HTTP/2 to hold event streams open: the preface, our
     SETTINGS, HEADERS (END_STREAM) per stream, SETTINGS/PING acks; reads
     each stream's status (":status: 200" is the static entry 0x88) and
@@ -427,39 +437,24 @@ class H2Streams:
             st["eof"] = True
             self.n["eof"] += 1
 
-    def pump(self, done, timeout):
-        end = time.monotonic() + timeout
-        while not done():
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
-            for key, _ in self.sel.select(min(left, 0.5)):
-                c = key.data
-                try:
-                    d = c["sock"].recv(262144)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    d = b""
-                if not d:
-                    self.sel.unregister(c["sock"])
-                    for st in c["streams"].values():
-                        if not st["eof"]:
-                            st["eof"] = True
-                            self.n["eof"] += 1
-                    continue
-                c["buf"] += d
-                b = c["buf"]
-                off = 0
-                while len(b) - off >= 9:
-                    n = int.from_bytes(b[off:off + 3], "big")
-                    if len(b) - off < 9 + n:
-                        break
-                    self._on_frame(c, b[off + 3], b[off + 4], int.from_bytes(b[off + 5:off + 9], "big") & 0x7FFFFFFF,
-                                   b[off + 9:off + 9 + n])
-                    off += 9 + n
-                c["buf"] = b[off:]
-        return True
+    def _on_eof(self, c):
+        for st in c["streams"].values():
+            if not st["eof"]:
+                st["eof"] = True
+                self.n["eof"] += 1
+
+    def _on_data(self, c, d):
+        c["buf"] += d
+        b = c["buf"]
+        off = 0
+        while len(b) - off >= 9:
+            n = int.from_bytes(b[off:off + 3], "big")
+            if len(b) - off < 9 + n:
+                break
+            self._on_frame(c, b[off + 3], b[off + 4], int.from_bytes(b[off + 5:off + 9], "big") & 0x7FFFFFFF,
+                           b[off + 9:off + 9 + n])
+            off += 9 + n
+        c["buf"] = b[off:]
 
     def count(self, key):
         return self.n[key]
