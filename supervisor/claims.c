@@ -33,8 +33,10 @@ static uint64_t kind_duration(const claims_t *c, int kind)
 		return c->cfg.create_grace_ms;
 	case CLAIMS_T_DETACH:
 		return c->cfg.detach_grace_ms;
-	default:
+	case CLAIMS_T_IDLE:
 		return c->cfg.idle_ms;
+	default:
+		return 0; /* restarts have no one duration: timer_arm_in with the backoff */
 	}
 }
 
