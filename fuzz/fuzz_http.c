@@ -1,16 +1,22 @@
 /*
- * fuzz_http: the request-target parsing of the API (supervisor/http.c,
- * included here for its statics): query_param against a plain reference
- * decoder (first "name=" pair; %XX and '+' decoded; cut to the buffer, no
- * overrun), and segment, which cuts the {id} out of /v1/workspaces/{id}...
+ * fuzz_http: the request-target parsing of the API (supervisor/route.c):
+ * route_query_param against a plain reference decoder (first "name=" pair;
+ * %XX and '+' decoded; cut to the buffer, no overrun), route_segment, which
+ * cuts the {id} out of /v1/workspaces/{id}..., route_match (never reads
+ * past the path; a matched {id} is the segment), and route_event_id
+ * against strtoull.
  *
  * Input: byte 0 = output buffer size - 1 (low 7 bits) and which parameter
  * (bit 7); the rest is the request path, query included.
  */
-#include "supervisor/http.c"
-
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor/route.h"
 
 #include "fuzz/check.h"
 
@@ -49,16 +55,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t outlen = (size_t)(data[0] & 0x7f) + 1, plen = size - 1;
 	const char *name = data[0] & 0x80 ? "last_event_id" : "client_id";
 	char *path = malloc(plen + 1), *out = malloc(outlen), *ref = malloc(plen + 1), id[16];
-	h2o_req_t req;
 
 	memcpy(path, data + 1, plen);
 	path[plen] = '\0';
-	memset(&req, 0, sizeof(req));
-	req.path = h2o_iovec_init(path, plen);
 	const char *qm = memchr(path, '?', plen);
-	req.query_at = qm ? (size_t)(qm - path) : SIZE_MAX;
 
-	int n = query_param(&req, name, out, outlen);
+	int n = qm ? route_query_param(qm + 1, plen - (size_t)(qm + 1 - path), name, out, outlen) : -1;
 	int rn = qm ? ref_param(qm + 1, plen - (size_t)(qm + 1 - path), name, ref) : -1;
 	CHECK((n < 0) == (rn < 0));
 	if (n >= 0) {
@@ -67,15 +69,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	/* segment: {id} is the non-empty, '/'-free run after the prefix. */
-	const char *rest = segment(path, plen, "/v1/workspaces/", id, sizeof(id));
+	const char *rest = route_segment(path, plen, "/v1/workspaces/", id, sizeof(id));
 	int prefixed = plen > 15 && memcmp(path, "/v1/workspaces/", 15) == 0;
 	const char *slash = prefixed ? memchr(path + 15, '/', plen - 15) : NULL;
 	size_t l = prefixed ? (slash ? (size_t)(slash - path) : plen) - 15 : 0;
+	int nul = prefixed && memchr(path + 15, '\0', l) != NULL;
 	if (rest != NULL)
-		CHECK(prefixed && l > 0 && l < sizeof(id) && memcmp(id, path + 15, l) == 0 && id[l] == '\0' &&
-		      rest == path + 15 + l);
+		CHECK(prefixed && l > 0 && l < sizeof(id) && !nul && memcmp(id, path + 15, l) == 0 &&
+		      id[l] == '\0' && rest == path + 15 + l);
 	else
-		CHECK(!prefixed || l == 0 || l >= sizeof(id));
+		CHECK(!prefixed || l == 0 || l >= sizeof(id) || nul);
+
+	/* route_match on the path before '?': a route with {id} carries the
+	 * segment verbatim. The path is an exact-size copy: ASan sees any
+	 * read past it. */
+	size_t mlen = qm ? (size_t)(qm - path) : plen;
+	char *exact = malloc(mlen ? mlen : 1);
+	memcpy(exact, path, mlen);
+	route_t r;
+	route_match(exact, mlen, &r);
+	if (r.id == ROUTE_WORKSPACE || r.id == ROUTE_EVENTS) {
+		size_t pl = strlen(r.param);
+		CHECK(mlen >= 15 + pl && pl > 0 && memcmp(exact + 15, r.param, pl) == 0 &&
+		      (15 + pl == mlen || exact[15 + pl] == '/'));
+	} else if (r.id == ROUTE_NONE)
+		CHECK(r.param[0] == '\0');
+	free(exact);
+
+	/* route_event_id: exactly the all-digit strings strtoull takes whole. */
+	uint64_t v;
+	int ok = route_event_id(path, plen, &v) == 0;
+	int digits = plen > 0;
+	for (size_t i = 0; i < plen && digits; i++)
+		digits = path[i] >= '0' && path[i] <= '9';
+	if (digits) {
+		errno = 0;
+		unsigned long long want = strtoull(path, NULL, 10);
+		CHECK(ok == (errno == 0) && (!ok || v == want));
+	} else {
+		CHECK(!ok);
+	}
 	free(path);
 	free(out);
 	free(ref);

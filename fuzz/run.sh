@@ -28,7 +28,7 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 CPPFLAGS="-I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0"
 
 # Project sources each harness links (compiled with it, instrumented) and
-# its libraries. fuzz_event/watch/http #include the .c they test.
+# its libraries.
 srcs() {
 	case $1 in
 	proto) echo proto/proto.c common/buf.c ;;
@@ -36,15 +36,12 @@ srcs() {
 	path) echo common/path.c ;;
 	event) echo worker/watch.c common/hmap.c common/log.c common/path.c common/buf.c proto/proto.c ;;
 	watch) echo common/hmap.c common/log.c common/path.c common/buf.c ;;
-	http) for f in supervisor/*.c common/*.c proto/*.c; do
-		case $f in supervisor/main.c | supervisor/http.c) ;; *) echo "$f" ;; esac
-	done ;;
+	http) echo supervisor/route.c ;;
 	esac
 }
 libs() {
 	case $1 in
 	event) echo -lev -ljansson -luuid ;;
-	http) echo -lh2o-evloop -ljansson -luuid -lm ;;
 	*) echo -ljansson -luuid ;;
 	esac
 }

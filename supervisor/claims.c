@@ -4,11 +4,32 @@
  */
 #include "supervisor/claims.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/*
+ * Effects run to completion and must not call back into claims: every
+ * entry point asserts it is not entered from inside an effect, and every
+ * effect is called through these wrappers, which mark the effect running.
+ */
+#define ENTRY(c) assert((c)->in_effect == 0 && "claims entered from an effect")
+#define EFFECT(c, call)                                                                                      \
+	do {                                                                                                 \
+		(c)->in_effect++;                                                                            \
+		call;                                                                                        \
+		(c)->in_effect--;                                                                            \
+	} while (0)
+
+static int fx_spawn(claims_t *c, claims_ws_t *ws, char *err, size_t errlen)
+{
+	int r;
+	EFFECT(c, r = c->fx.spawn(c->fx.ud, ws, err, errlen));
+	return r;
+}
 
 const char *claims_state_name(claims_ws_state_t s)
 {
@@ -101,7 +122,7 @@ static void ws_free(claims_t *c, claims_ws_t *ws)
 	}
 	hmap_free(&ws->clients);
 	if (c->fx.ws_free != NULL)
-		c->fx.ws_free(c->fx.ud, ws);
+		EFFECT(c, c->fx.ws_free(c->fx.ud, ws));
 	for (size_t i = 0; i < ws->nenv; i++)
 		free(ws->env[i]);
 	free(ws->env);
@@ -124,7 +145,7 @@ static claims_ws_t *ws_new(claims_t *c, const claims_create_t *req)
 	claims_ws_t *ws = calloc(1, sizeof(*ws));
 	if (ws == NULL)
 		abort();
-	id_new(ws->id);
+	EFFECT(c, c->fx.mint_id(c->fx.ud, ws->id));
 	ws->path = xstrdup(req->path);
 	ws->key = xstrdup(req->key);
 	ws->yolo = req->yolo;
@@ -142,7 +163,7 @@ static claims_ws_t *ws_new(claims_t *c, const claims_create_t *req)
 	hmap_put(&c->workspaces, &ws->by_id, ws->id);
 	hmap_put(&c->index, &ws->by_key, ws->key);
 	if (c->fx.ws_new != NULL)
-		c->fx.ws_new(c->fx.ud, ws);
+		EFFECT(c, c->fx.ws_new(c->fx.ud, ws));
 	return ws;
 }
 
@@ -155,7 +176,7 @@ static void maybe_idle(claims_t *c, uint64_t now)
 	if (c->stopping) {
 		/* A shutdown was asked for and everything is reaped. */
 		c->exited = 1;
-		c->fx.exit(c->fx.ud);
+		EFFECT(c, c->fx.exit(c->fx.ud));
 		return;
 	}
 	timer_arm(c, &c->idle, CLAIMS_T_IDLE, now);
@@ -170,7 +191,7 @@ static void fail_start(claims_t *c, claims_ws_t *ws, const char *reason, uint64_
 	char msg[320];
 	snprintf(msg, sizeof(msg), "worker failed to start: %s", reason);
 	ws->waiters = 0;
-	c->fx.answer(c->fx.ud, ws, msg);
+	EFFECT(c, c->fx.answer(c->fx.ud, ws, msg));
 	teardown(c, ws, msg, now);
 }
 
@@ -189,7 +210,7 @@ static void ws_gone(claims_t *c, claims_ws_t *ws, uint64_t now)
 	if (next != NULL && next->spawn_deferred) {
 		char err[256] = "";
 		next->spawn_deferred = 0;
-		if (c->fx.spawn(c->fx.ud, next, err, sizeof(err)) == 0)
+		if (fx_spawn(c, next, err, sizeof(err)) == 0)
 			next->worker_live = 1;
 		else
 			fail_start(c, next, err, now);
@@ -218,7 +239,7 @@ static void teardown(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t 
 	timer_cancel(&ws->restart);
 	hmap_del(&c->index, &ws->by_key);
 	ws->state = WS_CLOSING;
-	c->fx.stop(c->fx.ud, ws, reason);
+	EFFECT(c, c->fx.stop(c->fx.ud, ws, reason));
 	if (ws->worker_live)
 		hmap_put(&c->closing, &ws->by_key, ws->key); /* claims_worker_exited finishes */
 	else
@@ -303,6 +324,7 @@ static int flags_equal(const claims_ws_t *ws, const claims_create_t *req)
 int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_ws_t **out, char *err,
 		  size_t errlen)
 {
+	ENTRY(c);
 	*out = NULL;
 	if (c->stopping)
 		return CLAIMS_ESTOPPING;
@@ -314,7 +336,7 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 		/* Join: first wins. */
 		claims_ws_t *ws = container_of(n, claims_ws_t, by_key);
 		if (!flags_equal(ws, req) && c->fx.mismatch != NULL)
-			c->fx.mismatch(c->fx.ud, ws, req);
+			EFFECT(c, c->fx.mismatch(c->fx.ud, ws, req));
 		register_client(c, ws, req->client_id, now);
 		*out = ws;
 		/* A restarting workspace is answered at once, as it stands. */
@@ -331,7 +353,7 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 		/* Invariant 1: the previous worker of this directory is still
 		 * being killed; ours starts when it has been reaped. */
 		ws->spawn_deferred = 1;
-	} else if (c->fx.spawn(c->fx.ud, ws, err, errlen) != 0) {
+	} else if (fx_spawn(c, ws, err, errlen) != 0) {
 		/* Nothing was started: drop it whole, the caller answers 500. */
 		hmap_del(&c->index, &ws->by_key);
 		hmap_del(&c->workspaces, &ws->by_id);
@@ -348,6 +370,7 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 
 void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now)
 {
+	ENTRY(c);
 	if (ws->waiters > 0)
 		ws->waiters--;
 	if (ws->state != WS_CLOSING)
@@ -356,6 +379,7 @@ void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now)
 
 int claims_attach(claims_t *c, const char *ws_id, const char *client_id, claims_ws_t **out)
 {
+	ENTRY(c);
 	claims_ws_t *ws = find_live(c, ws_id);
 	*out = ws;
 	if (ws == NULL)
@@ -375,6 +399,7 @@ int claims_attach(claims_t *c, const char *ws_id, const char *client_id, claims_
 
 void claims_detach(claims_t *c, const char *ws_id, const char *client_id, uint64_t now)
 {
+	ENTRY(c);
 	claims_ws_t *ws = find_live(c, ws_id);
 	if (ws == NULL)
 		return;
@@ -396,6 +421,7 @@ void claims_detach(claims_t *c, const char *ws_id, const char *client_id, uint64
 
 void claims_release(claims_t *c, const char *ws_id, const char *client_id, uint64_t now)
 {
+	ENTRY(c);
 	claims_ws_t *ws = find_live(c, ws_id);
 	if (ws == NULL)
 		return;
@@ -434,6 +460,7 @@ int claims_is_retired(const claims_t *c, const char *client_id)
 
 void claims_retire(claims_t *c, const char *client_id, uint64_t now)
 {
+	ENTRY(c);
 	if (!claims_is_retired(c, client_id)) {
 		if (c->retired.count >= CLAIMS_MAX_RETIRED)
 			retired_forget(c, container_of(c->retired_order.next, retired_t, order));
@@ -448,29 +475,28 @@ void claims_retire(claims_t *c, const char *client_id, uint64_t now)
 		c->retired_order.prev = &r->order;
 	}
 	/* Remove its entries everywhere, streams included. A removal may tear
-	 * a workspace down (and free others), so collect the ids first. */
-	size_t n = 0, cap = c->workspaces.count;
-	char(*ids)[ID_LEN + 1] = cap ? calloc(cap, sizeof(*ids)) : NULL;
-	hmap_node_t *node, *nxt;
-	hmap_foreach (&c->workspaces, node, nxt) {
-		claims_ws_t *ws = container_of(node, claims_ws_t, by_id);
-		if (n < cap && claims_find_client(ws, client_id) != NULL)
-			snprintf(ids[n++], ID_LEN + 1, "%s", ws->id);
-	}
-	for (size_t i = 0; i < n; i++) {
-		claims_ws_t *ws = find_live(c, ids[i]);
-		claims_client_t *cl = ws ? claims_find_client(ws, client_id) : NULL;
+	 * a workspace down (and free others), so the walk starts over after
+	 * each one: at most one pass per workspace, and nothing to allocate. */
+	for (;;) {
+		claims_client_t *cl = NULL;
+		hmap_node_t *node, *nxt;
+		hmap_foreach (&c->workspaces, node, nxt) {
+			claims_ws_t *ws = container_of(node, claims_ws_t, by_id);
+			if (cl == NULL && ws->state != WS_CLOSING)
+				cl = claims_find_client(ws, client_id);
+		}
 		if (cl == NULL)
-			continue;
+			break;
+		claims_ws_t *ws = cl->ws;
 		ws->streams -= cl->streams; /* the shell ended them */
 		client_remove(cl);
 		maybe_teardown(c, ws, "last client retired", now);
 	}
-	free(ids);
 }
 
 void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 {
+	ENTRY(c);
 	if (ws->state != WS_STARTING && ws->state != WS_RESTARTING)
 		return;
 	ws->state = WS_READY;
@@ -484,7 +510,7 @@ void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 		if (timer_armed(&cl->hold) && cl->hold.kind == CLAIMS_T_CREATE)
 			timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
 	}
-	c->fx.answer(c->fx.ud, ws, NULL);
+	EFFECT(c, c->fx.answer(c->fx.ud, ws, NULL));
 	/* Waiters may have been all that held it (create grace ran out). */
 	maybe_teardown(c, ws, "no client left", now);
 }
@@ -525,14 +551,14 @@ static void crashed(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t n
 		delay = c->cfg.restart_max_ms;
 	ws->state = WS_RESTARTING;
 	if (c->fx.restarting != NULL)
-		c->fx.restarting(c->fx.ud, ws, reason);
+		EFFECT(c, c->fx.restarting(c->fx.ud, ws, reason));
 	timer_arm_in(c, &ws->restart, CLAIMS_T_RESTART, now, delay);
 }
 
 static void restart_due(claims_t *c, claims_ws_t *ws, uint64_t now)
 {
 	char err[256] = "";
-	if (c->fx.spawn(c->fx.ud, ws, err, sizeof(err)) == 0)
+	if (fx_spawn(c, ws, err, sizeof(err)) == 0)
 		ws->worker_live = 1;
 	else
 		crashed(c, ws, err, now);
@@ -540,6 +566,7 @@ static void restart_due(claims_t *c, claims_ws_t *ws, uint64_t now)
 
 void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint64_t now)
 {
+	ENTRY(c);
 	ws->worker_live = 0;
 	switch (ws->state) {
 	case WS_CLOSING:
@@ -556,6 +583,7 @@ void claims_worker_exited(claims_t *c, claims_ws_t *ws, const char *reason, uint
 
 void claims_shutdown(claims_t *c, uint64_t now)
 {
+	ENTRY(c);
 	c->stopping = 1;
 	timer_cancel(&c->idle);
 	hmap_node_t *n, *nxt;
@@ -563,7 +591,7 @@ void claims_shutdown(claims_t *c, uint64_t now)
 		claims_ws_t *ws = container_of(n, claims_ws_t, by_id);
 		if (ws->state == WS_STARTING || ws->state == WS_RESTARTING) {
 			ws->waiters = 0;
-			c->fx.answer(c->fx.ud, ws, "server is shutting down");
+			EFFECT(c, c->fx.answer(c->fx.ud, ws, "server is shutting down"));
 		}
 	}
 	/* teardown may free workspaces: restart the walk after each one. */
@@ -585,6 +613,7 @@ void claims_shutdown(claims_t *c, uint64_t now)
 
 void claims_expire(claims_t *c, uint64_t now)
 {
+	ENTRY(c);
 	for (int k = 0; k < CLAIMS_T_NKINDS; k++) {
 		claims_timer_t *head = &c->timers[k];
 		while (head->next != head && head->next->deadline <= now) {
@@ -594,7 +623,7 @@ void claims_expire(claims_t *c, uint64_t now)
 				/* Exit decided: refuse creates from now on. */
 				c->stopping = 1;
 				c->exited = 1;
-				c->fx.exit(c->fx.ud);
+				EFFECT(c, c->fx.exit(c->fx.ud));
 				continue;
 			}
 			if (k == CLAIMS_T_RESTART) {
@@ -628,6 +657,7 @@ claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx)
 
 void claims_free(claims_t *c)
 {
+	ENTRY(c);
 	hmap_node_t *n, *nxt;
 	hmap_foreach (&c->workspaces, n, nxt) {
 		ws_free(c, container_of(n, claims_ws_t, by_id));
@@ -639,4 +669,38 @@ void claims_free(claims_t *c)
 		retired_forget(c, container_of(c->retired_order.next, retired_t, order));
 	hmap_free(&c->retired);
 	free(c);
+}
+
+size_t claims_ws_clients(const claims_ws_t *ws)
+{
+	return ws->clients.count;
+}
+
+size_t claims_live_count(const claims_t *c)
+{
+	return c->index.count;
+}
+
+size_t claims_count(const claims_t *c)
+{
+	return c->workspaces.count;
+}
+
+int claims_stopping(const claims_t *c)
+{
+	return c->stopping;
+}
+
+claims_ws_t *claims_find_key(const claims_t *c, const char *key)
+{
+	hmap_node_t *n = hmap_get(&c->index, key);
+	return n ? container_of(n, claims_ws_t, by_key) : NULL;
+}
+
+void claims_foreach(const claims_t *c, void (*fn)(void *arg, claims_ws_t *ws), void *arg)
+{
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&c->workspaces, n, nxt) {
+		fn(arg, container_of(n, claims_ws_t, by_id));
+	}
 }

@@ -10,7 +10,8 @@
  *
  * Ownership: claims allocates and frees workspaces and client entries. The
  * shell hangs its own per-workspace state on ws->shell (ws_new/ws_free).
- * Effects must not call back into claims; they run to completion.
+ * Effects must not call back into claims; they run to completion (every
+ * entry point asserts it). Workspace ids come from the mint_id effect.
  */
 #ifndef CRUSH_CLAIMS_H
 #define CRUSH_CLAIMS_H
@@ -89,6 +90,8 @@ typedef struct claims_create {
 
 typedef struct claims_effects {
 	void *ud;
+	/* Writes a fresh workspace id (the shell mints UUIDv4s; tests count). */
+	void (*mint_id)(void *ud, char out[ID_LEN + 1]);
 	/* ws was just made: attach shell state to ws->shell. */
 	void (*ws_new)(void *ud, claims_ws_t *ws);
 	/* Start ws's worker. 0, or -1 with a reason in err (the ws then fails). */
@@ -134,8 +137,9 @@ typedef struct claims {
 	} retired_order;			/* oldest first, to forget past CLAIMS_MAX_RETIRED */
 	claims_timer_t timers[CLAIMS_T_NKINDS]; /* list heads (sentinels) */
 	claims_timer_t idle;
-	int stopping; /* no more creates: exit decided or shutdown under way */
-	int exited;   /* exit effect issued */
+	int stopping;  /* no more creates: exit decided or shutdown under way */
+	int exited;    /* exit effect issued */
+	int in_effect; /* an effect is running: entry points assert it is 0 */
 } claims_t;
 
 claims_t *claims_new(const claims_config_t *cfg, const claims_effects_t *fx);
@@ -195,6 +199,18 @@ uint64_t claims_next_deadline(const claims_t *c);
 void claims_expire(claims_t *c, uint64_t now);
 
 claims_ws_t *claims_find(const claims_t *c, const char *ws_id);
+/* The live (not closing) workspace of a resolved directory, or NULL. */
+claims_ws_t *claims_find_key(const claims_t *c, const char *key);
+/* Clients holding a claim on ws (its refcount). */
+size_t claims_ws_clients(const claims_ws_t *ws);
+/* Live workspaces (the path index); every workspace, closing included. */
+size_t claims_live_count(const claims_t *c);
+size_t claims_count(const claims_t *c);
+/* 1 once no create can succeed: shutdown under way or exit decided. */
+int claims_stopping(const claims_t *c);
+/* Calls fn for every workspace, closing ones included. fn must not call
+ * into claims. */
+void claims_foreach(const claims_t *c, void (*fn)(void *arg, claims_ws_t *ws), void *arg);
 claims_client_t *claims_find_client(const claims_ws_t *ws, const char *client_id);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * http: routes and handlers of the v1 API. Handlers validate, then ask the
- * claims core; they never touch worker processes or streams directly.
+ * http: handlers of the v1 API (see http.h). Handlers validate, then ask
+ * the claims core or the stream hub; they never touch worker processes.
+ * Request targets are parsed by route.c.
  */
 #include "supervisor/http.h"
 
@@ -12,11 +13,12 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/id.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "supervisor/body.h"
-#include "supervisor/stream.h"
+#include "supervisor/route.h"
 
 /* --- responses */
 
@@ -79,90 +81,23 @@ static void send_empty(h2o_req_t *req)
 	h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
-/*
- * The Workspace object. Its first creator's fields never change, so they
- * are serialised once (jansson does the escaping) and each answer only
- * formats pid, state and the counts: joins are the hot path.
- */
-static const char *fixed_fields(sv_ws_t *sws)
+static void send_workspace(http_handler_t *h, h2o_req_t *req, workspace_t *w)
 {
-	if (sws->fixed_json != NULL)
-		return sws->fixed_json;
-	const claims_ws_t *ws = sws->ws;
-	char data_dir[PATH_MAX + 8];
-	if (ws->data_dir[0] != '\0')
-		snprintf(data_dir, sizeof(data_dir), "%s", ws->data_dir);
-	else
-		snprintf(data_dir, sizeof(data_dir), "%s/.crush", ws->key);
-	json_t *env = json_array();
-	for (size_t i = 0; i < ws->nenv; i++)
-		json_array_append_new(env, json_string(ws->env[i]));
-	json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:s}", "id", ws->id, "path", ws->path,
-			      "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug, "data_dir",
-			      data_dir, "version", CRUSH_VERSION, "env", env, "created_at", sws->created_at);
-	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(j);
-	if (text == NULL)
-		abort();
-	text[strlen(text) - 1] = '\0'; /* keep it open: the live fields follow */
-	sws->fixed_json = text;
-	return text;
-}
-
-static void workspace_text(buf_t *out, sv_ws_t *sws)
-{
-	const claims_ws_t *ws = sws->ws;
-	buf_appendf(out, "%s,\"pid\":%d,\"state\":\"%s\",\"clients\":%zu,\"streams\":%u}", fixed_fields(sws),
-		    (int)sws->pid, claims_state_name(ws->state), ws->clients.count, ws->streams);
-}
-
-static void send_workspace(h2o_req_t *req, sv_ws_t *sws)
-{
-	buf_t *b = &g_srv->scratch;
+	buf_t *b = &h->scratch;
 	buf_reset(b);
-	workspace_text(b, sws);
+	workspace_json(b, w);
 	send_text(req, 200, "OK", buf_data(b), buf_size(b));
 }
 
 /* --- request parsing */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The value of `name` in the query string, percent-decoded into out.
- * Returns its length, or -1 when absent. */
+/* The value of `name` in the request's query (see route_query_param). */
 static int query_param(h2o_req_t *req, const char *name, char *out, size_t outlen)
 {
 	if (req->query_at == SIZE_MAX)
 		return -1;
-	const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-	size_t nlen = strlen(name);
-	while (q < end) {
-		const char *amp = memchr(q, '&', (size_t)(end - q));
-		const char *stop = amp ? amp : end;
-		if ((size_t)(stop - q) > nlen && memcmp(q, name, nlen) == 0 && q[nlen] == '=') {
-			size_t n = 0;
-			for (const char *p = q + nlen + 1; p < stop && n + 1 < outlen; p++) {
-				int hi, lo;
-				if (*p == '%' && stop - p >= 3 && (hi = hexval(p[1])) >= 0 &&
-				    (lo = hexval(p[2])) >= 0) {
-					out[n++] = (char)(hi << 4 | lo);
-					p += 2;
-				} else {
-					out[n++] = *p == '+' ? ' ' : *p;
-				}
-			}
-			out[n] = '\0';
-			return (int)n;
-		}
-		q = stop + 1;
-	}
-	return -1;
+	size_t at = req->query_at + 1;
+	return route_query_param(req->path.base + at, req->path.len - at, name, out, outlen);
 }
 
 /* client_id from the query, canonical; -1 (after a 400) when bad. */
@@ -184,30 +119,31 @@ static int query_client_id(h2o_req_t *req, char out[ID_LEN + 1])
 /* --- waiting creates */
 
 typedef struct waiter {
-	h2o_linklist_t link; /* sv_ws.waiters; unlinked once answered */
+	h2o_linklist_t link; /* workspace.waiters; unlinked once answered */
 	h2o_req_t *req;
-	sv_ws_t *sws;
+	http_handler_t *h;
+	workspace_t *w;
 } waiter_t;
 
 static void waiter_dispose(void *p)
 {
-	waiter_t *w = p;
-	if (!h2o_linklist_is_linked(&w->link))
+	waiter_t *wt = p;
+	if (!h2o_linklist_is_linked(&wt->link))
 		return;
 	/* The client left before the worker was ready. */
-	h2o_linklist_unlink(&w->link);
-	claims_unwait(g_srv->claims, w->sws->ws, server_now());
+	h2o_linklist_unlink(&wt->link);
+	claims_unwait(wt->h->env.claims, wt->w->ws, clock_ms());
 }
 
-void http_answer_waiters(sv_ws_t *sws, const char *err)
+void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 {
-	while (!h2o_linklist_is_empty(&sws->waiters)) {
-		waiter_t *w = H2O_STRUCT_FROM_MEMBER(waiter_t, link, sws->waiters.next);
-		h2o_linklist_unlink(&w->link);
+	while (!h2o_linklist_is_empty(&w->waiters)) {
+		waiter_t *wt = H2O_STRUCT_FROM_MEMBER(waiter_t, link, w->waiters.next);
+		h2o_linklist_unlink(&wt->link);
 		if (err == NULL)
-			send_workspace(w->req, sws);
+			send_workspace(h, wt->req, w);
 		else
-			send_error(w->req, g_srv->claims->stopping ? 503 : 500, err);
+			send_error(wt->req, claims_stopping(h->env.claims) ? 503 : 500, err);
 	}
 }
 
@@ -227,32 +163,35 @@ static int on_version(h2o_req_t *req)
 	return 0;
 }
 
-static int on_list(h2o_req_t *req)
+static void list_one(void *arg, claims_ws_t *ws)
 {
-	buf_t *b = &g_srv->scratch;
-	hmap_node_t *n, *nxt;
+	buf_t *b = arg;
+	if (buf_size(b) > 1)
+		buf_append(b, ",", 1);
+	workspace_json(b, ws->shell);
+}
+
+static int on_list(http_handler_t *h, h2o_req_t *req)
+{
+	buf_t *b = &h->scratch;
 	buf_reset(b);
 	buf_append(b, "[", 1);
-	hmap_foreach (&g_srv->claims->workspaces, n, nxt) {
-		if (buf_size(b) > 1)
-			buf_append(b, ",", 1);
-		workspace_text(b, H2O_STRUCT_FROM_MEMBER(claims_ws_t, by_id, n)->shell);
-	}
+	claims_foreach(h->env.claims, list_one, b);
 	buf_append(b, "]", 1);
 	send_text(req, 200, "OK", buf_data(b), buf_size(b));
 	return 0;
 }
 
-static int on_get(h2o_req_t *req, const char *id)
+static int on_get(http_handler_t *h, h2o_req_t *req, const char *id)
 {
-	claims_ws_t *ws = claims_find(g_srv->claims, id);
+	claims_ws_t *ws = claims_find(h->env.claims, id);
 	if (ws == NULL)
 		return send_error(req, 404, "workspace not found");
-	send_workspace(req, ws->shell);
+	send_workspace(h, req, ws->shell);
 	return 0;
 }
 
-static int on_create(h2o_req_t *req)
+static int on_create(http_handler_t *h, h2o_req_t *req)
 {
 	create_body_t b;
 	const char *msg;
@@ -274,20 +213,21 @@ static int on_create(h2o_req_t *req)
 	};
 	claims_ws_t *ws;
 	char err[256] = "", why[320];
-	int r = claims_create(g_srv->claims, &cr, server_now(), &ws, err, sizeof(err));
+	int r = claims_create(h->env.claims, &cr, clock_ms(), &ws, err, sizeof(err));
 	if (r == CLAIMS_EFAILED)
 		log_error("Worker failed to start", "path", b.key, "error", err, NULL);
 	create_body_free(&b);
 	switch (r) {
 	case CLAIMS_OK:
-		send_workspace(req, ws->shell);
+		send_workspace(h, req, ws->shell);
 		return 0;
 	case CLAIMS_WAIT: {
-		waiter_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), waiter_dispose);
-		memset(w, 0, sizeof(*w));
-		w->req = req;
-		w->sws = ws->shell;
-		h2o_linklist_insert(&w->sws->waiters, &w->link);
+		waiter_t *wt = h2o_mem_alloc_shared(&req->pool, sizeof(*wt), waiter_dispose);
+		memset(wt, 0, sizeof(*wt));
+		wt->req = req;
+		wt->h = h;
+		wt->w = ws->shell;
+		h2o_linklist_insert(&wt->w->waiters, &wt->link);
 		return 0;
 	}
 	case CLAIMS_ESTOPPING:
@@ -300,12 +240,12 @@ static int on_create(h2o_req_t *req)
 	}
 }
 
-static int on_delete(h2o_req_t *req, const char *id)
+static int on_delete(http_handler_t *h, h2o_req_t *req, const char *id)
 {
 	char client_id[ID_LEN + 1];
 	if (query_client_id(req, client_id) != 0)
 		return 0;
-	claims_release(g_srv->claims, id, client_id, server_now());
+	claims_release(h->env.claims, id, client_id, clock_ms());
 	send_empty(req);
 	return 0;
 }
@@ -315,34 +255,23 @@ static int on_delete(h2o_req_t *req, const char *id)
 static int last_event_id(h2o_req_t *req, uint64_t *after)
 {
 	char raw[32];
-	int n = -1;
+	const char *v = raw;
+	int n;
 	ssize_t h = h2o_find_header_by_str(&req->headers, H2O_STRLIT("last-event-id"), -1);
 	if (h >= 0) {
-		h2o_iovec_t v = req->headers.entries[h].value;
-		if (v.len < sizeof(raw)) {
-			memcpy(raw, v.base, v.len);
-			n = (int)v.len;
-			raw[n] = '\0';
-		} else {
-			n = 0, raw[0] = 'x', raw[1] = '\0';
-		}
-	} else {
-		n = query_param(req, "last_event_id", raw, sizeof(raw));
-	}
-	if (n < 0)
+		v = req->headers.entries[h].value.base;
+		n = (int)req->headers.entries[h].value.len;
+	} else if ((n = query_param(req, "last_event_id", raw, sizeof(raw))) < 0) {
 		return 0;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(raw, &end, 10);
-	if (raw[0] < '0' || raw[0] > '9' || *end != '\0' || errno != 0) {
+	}
+	if (route_event_id(v, (size_t)n, after) != 0) {
 		send_error(req, 400, "invalid last_event_id");
 		return -1;
 	}
-	*after = v;
 	return 1;
 }
 
-static int on_events(h2o_req_t *req, const char *id)
+static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 {
 	char client_id[ID_LEN + 1];
 	uint64_t after = 0;
@@ -352,7 +281,7 @@ static int on_events(h2o_req_t *req, const char *id)
 	if ((resume = last_event_id(req, &after)) < 0)
 		return 0;
 	claims_ws_t *ws;
-	switch (claims_attach(g_srv->claims, id, client_id, &ws)) {
+	switch (claims_attach(h->env.claims, id, client_id, &ws)) {
 	case CLAIMS_OK:
 		break;
 	case CLAIMS_ERETIRED:
@@ -360,26 +289,26 @@ static int on_events(h2o_req_t *req, const char *id)
 	default:
 		return send_error(req, 404, "workspace not found");
 	}
-	stream_open(req, ws->shell, client_id, resume, after);
+	stream_open(&((workspace_t *)ws->shell)->feed, req, client_id, resume, after);
 	return 0;
 }
 
 /* DELETE /v1/clients/{client_id}: retire the client (upstream-later). */
-static int on_retire(h2o_req_t *req, const char *raw)
+static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 {
 	char client_id[ID_LEN + 1];
 	if (id_parse(raw, strlen(raw), client_id) != 0)
 		return send_error(req, 400, "invalid client_id");
 	log_info("Client retired", "client_id", client_id, NULL);
-	stream_end_client(client_id);
-	claims_retire(g_srv->claims, client_id, server_now());
+	stream_end_client(h->env.streams, client_id);
+	claims_retire(h->env.claims, client_id, clock_ms());
 	send_empty(req);
 	return 0;
 }
 
 /* POST /v1/control {"command": "shutdown_if_idle" | "shutdown"}: both
  * are conditional, as upstream: 409 while any workspace is live. */
-static int on_control(h2o_req_t *req)
+static int on_control(http_handler_t *h, h2o_req_t *req)
 {
 	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
 	json_t *cmd = json_is_object(body) ? json_object_get(body, "command") : NULL;
@@ -390,86 +319,48 @@ static int on_control(h2o_req_t *req)
 		return send_error(req, 400, "failed to decode request");
 	if (!known)
 		return send_error(req, 400, "unknown command");
-	if (g_srv->claims->index.count > 0)
+	if (claims_live_count(h->env.claims) > 0)
 		return send_error(req, 409, "workspaces are live");
 	send_empty(req);
-	server_begin_shutdown(g_srv, "control");
+	h->env.shutdown(h->env.arg, "control");
 	return 0;
 }
 
 /* --- routing */
 
-enum { M_GET = 1, M_POST = 2, M_DELETE = 4 };
-
-static int method_bit(h2o_req_t *req)
-{
-	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
-		return M_GET;
-	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
-		return M_POST;
-	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE")))
-		return M_DELETE;
-	return 0;
-}
-
-static int not_allowed(h2o_req_t *req, const char *allow)
-{
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-	return send_error(req, 405, "method not allowed");
-}
-
-/* Splits "/v1/workspaces/{id}[/events]" style paths: copies the segment
- * after prefix into id (NUL-terminated) and returns the rest. */
-static const char *segment(const char *p, size_t len, const char *prefix, char *id, size_t idlen)
-{
-	size_t plen = strlen(prefix);
-	if (len <= plen || memcmp(p, prefix, plen) != 0)
-		return NULL;
-	const char *start = p + plen, *end = p + len;
-	const char *slash = memchr(start, '/', (size_t)(end - start));
-	const char *stop = slash ? slash : end;
-	if (stop == start || (size_t)(stop - start) >= idlen)
-		return NULL;
-	memcpy(id, start, (size_t)(stop - start));
-	id[stop - start] = '\0';
-	return stop;
-}
-
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-	(void)self;
+	http_handler_t *h = (http_handler_t *)self;
 	if (req->entity.base != NULL && req->entity.len > HTTP_MAX_BODY)
 		return send_error(req, 413, "request body too large");
-	const char *p = req->path_normalized.base;
-	size_t len = req->path_normalized.len;
-	int m = method_bit(req);
-	char id[128];
-	const char *rest;
-
-	if (h2o_memis(p, len, H2O_STRLIT("/v1/health")))
-		return m == M_GET ? on_health(req) : not_allowed(req, "GET");
-	if (h2o_memis(p, len, H2O_STRLIT("/v1/version")))
-		return m == M_GET ? on_version(req) : not_allowed(req, "GET");
-	if (h2o_memis(p, len, H2O_STRLIT("/v1/workspaces"))) {
-		if (m == M_GET)
-			return on_list(req);
-		return m == M_POST ? on_create(req) : not_allowed(req, "GET, POST");
+	route_t r;
+	route_match(req->path_normalized.base, req->path_normalized.len, &r);
+	unsigned m = route_method(req->method.base, req->method.len);
+	if (r.id == ROUTE_NONE)
+		return send_error(req, 404, "not found");
+	if ((r.methods & m) == 0) {
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, r.allow,
+			       strlen(r.allow));
+		return send_error(req, 405, "method not allowed");
 	}
-	if ((rest = segment(p, len, "/v1/workspaces/", id, sizeof(id))) != NULL) {
-		size_t rlen = (size_t)(p + len - rest);
-		if (rlen == 0) {
-			if (m == M_GET)
-				return on_get(req, id);
-			return m == M_DELETE ? on_delete(req, id) : not_allowed(req, "GET, DELETE");
-		}
-		if (h2o_memis(rest, rlen, H2O_STRLIT("/events")))
-			return m == M_GET ? on_events(req, id) : not_allowed(req, "GET");
+	switch (r.id) {
+	case ROUTE_HEALTH:
+		return on_health(req);
+	case ROUTE_VERSION:
+		return on_version(req);
+	case ROUTE_WORKSPACES:
+		return m == ROUTE_GET ? on_list(h, req) : on_create(h, req);
+	case ROUTE_WORKSPACE:
+		return m == ROUTE_GET ? on_get(h, req, r.param) : on_delete(h, req, r.param);
+	case ROUTE_EVENTS:
+		return on_events(h, req, r.param);
+	case ROUTE_CONTROL:
+		return on_control(h, req);
+	case ROUTE_CLIENT:
+		return on_retire(h, req, r.param);
+	default:
+		return send_error(req, 404, "not found");
 	}
-	if (h2o_memis(p, len, H2O_STRLIT("/v1/control")))
-		return m == M_POST ? on_control(req) : not_allowed(req, "POST");
-	if ((rest = segment(p, len, "/v1/clients/", id, sizeof(id))) != NULL && rest == p + len)
-		return m == M_DELETE ? on_retire(req, id) : not_allowed(req, "DELETE");
-	return send_error(req, 404, "not found");
 }
 
 /* --- h2o's own errors (413 from the body limit, 400 on bad framing) come
@@ -518,14 +409,23 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 	h2o_setup_next_ostream(req, slot);
 }
 
-void http_register(h2o_globalconf_t *config)
+http_handler_t *http_register(h2o_globalconf_t *config, const http_env_t *env)
 {
 	h2o_hostconf_t *host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-	h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
-	h->on_req = on_req;
+	http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
+	h->super.on_req = on_req;
+	h->env = *env;
+	buf_t empty = BUF_INIT;
+	h->scratch = empty;
 	h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));
 	f->on_setup_ostream = json_error_setup;
 	h2o_filter_t *f2 = h2o_create_filter(&host->fallback_path, sizeof(*f2));
 	f2->on_setup_ostream = json_error_setup;
+	return h;
+}
+
+void http_dispose(http_handler_t *h)
+{
+	buf_free(&h->scratch);
 }

@@ -1,13 +1,20 @@
 /*
- * http: the v1 API (SPEC §4): routing, request parsing, the one JSON
- * error writer, Workspace objects, and creates that wait for a worker.
+ * http: the v1 API (SPEC §4): handlers, the one JSON error writer, and
+ * creates that wait for a worker. The handler is an h2o handler struct
+ * that carries what it needs from its owner (http_env_t), in h2o's own
+ * manner; it reaches nothing else.
  */
 #ifndef CRUSH_HTTP_H
 #define CRUSH_HTTP_H
 
+#include <stdint.h>
+
 #include <h2o.h>
 
-#include "supervisor/server.h"
+#include "common/buf.h"
+#include "supervisor/claims.h"
+#include "supervisor/stream.h"
+#include "supervisor/workspace.h"
 
 /* Bodies over HTTP_MAX_BODY get a JSON 413 from the handler. h2o itself
  * refuses bodies over HTTP_HARD_MAX_BODY before buffering them (a 413 on
@@ -16,9 +23,25 @@
 #define HTTP_MAX_BODY	   (1024 * 1024)
 #define HTTP_HARD_MAX_BODY (2 * HTTP_MAX_BODY)
 
-/* Registers the API handler (and the JSON error filter) on the config. */
-void http_register(h2o_globalconf_t *config);
-/* Answers every create waiting on sws: err NULL = the workspace. */
-void http_answer_waiters(sv_ws_t *sws, const char *err);
+/* What the API needs from its owner. */
+typedef struct http_env {
+	claims_t *claims;
+	stream_hub_t *streams;
+	/* POST /v1/control asked the server to stop. */
+	void (*shutdown)(void *arg, const char *why);
+	void *arg;
+} http_env_t;
+
+typedef struct http_handler {
+	h2o_handler_t super;
+	http_env_t env;
+	buf_t scratch; /* one answer being formatted */
+} http_handler_t;
+
+/* Registers the API handler (and the JSON error filter) on config. */
+http_handler_t *http_register(h2o_globalconf_t *config, const http_env_t *env);
+void http_dispose(http_handler_t *h);
+/* Answers every create waiting on w: err NULL = the workspace. */
+void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err);
 
 #endif

@@ -21,13 +21,31 @@
 
 extern char **environ;
 
+struct proc {
+	h2o_linklist_t link; /* procs.all */
+	procs_t *ps;
+	pid_t pid;
+	h2o_socket_t *sock; /* our end of the socketpair; NULL once closed */
+	proto_decoder_t dec;
+	int said_hello, ready, stopping;
+	h2o_timeout_entry_t start_te, kill_te;
+	h2o_timeout_entry_t ping_te;   /* liveness: a ping per interval, answered within it */
+	h2o_timeout_entry_t resume_te; /* frames left over a turn's budget: next turn */
+	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
+	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
+	buf_t out, inflight;	       /* frames to the worker; the batch being written */
+	void *arg;		       /* the owner; NULL once disowned */
+	char ws_id[ID_LEN + 1];
+	char reason[200]; /* why we killed it, if we did */
+};
+
 #define WORKER_FD 3
 
 /* --- argv/envp of a worker */
 
 /* envp = our environment, minus keys the first creator's env overrides,
  * plus those entries. */
-static char **build_env(const claims_ws_t *ws)
+static char **build_env(const proc_spec_t *ws)
 {
 	size_t n = 0;
 	while (environ[n] != NULL)
@@ -49,20 +67,6 @@ static char **build_env(const claims_ws_t *ws)
 		envp[k++] = ws->env[j];
 	envp[k] = NULL;
 	return envp;
-}
-
-static const char *level_arg(void)
-{
-	switch (log_min_level) {
-	case LOG_DEBUG:
-		return "debug";
-	case LOG_INFO:
-		return "info";
-	case LOG_WARN:
-		return "warn";
-	default:
-		return "error";
-	}
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te);
@@ -92,89 +96,128 @@ static void proc_close_sock(proc_t *p)
  * --parent to close the race with our own death. Exec errors come back as
  * posix_spawn's result.
  */
-int proc_spawn(sv_ws_t *sws, char *err, size_t errlen)
+/* Sets up the child's descriptors, session and signals (see above). 0, or
+ * an errno value. */
+static int spawn_setup(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at, int pair)
 {
-	server_t *s = g_srv;
-	claims_ws_t *ws = sws->ws;
-	int sv[2], rc;
-	char data_dir[PATH_MAX + 8], fdarg[16], parent[16];
+	sigset_t none, dfl;
+	int rc;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	if ((rc = posix_spawnattr_setflags(at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+						   POSIX_SPAWN_SETSIGDEF)) != 0 ||
+	    (rc = posix_spawnattr_setsigmask(at, &none)) != 0 ||
+	    (rc = posix_spawnattr_setsigdefault(at, &dfl)) != 0 ||
+	    (rc = posix_spawn_file_actions_addopen(fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) != 0 ||
+	    (rc = posix_spawn_file_actions_adddup2(fa, pair, WORKER_FD)) != 0 ||
+	    (rc = posix_spawn_file_actions_addclosefrom_np(fa, WORKER_FD + 1)) != 0)
+		return rc;
+	return 0;
+}
+
+/* Runs the worker with `pair` as its fd 3. 0 with *pid, or an errno. */
+static int spawn_worker(procs_t *ps, char **argv, char **envp, int pair, pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	int rc;
+	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+		return rc;
+	if ((rc = posix_spawnattr_init(&at)) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		return rc;
+	}
+	rc = spawn_setup(&fa, &at, pair);
+	if (rc == 0)
+		rc = posix_spawn(pid, ps->worker_path, &fa, &at, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	return rc;
+}
+
+proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, size_t errlen)
+{
+	int sv[2], rc = 0;
+	char fdarg[16], parent[16];
 	pid_t pid;
 
-	if (ws->data_dir[0] != '\0')
-		snprintf(data_dir, sizeof(data_dir), "%s", ws->data_dir);
-	else
-		snprintf(data_dir, sizeof(data_dir), "%s/.crush", ws->key);
 	snprintf(fdarg, sizeof(fdarg), "%d", WORKER_FD);
 	snprintf(parent, sizeof(parent), "%d", (int)getpid());
-	char *argv[] = {s->worker_path,	     ws->id, ws->path,	   "--fd",   fdarg,
-			"--parent",	     parent, "--data-dir", data_dir, "--log-level",
-			(char *)level_arg(), NULL};
-	char **envp = build_env(ws);
+	char *argv[] = {ps->worker_path,
+			(char *)spec->ws_id,
+			(char *)spec->path,
+			"--fd",
+			fdarg,
+			"--parent",
+			parent,
+			"--data-dir",
+			(char *)spec->data_dir,
+			"--log-level",
+			(char *)spec->log_level,
+			NULL};
+	char **envp = build_env(spec);
 	if (envp == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return NULL;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		free(envp);
-		return -1;
+		return NULL;
 	}
 	/* dup2 onto itself would leave FD_CLOEXEC set: keep the pair off 3. */
 	if (sv[1] == WORKER_FD) {
 		int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, WORKER_FD + 1);
+		rc = errno;
 		close(sv[1]);
 		sv[1] = moved;
 	}
-
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, dfl;
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &dfl);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
-	posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
-	rc = sv[1] < 0 ? errno : posix_spawn(&pid, s->worker_path, &fa, &at, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
+	if (sv[1] < 0)
+		snprintf(err, errlen, "socketpair: %s", strerror(rc));
+	else if ((rc = spawn_worker(ps, argv, envp, sv[1], &pid)) != 0)
+		snprintf(err, errlen, "exec %s: %s", ps->worker_path, strerror(rc));
 	free(envp);
 	if (sv[1] >= 0)
 		close(sv[1]);
-	if (rc != 0) {
+	if (sv[1] < 0 || rc != 0) {
 		close(sv[0]);
-		snprintf(err, errlen, "exec %s: %s", s->worker_path, strerror(rc));
-		return -1;
+		return NULL;
 	}
 
 	proc_t *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		abort();
+	p->ps = ps;
 	p->pid = pid;
-	p->owner = sws;
+	p->arg = arg;
+	snprintf(p->ws_id, sizeof(p->ws_id), "%s", spec->ws_id);
 	p->dec = (proto_decoder_t)PROTO_DECODER_INIT;
-	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	p->sock = h2o_evloop_socket_create(s->loop, sv[0], 0);
+	/* h2o_evloop_socket_create makes the fd non-blocking itself. */
+	p->sock = h2o_evloop_socket_create(ps->loop, sv[0], 0);
 	p->sock->data = p;
 	h2o_socket_read_start(p->sock, on_read);
 	p->start_te.cb = on_start_timeout;
-	h2o_timeout_link(s->loop, &s->start_timeout, &p->start_te);
+	h2o_timeout_link(ps->loop, &ps->start_timeout, &p->start_te);
 	p->kill_te.cb = on_kill_timeout;
 	p->ping_te.cb = on_ping;
 	p->resume_te.cb = on_resume;
-	h2o_linklist_insert(&s->procs, &p->link);
-	sws->proc = p;
-	sws->pid = pid;
+	h2o_linklist_insert(&ps->all, &p->link);
 
 	char pidstr[16];
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
-	log_info("Worker started", "workspace_id", ws->id, "path", ws->key, "pid", pidstr, NULL);
-	return 0;
+	log_info("Worker started", "workspace_id", spec->ws_id, "path", spec->path, "pid", pidstr, NULL);
+	return p;
+}
+
+pid_t proc_pid(const proc_t *p)
+{
+	return p->pid;
+}
+
+void proc_disown(proc_t *p)
+{
+	p->arg = NULL;
 }
 
 static void signal_group(proc_t *p, int sig)
@@ -194,10 +237,10 @@ void proc_stop(proc_t *p)
 	if (h2o_timeout_is_linked(&p->ping_te))
 		h2o_timeout_unlink(&p->ping_te);
 	signal_group(p, SIGTERM);
-	if (g_srv->opts->kill_ms == 0)
+	if (p->ps->kill_ms == 0)
 		signal_group(p, SIGKILL);
 	else
-		h2o_timeout_link(g_srv->loop, &g_srv->kill_timeout, &p->kill_te);
+		h2o_timeout_link(p->ps->loop, &p->ps->kill_timeout, &p->kill_te);
 }
 
 void proc_kill(proc_t *p, const char *reason)
@@ -206,7 +249,7 @@ void proc_kill(proc_t *p, const char *reason)
 		snprintf(p->reason, sizeof(p->reason), "%s", reason);
 		char pidstr[16];
 		snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
-		log_warn("Killing worker", "pid", pidstr, "reason", reason, NULL);
+		log_warn("Killing worker", "workspace_id", p->ws_id, "pid", pidstr, "reason", reason, NULL);
 	}
 	if (h2o_timeout_is_linked(&p->start_te))
 		h2o_timeout_unlink(&p->start_te);
@@ -260,14 +303,14 @@ static void on_ping(h2o_timeout_entry_t *te)
 		p->next_req_id = 1;
 	p->ping_pending = p->next_req_id;
 	send_request(p, p->ping_pending, "{\"method\":\"ping\"}");
-	h2o_timeout_link(g_srv->loop, &g_srv->ping_interval, &p->ping_te);
+	h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te)
 {
 	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, start_te, te);
 	char why[64];
-	snprintf(why, sizeof(why), "not ready within %d s", WORKER_START_TIMEOUT_MS / 1000);
+	snprintf(why, sizeof(why), "not ready within %d s", PROC_START_TIMEOUT_MS / 1000);
 	proc_kill(p, why);
 }
 
@@ -276,7 +319,7 @@ static void on_kill_timeout(h2o_timeout_entry_t *te)
 	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, kill_te, te);
 	char pidstr[16];
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
-	log_warn("Worker ignored SIGTERM, sending SIGKILL", "pid", pidstr, NULL);
+	log_warn("Worker ignored SIGTERM, sending SIGKILL", "workspace_id", p->ws_id, "pid", pidstr, NULL);
 	signal_group(p, SIGKILL);
 }
 
@@ -293,7 +336,7 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		json_int_t v = j ? json_integer_value(json_object_get(j, "version")) : 0;
 		const char *id = j ? json_string_value(json_object_get(j, "workspace_id")) : NULL;
 		/* A worker for another workspace on this pair is a wiring bug. */
-		int ours = id != NULL && (p->owner == NULL || strcmp(id, p->owner->ws->id) == 0);
+		int ours = id != NULL && strcmp(id, p->ws_id) == 0;
 		json_decref(j);
 		if (v != PROTO_VERSION || !ours) {
 			proc_kill(p, v != PROTO_VERSION ? "protocol error: unsupported version"
@@ -312,10 +355,10 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		p->ready = 1;
 		if (h2o_timeout_is_linked(&p->start_te))
 			h2o_timeout_unlink(&p->start_te);
-		if (g_srv->opts->ping_ms > 0)
-			h2o_timeout_link(g_srv->loop, &g_srv->ping_interval, &p->ping_te);
-		if (p->owner != NULL && !p->stopping)
-			server_on_worker_ready(p->owner);
+		if (p->ps->ping_ms > 0)
+			h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
+		if (p->arg != NULL && !p->stopping)
+			p->ps->cb.ready(p->ps, p->arg);
 		return 0;
 	case PROTO_EVENT: {
 		/* Events go out verbatim as SSE data: they must be one JSON
@@ -328,8 +371,8 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 					: "protocol error: malformed event");
 			return -1;
 		}
-		if (p->owner != NULL && !p->stopping)
-			server_on_worker_event(p->owner, f->payload, f->len);
+		if (p->arg != NULL && !p->stopping)
+			p->ps->cb.event(p->ps, p->arg, f->payload, f->len);
 		return 0;
 	}
 	case PROTO_RESPONSE:
@@ -381,7 +424,7 @@ static void drain(proc_t *p)
 		if (p->sock != NULL)
 			h2o_socket_read_stop(p->sock);
 		if (!h2o_timeout_is_linked(&p->resume_te))
-			h2o_timeout_link(g_srv->loop, &g_srv->next_turn, &p->resume_te);
+			h2o_timeout_link(p->ps->loop, &p->ps->next_turn, &p->resume_te);
 		return;
 	}
 	if (r < 0) {
@@ -411,14 +454,29 @@ static void describe_status(int status, char *out, size_t len)
 		snprintf(out, len, "status %d", status);
 }
 
-void proc_reap_all(void)
+void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64_t kill_ms, uint64_t ping_ms,
+		const proc_callbacks_t *cb)
 {
-	server_t *s = g_srv;
+	memset(ps, 0, sizeof(*ps));
+	ps->loop = loop;
+	h2o_linklist_init_anchor(&ps->all);
+	ps->cb = *cb;
+	snprintf(ps->worker_path, sizeof(ps->worker_path), "%s", worker_path);
+	ps->kill_ms = kill_ms;
+	ps->ping_ms = ping_ms;
+	h2o_timeout_init(loop, &ps->start_timeout, PROC_START_TIMEOUT_MS);
+	h2o_timeout_init(loop, &ps->kill_timeout, kill_ms);
+	h2o_timeout_init(loop, &ps->ping_interval, ping_ms);
+	h2o_timeout_init(loop, &ps->next_turn, 0);
+}
+
+void procs_reap(procs_t *ps)
+{
 	pid_t pid;
 	int status;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		proc_t *p = NULL;
-		for (h2o_linklist_t *l = s->procs.next; l != &s->procs; l = l->next) {
+		for (h2o_linklist_t *l = ps->all.next; l != &ps->all; l = l->next) {
 			proc_t *q = H2O_STRUCT_FROM_MEMBER(proc_t, link, l);
 			if (q->pid == pid) {
 				p = q;
@@ -437,7 +495,7 @@ void proc_reap_all(void)
 			snprintf(why, sizeof(why), "%s", st);
 		char pidstr[16];
 		snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
-		log_info("Worker reaped", "pid", pidstr, "status", why, NULL);
+		log_info("Worker reaped", "workspace_id", p->ws_id, "pid", pidstr, "status", why, NULL);
 
 		h2o_linklist_unlink(&p->link);
 		if (h2o_timeout_is_linked(&p->start_te))
@@ -452,11 +510,9 @@ void proc_reap_all(void)
 		proto_decoder_free(&p->dec);
 		buf_free(&p->out);
 		buf_free(&p->inflight);
-		sv_ws_t *owner = p->owner;
+		void *owner = p->arg;
 		free(p);
-		if (owner != NULL) {
-			owner->proc = NULL;
-			server_on_worker_exit(owner, why);
-		}
+		if (owner != NULL)
+			ps->cb.exited(ps, owner, why);
 	}
 }

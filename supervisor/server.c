@@ -17,121 +17,123 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
+#include "common/id.h"
 #include "common/log.h"
-#include "supervisor/http.h"
-#include "supervisor/proc.h"
-#include "supervisor/stream.h"
+#include "supervisor/workspace.h"
 
-server_t *g_srv;
-
-uint64_t server_now(void)
+static workspace_t *shell_of(claims_ws_t *ws)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return ws->shell;
 }
 
-/* --- events to streams */
+/* --- from worker processes (proc callbacks; arg is the workspace) */
 
-void server_publish(sv_ws_t *sws, const char *json, size_t len)
+static void on_worker_ready(procs_t *ps, void *arg)
 {
-	buf_t *b = &g_srv->scratch;
-	buf_reset(b);
-	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++sws->last_event_id);
-	buf_append(b, json, len);
-	buf_append(b, "\n\n", 2);
-	replay_add(&sws->replay, sws->last_event_id, buf_data(b), buf_size(b));
-	/* Every stream gets the same bytes in the same order. A stream may
-	 * leave the list while we walk it (slow reader), never another one. */
-	h2o_linklist_t *l = sws->streams.next;
-	while (l != &sws->streams) {
-		h2o_linklist_t *next = l->next;
-		stream_push_event(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b));
-		l = next;
-	}
-}
-
-void server_publish_workspace(sv_ws_t *sws, const char *type, const char *reason)
-{
-	json_t *j = json_pack("{s:s, s:{s:s, s:s, s:I, s:s}}", "type", "workspace", "payload", "type", type,
-			      "workspace_id", sws->ws->id, "pid", (json_int_t)sws->pid, "reason",
-			      reason ? reason : "");
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (text != NULL)
-		server_publish(sws, text, strlen(text));
-	free(text);
-}
-
-/* --- from worker processes */
-
-void server_on_worker_ready(sv_ws_t *sws)
-{
+	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, procs, ps);
+	workspace_t *w = arg;
 	char pidstr[16];
-	snprintf(pidstr, sizeof(pidstr), "%d", (int)sws->pid);
-	int restarted = sws->ws->state == WS_RESTARTING;
-	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", sws->ws->id, "pid", pidstr,
+	snprintf(pidstr, sizeof(pidstr), "%d", (int)w->feed.pid);
+	int restarted = w->ws->state == WS_RESTARTING;
+	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", w->ws->id, "pid", pidstr,
 		 NULL);
-	server_publish_workspace(sws, restarted ? "restarted" : "ready", NULL);
-	claims_worker_ready(g_srv->claims, sws->ws, server_now());
+	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
+	claims_worker_ready(s->claims, w->ws, clock_ms());
 }
 
-void server_on_worker_event(sv_ws_t *sws, const char *json, size_t len)
+static void on_worker_event(procs_t *ps, void *arg, const char *json, size_t len)
 {
-	server_publish(sws, json, len);
+	(void)ps;
+	workspace_t *w = arg;
+	stream_publish(&w->feed, json, len);
 }
 
-void server_on_worker_exit(sv_ws_t *sws, const char *reason)
+static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 {
-	claims_worker_exited(g_srv->claims, sws->ws, reason, server_now());
+	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, procs, ps);
+	workspace_t *w = arg;
+	w->proc = NULL;
+	claims_worker_exited(s->claims, w->ws, reason, clock_ms());
 }
 
-/* --- claims effects */
+/* --- from streams */
+
+static void on_stream_detach(void *arg, const char *ws_id, const char *client_id)
+{
+	server_t *s = arg;
+	claims_detach(s->claims, ws_id, client_id, clock_ms());
+}
+
+/* --- claims effects (ud is the server) */
+
+static void fx_mint_id(void *ud, char out[ID_LEN + 1])
+{
+	(void)ud;
+	id_new(out);
+}
 
 static void fx_ws_new(void *ud, claims_ws_t *ws)
 {
-	(void)ud;
-	sv_ws_t *sws = calloc(1, sizeof(*sws));
-	if (sws == NULL)
-		abort();
-	sws->ws = ws;
-	h2o_linklist_init_anchor(&sws->streams);
-	h2o_linklist_init_anchor(&sws->waiters);
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(sws->created_at, sizeof(sws->created_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	ws->shell = sws;
+	server_t *s = ud;
+	workspace_new(ws, &s->hub);
+}
+
+static const char *level_name(enum log_level l)
+{
+	switch (l) {
+	case LOG_DEBUG:
+		return "debug";
+	case LOG_INFO:
+		return "info";
+	case LOG_WARN:
+		return "warn";
+	default:
+		return "error";
+	}
 }
 
 static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 {
-	(void)ud;
-	return proc_spawn(ws->shell, err, errlen);
+	server_t *s = ud;
+	workspace_t *w = shell_of(ws);
+	char data_dir[PATH_MAX + 8];
+	workspace_data_dir(ws, data_dir, sizeof(data_dir));
+	proc_spec_t spec = {
+	    .ws_id = ws->id,
+	    .path = ws->path,
+	    .data_dir = data_dir,
+	    .log_level = level_name(log_min_level),
+	    .env = ws->env,
+	    .nenv = ws->nenv,
+	};
+	if ((w->proc = proc_spawn(&s->procs, &spec, w, err, errlen)) == NULL)
+		return -1;
+	w->feed.pid = proc_pid(w->proc);
+	return 0;
 }
 
 static void fx_answer(void *ud, claims_ws_t *ws, const char *err)
 {
-	(void)ud;
-	http_answer_waiters(ws->shell, err);
+	server_t *s = ud;
+	http_answer_waiters(s->http, shell_of(ws), err);
 }
 
 static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 {
-	(void)ud;
-	sv_ws_t *sws = ws->shell;
+	server_t *s = ud;
+	workspace_t *w = shell_of(ws);
 	if (ws->failed)
 		log_error("Workspace failed", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 			  NULL);
 	else
 		log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 			 NULL);
-	server_publish_workspace(sws, ws->failed ? "failed" : "closing", reason);
-	while (!h2o_linklist_is_empty(&sws->streams))
-		stream_end(H2O_STRUCT_FROM_MEMBER(stream_t, link, sws->streams.next));
-	http_answer_waiters(sws, "workspace closed");
-	if (sws->proc != NULL)
-		proc_stop(sws->proc);
+	stream_publish_workspace(&w->feed, ws->failed ? "failed" : "closing", reason);
+	stream_feed_end(&w->feed);
+	http_answer_waiters(s->http, w, "workspace closed");
+	if (w->proc != NULL)
+		proc_stop(w->proc);
 }
 
 static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
@@ -139,19 +141,16 @@ static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
 	(void)ud;
 	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 		 NULL);
-	server_publish_workspace(ws->shell, "restarting", reason);
+	stream_publish_workspace(&shell_of(ws)->feed, "restarting", reason);
 }
 
 static void fx_ws_free(void *ud, claims_ws_t *ws)
 {
 	(void)ud;
-	sv_ws_t *sws = ws->shell;
-	if (sws->proc != NULL)
-		sws->proc->owner = NULL; /* still reaped, reported to no one */
-	replay_free(&sws->replay);
-	free(sws->fixed_json);
-	free(sws);
-	ws->shell = NULL;
+	workspace_t *w = shell_of(ws);
+	if (w->proc != NULL)
+		proc_disown(w->proc); /* still reaped, reported to no one */
+	workspace_free(w);
 }
 
 static char *env_text(char **env, size_t n)
@@ -190,6 +189,7 @@ static void fx_exit(void *ud)
 
 static void on_signal(h2o_socket_t *sock, const char *err)
 {
+	server_t *s = sock->data;
 	if (err != NULL)
 		return;
 	struct signalfd_siginfo si;
@@ -197,14 +197,15 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 		memcpy(&si, sock->input->bytes, sizeof(si));
 		h2o_buffer_consume(&sock->input, sizeof(si));
 		if (si.ssi_signo == SIGCHLD)
-			proc_reap_all();
+			procs_reap(&s->procs);
 		else
-			server_begin_shutdown(g_srv, sigabbrev_np((int)si.ssi_signo));
+			server_begin_shutdown(s, sigabbrev_np((int)si.ssi_signo));
 	}
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
+	server_t *s = listener->data;
 	if (err != NULL)
 		return;
 	/* Drain the backlog: one wakeup may stand for many clients. */
@@ -212,14 +213,15 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 		h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
 		if (sock == NULL)
 			return;
-		h2o_accept(&g_srv->accept_ctx, sock);
+		h2o_accept(&s->accept_ctx, sock);
 	}
 }
 
 static void on_keepalive(h2o_timeout_entry_t *te)
 {
-	stream_keepalive_all();
-	h2o_timeout_link(g_srv->loop, &g_srv->keepalive, te);
+	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, keepalive_entry, te);
+	stream_keepalive_all(&s->hub);
+	h2o_timeout_link(s->loop, &s->keepalive, te);
 }
 
 static void close_listeners(server_t *s)
@@ -241,16 +243,20 @@ void server_begin_shutdown(server_t *s, const char *why)
 	s->stopping = 1;
 	log_info("Shutting down", "signal", why ? why : "", NULL);
 	close_listeners(s);
-	claims_shutdown(s->claims, server_now());
+	claims_shutdown(s->claims, clock_ms());
+}
+
+static void on_control_shutdown(void *arg, const char *why)
+{
+	server_begin_shutdown(arg, why);
 }
 
 /* The worker binary: --worker, or crush-worker beside our executable. */
-static int find_worker(server_t *s, const char *argv0)
+static int find_worker(const options_t *opts, const char *argv0, char out[PATH_MAX])
 {
-	if (s->opts->worker != NULL) {
-		if (realpath(s->opts->worker, s->worker_path) == NULL) {
-			fprintf(stderr, "crush-supervisor: --worker %s: %s\n", s->opts->worker,
-				strerror(errno));
+	if (opts->worker != NULL) {
+		if (realpath(opts->worker, out) == NULL) {
+			fprintf(stderr, "crush-supervisor: --worker %s: %s\n", opts->worker, strerror(errno));
 			return -1;
 		}
 		return 0;
@@ -265,8 +271,7 @@ static int find_worker(server_t *s, const char *argv0)
 	}
 	char *slash = strrchr(self, '/');
 	*slash = '\0';
-	if ((size_t)snprintf(s->worker_path, sizeof(s->worker_path), "%s/crush-worker", self) >=
-	    sizeof(s->worker_path))
+	if ((size_t)snprintf(out, PATH_MAX, "%s/crush-worker", self) >= PATH_MAX)
 		return -1;
 	return 0;
 }
@@ -282,10 +287,10 @@ static void raise_nofile(void)
 
 int server_init(server_t *s, options_t *opts, const char *argv0)
 {
+	char worker_path[PATH_MAX];
 	memset(s, 0, sizeof(*s));
-	g_srv = s;
 	s->opts = opts;
-	if (find_worker(s, argv0) != 0)
+	if (find_worker(opts, argv0, worker_path) != 0)
 		return -1;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
@@ -319,33 +324,6 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		s->nlisteners++;
 	}
 
-	h2o_config_init(&s->config);
-	s->config.max_request_entity_size = HTTP_HARD_MAX_BODY;
-	s->config.server_name = h2o_iovec_init(H2O_STRLIT("crush-supervisor"));
-	http_register(&s->config);
-	s->loop = h2o_evloop_create();
-	h2o_context_init(&s->ctx, s->loop, &s->config);
-	s->accept_ctx.ctx = &s->ctx;
-	s->accept_ctx.hosts = s->config.hosts;
-
-	h2o_linklist_init_anchor(&s->procs);
-	h2o_linklist_init_anchor(&s->all_streams);
-	h2o_timeout_init(s->loop, &s->start_timeout, WORKER_START_TIMEOUT_MS);
-	h2o_timeout_init(s->loop, &s->kill_timeout, opts->kill_ms);
-	h2o_timeout_init(s->loop, &s->ping_interval, opts->ping_ms);
-	h2o_timeout_init(s->loop, &s->next_turn, 0);
-	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
-	s->keepalive_entry.cb = on_keepalive;
-	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
-
-	s->signal_sock = h2o_evloop_socket_create(s->loop, sfd, 0);
-	h2o_socket_read_start(s->signal_sock, on_signal);
-	for (int i = 0; i < s->nlisteners; i++) {
-		s->listen_socks[i] =
-		    h2o_evloop_socket_create(s->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
-		h2o_socket_read_start(s->listen_socks[i], on_accept);
-	}
-
 	claims_config_t cc = {
 	    .create_grace_ms = opts->create_grace_ms,
 	    .detach_grace_ms = opts->detach_grace_ms,
@@ -357,6 +335,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	};
 	claims_effects_t fx = {
 	    .ud = s,
+	    .mint_id = fx_mint_id,
 	    .ws_new = fx_ws_new,
 	    .spawn = fx_spawn,
 	    .answer = fx_answer,
@@ -368,15 +347,51 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	};
 	s->claims = claims_new(&cc, &fx);
 
+	h2o_config_init(&s->config);
+	s->config.max_request_entity_size = HTTP_HARD_MAX_BODY;
+	s->config.server_name = h2o_iovec_init(H2O_STRLIT("crush-supervisor"));
+	http_env_t env = {
+	    .claims = s->claims,
+	    .streams = &s->hub,
+	    .shutdown = on_control_shutdown,
+	    .arg = s,
+	};
+	s->http = http_register(&s->config, &env);
+	s->loop = h2o_evloop_create();
+	h2o_context_init(&s->ctx, s->loop, &s->config);
+	s->accept_ctx.ctx = &s->ctx;
+	s->accept_ctx.hosts = s->config.hosts;
+	stream_hub_init(&s->hub, &s->ctx, on_stream_detach, s);
+	proc_callbacks_t pcb = {
+	    .ready = on_worker_ready,
+	    .event = on_worker_event,
+	    .exited = on_worker_exited,
+	};
+	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
+
+	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
+	s->keepalive_entry.cb = on_keepalive;
+	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
+
+	s->signal_sock = h2o_evloop_socket_create(s->loop, sfd, 0);
+	s->signal_sock->data = s;
+	h2o_socket_read_start(s->signal_sock, on_signal);
+	for (int i = 0; i < s->nlisteners; i++) {
+		s->listen_socks[i] =
+		    h2o_evloop_socket_create(s->loop, s->listeners[i].fd, H2O_SOCKET_FLAG_DONT_READ);
+		s->listen_socks[i]->data = s;
+		h2o_socket_read_start(s->listen_socks[i], on_accept);
+	}
+
 	for (int i = 0; i < s->nlisteners; i++)
-		log_info("Listening", "address", s->listeners[i].url, "worker", s->worker_path, NULL);
+		log_info("Listening", "address", s->listeners[i].url, "worker", worker_path, NULL);
 	return 0;
 }
 
 int server_run(server_t *s)
 {
 	while (!s->exiting) {
-		uint64_t now = server_now(), dl = claims_next_deadline(s->claims);
+		uint64_t now = clock_ms(), dl = claims_next_deadline(s->claims);
 		int32_t wait = INT32_MAX;
 		if (dl != CLAIMS_NEVER)
 			wait = dl <= now ? 0 : (dl - now > INT32_MAX ? INT32_MAX : (int32_t)(dl - now));
@@ -384,18 +399,19 @@ int server_run(server_t *s)
 			log_error("Event loop failed", "error", strerror(errno), NULL);
 			return 1;
 		}
-		claims_expire(s->claims, server_now());
+		claims_expire(s->claims, clock_ms());
 	}
 	close_listeners(s);
 	/* Let ended streams flush their last bytes, briefly. */
-	uint64_t until = server_now() + 200;
-	while (s->nstreams > 0 && server_now() < until)
+	uint64_t until = clock_ms() + 200;
+	while (s->hub.count > 0 && clock_ms() < until)
 		h2o_evloop_run(s->loop, 10);
 	claims_free(s->claims);
 	h2o_socket_close(s->signal_sock);
 	h2o_timeout_unlink(&s->keepalive_entry);
 	h2o_evloop_run(s->loop, 0); /* lets h2o free what it closed */
-	buf_free(&s->scratch);
+	stream_hub_dispose(&s->hub);
+	http_dispose(s->http);
 	log_info("Exited", NULL);
 	return 0;
 }

@@ -1,12 +1,33 @@
 /*
- * stream: SSE responses (see stream.h).
+ * stream: SSE responses on h2o (see stream.h); the send state machine is
+ * sse.c, this file is its glue to h2o and to the feeds.
  */
 #include "supervisor/stream.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "common/log.h"
+
+struct stream {
+	h2o_generator_t gen;
+	h2o_req_t *req;
+	stream_hub_t *hub;
+	stream_feed_t *feed; /* NULL once detached from its workspace */
+	h2o_linklist_t link; /* feed->streams, while attached */
+	h2o_linklist_t all;  /* hub->all */
+	hmap_node_t by_conn; /* HTTP/1 only: in hub->h1_conns */
+	h2o_socket_t *sock;  /* HTTP/1 only: the socket we watch for EOF */
+	int claimed;	     /* claims still counts this stream: detach at dispose */
+	sse_t sse;
+	char ws_id[ID_LEN + 1];
+	char client_id[ID_LEN + 1];
+};
+
+static void end_slow_reader(stream_t *st);
+static void end_client_gone(stream_t *st);
 
 /*
  * HTTP/1 connections: h2o stops reading the socket while a response is
@@ -15,19 +36,26 @@
  * a pipelined request) and end the stream at EOF, so the claim goes at
  * once and not at the next keep-alive. h2o re-arms its own reader when
  * the response is over.
+ * Relies on h2o 2.2.5 internals: that the HTTP/1 handler leaves the socket
+ * unread during a response (so taking over its read callback is safe), and
+ * that it restarts its own reader after the response.
  */
-static hmap_t h1_streams = HMAP_INIT; /* stream_t.by_conn */
+static size_t hub_key; /* h2o's context storage slot of the hub */
 
-static void end_client_gone(stream_t *st);
+static stream_hub_t *hub_of(h2o_context_t *ctx)
+{
+	return *h2o_context_get_storage(ctx, &hub_key, NULL);
+}
 
 static void on_h1_read(h2o_socket_t *sock, const char *err)
 {
 	if (err == NULL && sock->input->size < 65536)
 		return;
 	h2o_socket_read_stop(sock);
-	char key[24];
-	snprintf(key, sizeof(key), "%p", sock->data);
-	hmap_node_t *n = hmap_get(&h1_streams, key);
+	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
+	 * with the public h2o_conn_t. */
+	stream_hub_t *hub = hub_of(((h2o_conn_t *)sock->data)->ctx);
+	hmap_node_t *n = hmap_get_ptr(&hub->h1_conns, sock);
 	if (n != NULL)
 		end_client_gone(H2O_STRUCT_FROM_MEMBER(stream_t, by_conn, n));
 }
@@ -37,139 +65,222 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
 		return;
 	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-	if (sock == NULL)
+	if (sock == NULL || hmap_get_ptr(&st->hub->h1_conns, sock) != NULL)
 		return;
-	snprintf(st->conn_key, sizeof(st->conn_key), "%p", sock->data);
-	if (hmap_get(&h1_streams, st->conn_key) != NULL) {
-		st->conn_key[0] = '\0';
-		return;
-	}
-	hmap_put(&h1_streams, &st->by_conn, st->conn_key);
+	st->sock = sock;
+	hmap_put_ptr(&st->hub->h1_conns, &st->by_conn, sock);
 	h2o_socket_read_start(sock, on_h1_read);
-}
-
-#define REPLAY_CHUNK (64u << 10)
-
-static void end_slow_reader(stream_t *st);
-
-/* Resuming: the next chunk of held events, taken only once the previous
- * one is out, so a long replay never piles up in pending. */
-static void refill(stream_t *st)
-{
-	sv_ws_t *sws = st->ws;
-	uint64_t last = st->replay_after;
-	if (sws == NULL || st->replay_after >= sws->last_event_id) {
-		st->replaying = 0;
-		return;
-	}
-	if (replay_gap(&sws->replay, st->replay_after, sws->last_event_id)) {
-		end_slow_reader(st); /* what it still needs was dropped meanwhile */
-		return;
-	}
-	replay_copy(&sws->replay, st->replay_after, REPLAY_CHUNK, &st->pending, &last);
-	st->replay_after = last;
-	if (last >= sws->last_event_id)
-		st->replaying = 0; /* caught up: live events from now on */
 }
 
 static void flush(stream_t *st)
 {
-	if (st->sending || st->done)
-		return;
-	if (st->replaying && buf_size(&st->pending) == 0)
-		refill(st);
-	if (buf_size(&st->pending) > 0) {
-		/* Swap: the batch in flight must stay put until proceed. */
-		buf_t t = st->inflight;
-		st->inflight = st->pending;
-		st->pending = t;
-		buf_reset(&st->pending);
-		h2o_iovec_t iov = h2o_iovec_init(buf_data(&st->inflight), buf_size(&st->inflight));
-		st->sending = 1;
+	const char *data = NULL;
+	size_t len = 0;
+	stream_feed_t *f = st->feed;
+	switch (sse_next(&st->sse, f ? &f->replay : NULL, f ? f->last_id : 0, &data, &len)) {
+	case SSE_SEND: {
+		h2o_iovec_t iov = h2o_iovec_init(data, len);
 		h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
-		return;
+		break;
 	}
-	if (st->ending) {
-		st->done = 1;
-		st->sending = 1;
+	case SSE_FINISH:
 		h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
+		break;
+	case SSE_BEHIND:
+		end_slow_reader(st); /* what it still needs was dropped meanwhile */
+		break;
+	case SSE_WAIT:
+		break;
 	}
+}
+
+static void push(stream_t *st, const char *data, size_t len)
+{
+	if (sse_push(&st->sse, data, len) != 0)
+		end_slow_reader(st);
+	else
+		flush(st);
 }
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
 	(void)req;
 	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
-	st->sending = 0;
-	/* A burst must not leave an idle stream holding its peak. */
-	if (st->inflight.cap > STREAM_KEEP_BUF)
-		buf_free(&st->inflight);
-	else
-		buf_reset(&st->inflight);
+	sse_sent(&st->sse);
 	flush(st);
 }
 
 static void detach(stream_t *st)
 {
-	if (st->ws == NULL)
+	if (st->feed == NULL)
 		return;
 	h2o_linklist_unlink(&st->link);
-	st->ws = NULL;
+	st->feed = NULL;
 }
 
 /* The client went away (or the connection broke): nothing may be sent. */
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
 	(void)req;
-	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
-	st->done = 1;
+	sse_stop(&H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen)->sse);
 }
 
 /* The request is over: give the claim back if claims still counts it.
- * This is the only place a stream calls into claims, so no claims effect
- * ever runs inside another (h2o disposes from its own loop). */
+ * This is the only place a stream gives a claim back, so that never runs
+ * inside a claims effect (h2o disposes from its own loop). */
 static void on_dispose(void *p)
 {
 	stream_t *st = p;
+	stream_hub_t *hub = st->hub;
 	detach(st);
-	if (st->conn_key[0] != '\0')
-		hmap_del(&h1_streams, &st->by_conn);
+	if (st->sock != NULL)
+		hmap_del(&hub->h1_conns, &st->by_conn);
 	h2o_linklist_unlink(&st->all);
-	g_srv->nstreams--;
-	buf_free(&st->pending);
-	buf_free(&st->inflight);
+	hub->count--;
+	sse_free(&st->sse);
 	if (st->claimed)
-		claims_detach(g_srv->claims, st->ws_id, st->client_id, server_now());
+		hub->detach(hub->arg, st->ws_id, st->client_id);
+}
+
+/* The reader cannot keep up: end it rather than thin it. */
+static void end_slow_reader(stream_t *st)
+{
+	log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
+		 st->client_id, NULL);
+	detach(st); /* its claim goes at dispose */
+	sse_end(&st->sse, 1);
+	flush(st);
+}
+
+/* The client is gone: finish the response; its claim goes at dispose. */
+static void end_client_gone(stream_t *st)
+{
+	detach(st);
+	sse_end(&st->sse, 1);
+	flush(st);
+}
+
+/* The server ends it (workspace closing, client retired): what is queued
+ * still goes out first. */
+static void end_by_server(stream_t *st)
+{
+	detach(st);
+	st->claimed = 0; /* claims dropped the claim itself */
+	sse_end(&st->sse, 0);
+	flush(st);
+}
+
+/* The {"type":"workspace"} envelope into out. id 0: no "id:" line (an
+ * event for one stream only, not the workspace's). */
+static void format_workspace(buf_t *out, const stream_feed_t *f, const char *type, const char *reason)
+{
+	json_t *j =
+	    json_pack("{s:s, s:{s:s, s:s, s:I, s:s}}", "type", "workspace", "payload", "type", type,
+		      "workspace_id", f->ws_id, "pid", (json_int_t)f->pid, "reason", reason ? reason : "");
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (text == NULL)
+		abort(); /* our own ASCII fields: cannot fail but for memory */
+	buf_append(out, text, strlen(text));
+	free(text);
+}
+
+void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
+		     void (*detach_cb)(void *, const char *, const char *), void *arg)
+{
+	memset(h, 0, sizeof(*h));
+	h2o_linklist_init_anchor(&h->all);
+	h->detach = detach_cb;
+	h->arg = arg;
+	*h2o_context_get_storage(ctx, &hub_key, NULL) = h;
+}
+
+void stream_hub_dispose(stream_hub_t *h)
+{
+	hmap_free(&h->h1_conns);
+	buf_free(&h->scratch);
+}
+
+void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id)
+{
+	memset(f, 0, sizeof(*f));
+	f->hub = h;
+	h2o_linklist_init_anchor(&f->streams);
+	snprintf(f->ws_id, sizeof(f->ws_id), "%s", ws_id);
+}
+
+void stream_feed_end(stream_feed_t *f)
+{
+	while (!h2o_linklist_is_empty(&f->streams))
+		end_by_server(H2O_STRUCT_FROM_MEMBER(stream_t, link, f->streams.next));
+}
+
+void stream_feed_free(stream_feed_t *f)
+{
+	replay_free(&f->replay);
+}
+
+void stream_publish(stream_feed_t *f, const char *json, size_t len)
+{
+	buf_t *b = &f->hub->scratch;
+	buf_reset(b);
+	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++f->last_id);
+	buf_append(b, json, len);
+	buf_append(b, "\n\n", 2);
+	replay_add(&f->replay, f->last_id, buf_data(b), buf_size(b));
+	/* Every stream gets the same bytes in the same order. A stream may
+	 * leave the list while we walk it (slow reader), never another one. */
+	h2o_linklist_t *l = f->streams.next;
+	while (l != &f->streams) {
+		h2o_linklist_t *next = l->next;
+		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, link, l);
+		if (sse_push_event(&st->sse, buf_data(b), buf_size(b)) != 0)
+			end_slow_reader(st);
+		else
+			flush(st);
+		l = next;
+	}
+}
+
+void stream_publish_workspace(stream_feed_t *f, const char *type, const char *reason)
+{
+	buf_t text = BUF_INIT;
+	format_workspace(&text, f, type, reason);
+	stream_publish(f, buf_data(&text), buf_size(&text));
+	buf_free(&text);
 }
 
 /* Tells a resuming client that events it missed are gone: it must
  * resynchronise. No id: it is this stream's, not the workspace's. */
-static void push_gap(stream_t *st, sv_ws_t *sws, uint64_t after)
+static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 {
-	char buf[512];
-	int n = snprintf(
-	    buf, sizeof(buf),
-	    "data: {\"type\":\"workspace\",\"payload\":{\"type\":\"gap\",\"workspace_id\":\"%s\","
-	    "\"pid\":%d,\"reason\":\"events after %llu are no longer buffered (oldest held: %llu)\"}}\n\n",
-	    sws->ws->id, (int)sws->pid, (unsigned long long)after,
-	    (unsigned long long)replay_oldest(&sws->replay));
-	stream_push(st, buf, (size_t)n);
+	char reason[128];
+	buf_t b = BUF_INIT;
+	snprintf(reason, sizeof(reason), "events after %llu are no longer buffered (oldest held: %llu)",
+		 (unsigned long long)after, (unsigned long long)replay_oldest(&f->replay));
+	buf_append(&b, "data: ", 6);
+	format_workspace(&b, f, "gap", reason);
+	buf_append(&b, "\n\n", 2);
+	push(st, buf_data(&b), buf_size(&b));
+	buf_free(&b);
 }
 
-void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume, uint64_t after)
+void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int resume, uint64_t after)
 {
+	stream_hub_t *hub = f->hub;
 	stream_t *st = h2o_mem_alloc_shared(&req->pool, sizeof(*st), on_dispose);
 	memset(st, 0, sizeof(*st));
 	st->gen.proceed = on_proceed;
 	st->gen.stop = on_stop;
 	st->req = req;
-	st->ws = sws;
+	st->hub = hub;
+	st->feed = f;
 	st->claimed = 1;
-	snprintf(st->ws_id, sizeof(st->ws_id), "%s", sws->ws->id);
+	snprintf(st->ws_id, sizeof(st->ws_id), "%s", f->ws_id);
 	snprintf(st->client_id, sizeof(st->client_id), "%s", client_id);
-	h2o_linklist_insert(&sws->streams, &st->link);
-	h2o_linklist_insert(&g_srv->all_streams, &st->all);
-	g_srv->nstreams++;
+	h2o_linklist_insert(&f->streams, &st->link);
+	h2o_linklist_insert(&hub->all, &st->all);
+	hub->count++;
 
 	req->res.status = 200;
 	req->res.reason = "OK";
@@ -180,85 +291,34 @@ void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	stream_push(st, ": connected\n\n", 13);
+	push(st, ": connected\n\n", 13);
 	if (resume) {
-		if (replay_gap(&sws->replay, after, sws->last_event_id)) {
-			push_gap(st, sws, after);
-			after = sws->replay.count ? replay_oldest(&sws->replay) - 1 : sws->last_event_id;
+		if (replay_gap(&f->replay, after, f->last_id)) {
+			push_gap(st, f, after);
+			after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
 		}
-		st->replaying = after < sws->last_event_id;
-		st->replay_after = after;
+		sse_resume(&st->sse, after, f->last_id);
 		flush(st);
 	}
 }
 
-void stream_push(stream_t *st, const char *data, size_t len)
+/* Ending a stream never unlinks it from hub->all here: h2o 2.2.5 disposes
+ * a finished request's pool later, from its own loop (the dispose hook
+ * unlinks), so the walk below stays valid. */
+void stream_end_client(stream_hub_t *h, const char *client_id)
 {
-	if (st->done || st->ending)
-		return;
-	if (buf_size(&st->pending) + len > STREAM_MAX_PENDING) {
-		end_slow_reader(st);
-		return;
-	}
-	buf_append(&st->pending, data, len);
-	flush(st);
-}
-
-void stream_push_event(stream_t *st, const char *data, size_t len)
-{
-	if (!st->replaying)
-		stream_push(st, data, len);
-}
-
-/* The reader cannot keep up: end it rather than thin it. */
-static void end_slow_reader(stream_t *st)
-{
-	log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
-		 st->client_id, NULL);
-	buf_reset(&st->pending);
-	st->replaying = 0;
-	detach(st); /* its claim goes at dispose */
-	st->ending = 1;
-	flush(st);
-}
-
-/* The client is gone: finish the response; its claim goes at dispose. */
-static void end_client_gone(stream_t *st)
-{
-	detach(st);
-	buf_reset(&st->pending);
-	if (st->ending || st->done)
-		return;
-	st->ending = 1;
-	flush(st);
-}
-
-void stream_end(stream_t *st)
-{
-	detach(st);
-	st->claimed = 0; /* claims dropped every claim of a closing workspace */
-	if (st->ending || st->done)
-		return;
-	st->ending = 1;
-	flush(st);
-}
-
-void stream_end_client(const char *client_id)
-{
-	server_t *s = g_srv;
-	for (h2o_linklist_t *l = s->all_streams.next; l != &s->all_streams; l = l->next) {
+	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
-		if (st->ws != NULL && strcmp(st->client_id, client_id) == 0)
-			stream_end(st);
+		if (st->feed != NULL && strcmp(st->client_id, client_id) == 0)
+			end_by_server(st);
 	}
 }
 
-void stream_keepalive_all(void)
+void stream_keepalive_all(stream_hub_t *h)
 {
-	server_t *s = g_srv;
-	for (h2o_linklist_t *l = s->all_streams.next; l != &s->all_streams; l = l->next) {
+	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
-		if (!st->sending && buf_size(&st->pending) == 0)
-			stream_push(st, ":\n\n", 3);
+		if (!st->sse.sending && buf_size(&st->sse.pending) == 0)
+			push(st, ":\n\n", 3);
 	}
 }

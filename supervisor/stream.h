@@ -1,63 +1,74 @@
 /*
- * stream: Server-Sent Event streams. Each stream buffers what its client
- * has not taken yet and hands h2o one batch at a time (the next batch goes
- * out from the generator's proceed callback), so a slow reader never
- * blocks the loop or the other streams of its workspace.
+ * stream: Server-Sent Event streams and the per-workspace feeds they
+ * read. A feed is a workspace's event log (ids, the replay buffer, its
+ * attached streams); the hub owns every stream of the process, the
+ * HTTP/1 end-of-connection watch, and the callback that gives a closed
+ * stream's claim back. The hub knows nothing of claims or workspaces.
+ *
  * Ownership: a stream lives in its request's memory pool; h2o frees it
- * when the request ends, and the dispose hook detaches its claim.
+ * when the request ends, and the dispose hook calls hub->detach (never
+ * from inside another effect). A feed is embedded in its owner's
+ * workspace state; stream_feed_end ends its streams before it goes.
  */
 #ifndef CRUSH_STREAM_H
 #define CRUSH_STREAM_H
+
+#include <sys/types.h>
 
 #include <h2o.h>
 
 #include "common/buf.h"
 #include "common/hmap.h"
 #include "common/id.h"
-#include "supervisor/server.h"
+#include "supervisor/replay.h"
+#include "supervisor/sse.h"
 
-/* A stream whose unsent bytes pass this is ended by the server; the client
- * resumes with Last-Event-ID from the workspace's replay buffer, which is
- * kept larger (REPLAY_MAX_BYTES) so what was cut is still there. */
-#define STREAM_MAX_PENDING (1u << 20)
-/* Buffers larger than this are freed, not kept, once drained. */
-#define STREAM_KEEP_BUF (16u << 10)
+typedef struct stream_hub {
+	h2o_linklist_t all; /* stream_t.all */
+	unsigned count;
+	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
+	buf_t scratch;	 /* one event being formatted */
+	/* A stream that claims still counted closed (client gone, slow
+	 * reader, server end): give the claim back. */
+	void (*detach)(void *arg, const char *ws_id, const char *client_id);
+	void *arg;
+} stream_hub_t;
 
-typedef struct stream {
-	h2o_generator_t gen;
-	h2o_req_t *req;
-	h2o_linklist_t link; /* sv_ws.streams, while attached */
-	h2o_linklist_t all;  /* server.all_streams */
-	sv_ws_t *ws;	     /* NULL once detached from its workspace */
-	int claimed;	     /* claims still counts this stream: detach at dispose */
-	hmap_node_t by_conn; /* HTTP/1 only: in the EOF watch, key = conn_key */
-	char conn_key[24];
+/* One workspace's events. */
+typedef struct stream_feed {
+	stream_hub_t *hub;
+	h2o_linklist_t streams; /* stream_t.link */
+	uint64_t last_id;	/* ids increase per workspace, across restarts */
+	replay_t replay;	/* recent events, for Last-Event-ID */
+	pid_t pid;		/* current (or last) worker pid: in workspace events */
 	char ws_id[ID_LEN + 1];
-	char client_id[ID_LEN + 1];
-	buf_t pending;	       /* not yet handed to h2o */
-	buf_t inflight;	       /* handed to h2o, kept until proceed */
-	int sending;	       /* a send is in flight: wait for proceed */
-	int ending;	       /* send FINAL once pending is out */
-	int done;	       /* FINAL sent, or h2o stopped us */
-	int replaying;	       /* resuming: events come from the replay buffer, */
-	uint64_t replay_after; /* ... the next one after this id */
-} stream_t;
+} stream_feed_t;
+
+typedef struct stream stream_t;
+
+/* The hub serves the streams of requests on ctx (one per context). */
+void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
+		     void (*detach)(void *arg, const char *ws_id, const char *client_id), void *arg);
+void stream_hub_dispose(stream_hub_t *h);
+void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id);
+/* Ends every stream of f: the workspace is closing and claims dropped
+ * their claims already. */
+void stream_feed_end(stream_feed_t *f);
+/* Frees f's log; f has no stream left. */
+void stream_feed_free(stream_feed_t *f);
+
+/* Publishes one event (payload JSON, one line) to every stream of f. */
+void stream_publish(stream_feed_t *f, const char *json, size_t len);
+/* Publishes a {"type":"workspace"} event. */
+void stream_publish_workspace(stream_feed_t *f, const char *type, const char *reason);
 
 /* Starts the response (headers go out at once) for a stream the claims
  * core already attached. With resume, first replays what followed event
  * `after` (preceded by a workspace "gap" event when some is gone). */
-void stream_open(h2o_req_t *req, sv_ws_t *sws, const char *client_id, int resume, uint64_t after);
-/* Queues bytes (already SSE-framed). */
-void stream_push(stream_t *st, const char *data, size_t len);
-/* Queues a workspace event, unless the stream is still replaying (it then
- * reaches the event in the replay buffer, in order). */
-void stream_push_event(stream_t *st, const char *data, size_t len);
-/* Detaches from the workspace without touching claims, then finishes the
- * response once what is queued has gone out. */
-void stream_end(stream_t *st);
+void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int resume, uint64_t after);
 /* Ends every stream of a retired client; claims drops its entries. */
-void stream_end_client(const char *client_id);
+void stream_end_client(stream_hub_t *h, const char *client_id);
 /* Comment line on every stream with nothing in flight (keep-alive). */
-void stream_keepalive_all(void);
+void stream_keepalive_all(stream_hub_t *h);
 
 #endif

@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "supervisor/claims.h"
 
@@ -48,7 +51,9 @@ typedef struct fake {
 		char ws[ID_LEN + 1];
 	} live[16]; /* workers the fake "runs": spawned, exit not reported */
 	size_t nlive;
-	int shells; /* ws_new minus ws_free */
+	int shells;	 /* ws_new minus ws_free */
+	unsigned minted; /* ids handed out by mint_id */
+	int reenter;	 /* stop effect calls claims_release (must abort) */
 } fake_t;
 
 static rec_t *rec_add(fake_t *f, int kind, const claims_ws_t *ws)
@@ -112,6 +117,8 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 	assert_non_null(reason);
 	snprintf(r->text, sizeof(r->text), "%s", reason);
 	r->worker_live = ws->worker_live;
+	if (((fake_t *)ud)->reenter)
+		claims_release(((fake_t *)ud)->c, ws->id, CA, T0); /* forbidden: must abort */
 }
 
 static void fx_ws_free(void *ud, claims_ws_t *ws)
@@ -147,12 +154,21 @@ static void fx_exit(void *ud)
 	rec_add(ud, EV_EXIT, NULL);
 }
 
+/* Deterministic ids: the n-th workspace is 00000000-0000-4000-8000-<n>. */
+static void fx_mint_id(void *ud, char out[ID_LEN + 1])
+{
+	fake_t *f = ud;
+
+	snprintf(out, ID_LEN + 1, "00000000-0000-4000-8000-%012u", ++f->minted);
+}
+
 static fake_t *start(uint64_t create_ms, uint64_t detach_ms, uint64_t idle_ms)
 {
 	fake_t *f = calloc(1, sizeof(*f));
 	claims_config_t cfg = {create_ms, detach_ms, idle_ms, 0, 0, 0, 0}; /* crash_limit 0: no restarts */
 	claims_effects_t fx = {
 	    .ud = f,
+	    .mint_id = fx_mint_id,
 	    .ws_new = fx_ws_new,
 	    .spawn = fx_spawn,
 	    .answer = fx_answer,
@@ -262,9 +278,7 @@ static int hold_armed(const claims_client_t *cl)
 /* The path index's workspace for key, or NULL. */
 static claims_ws_t *indexed(const fake_t *f, const char *key)
 {
-	hmap_node_t *n = hmap_get(&f->c->index, key);
-
-	return n ? (claims_ws_t *)((char *)n - offsetof(claims_ws_t, by_key)) : NULL;
+	return claims_find_key(f->c, key);
 }
 
 /* A refused client left nothing: ws is gone, or closing without it. */
@@ -936,7 +950,7 @@ static void test_starts_with_no_workspace_and_no_deadline(void **state)
 
 	(void)state;
 	assert_int_equal(claims_next_deadline(f->c), CLAIMS_NEVER);
-	assert_int_equal(f->c->workspaces.count, 0);
+	assert_int_equal(claims_count(f->c), 0);
 	claims_expire(f->c, T0 + 100 * GRACE);
 	assert_int_equal(f->nlog, 0);
 	finish(f);
@@ -1041,7 +1055,7 @@ static void test_deferred_workspace_torn_down_is_freed_without_a_stop_wait(void 
 
 	worker_exit(f, old, "terminated", T0 + 4);
 	assert_int_equal(count(f, EV_SPAWN, NULL), 1);
-	assert_int_equal(f->c->workspaces.count, 0);
+	assert_int_equal(claims_count(f->c), 0);
 	finish(f);
 }
 
@@ -1062,7 +1076,7 @@ static void test_deferred_spawn_failure_fails_the_waiting_creates(void **state)
 	assert_non_null(strstr(last(f, EV_ANSWER)->text, "exec: permission denied"));
 	assert_null(claims_find(f->c, id));
 	assert_null(indexed(f, KA));
-	assert_int_equal(f->c->workspaces.count, 0);
+	assert_int_equal(claims_count(f->c), 0);
 	finish(f);
 }
 
@@ -1106,7 +1120,7 @@ static void test_spawn_failure_fails_the_create_and_leaves_nothing(void **state)
 	f->spawn_err = "exec: no such file";
 	assert_int_equal(claims_create(f->c, &r, T0, &ws, err, sizeof(err)), CLAIMS_EFAILED);
 	assert_non_null(strstr(err, "exec: no such file"));
-	assert_int_equal(f->c->workspaces.count, 0);
+	assert_int_equal(claims_count(f->c), 0);
 	assert_null(indexed(f, KA));
 	assert_int_equal(f->shells, 0);
 	assert_int_equal(count(f, EV_ANSWER, NULL), 0);
@@ -1430,6 +1444,45 @@ static void test_next_deadline_is_the_earliest_armed_timer(void **state)
 	finish(f);
 }
 
+/* Ids come from the mint_id effect, in order: claims itself is
+ * deterministic (no random source inside). */
+static void test_workspace_ids_come_from_the_mint_effect(void **state)
+{
+	fake_t *f = start(GRACE, 0, 0);
+	claims_ws_t *a = ready_ws(f, KA, CA, T0), *b = ready_ws(f, KB, CB, T0);
+
+	(void)state;
+	assert_string_equal(a->id, "00000000-0000-4000-8000-000000000001");
+	assert_string_equal(b->id, "00000000-0000-4000-8000-000000000002");
+	assert_ptr_equal(claims_find(f->c, a->id), a);
+	assert_int_equal(claims_live_count(f->c), 2);
+	finish(f);
+}
+
+/* An effect that calls back into claims is a bug that would corrupt the
+ * state it is walking: the entry point aborts instead. Run in a child. */
+static void test_an_effect_reentering_claims_aborts(void **state)
+{
+	pid_t pid;
+	int status;
+
+	(void)state;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fake_t *f = start(GRACE, 0, 0);
+		claims_ws_t *ws = ready_ws(f, KA, CA, T0);
+
+		freopen("/dev/null", "w", stderr); /* the assert's message */
+		f->reenter = 1;
+		claims_release(f->c, ws->id, CA, T0); /* teardown -> stop -> release */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1483,6 +1536,8 @@ int main(void)
 	    cmocka_unit_test(test_retire_removes_the_client_everywhere_and_refuses_it_later),
 	    cmocka_unit_test(test_expire_runs_every_due_timer_in_one_call),
 	    cmocka_unit_test(test_next_deadline_is_the_earliest_armed_timer),
+	    cmocka_unit_test(test_workspace_ids_come_from_the_mint_effect),
+	    cmocka_unit_test(test_an_effect_reentering_claims_aborts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,7 +22,7 @@ typedef struct item {
 	int seen;
 } item_t;
 
-#define ITEM(n) ((item_t *)((char *)(n) - offsetof(item_t, node)))
+#define ITEM(n) ((item_t *)((char *)(n)-offsetof(item_t, node)))
 
 static item_t *make_items(size_t n)
 {
@@ -159,12 +159,12 @@ static void test_foreach_visits_each_node_once(void **state)
 	size_t visits = 0;
 
 	(void)state;
-	hmap_foreach(&m, n, nxt) visits++;
+	hmap_foreach (&m, n, nxt)
+		visits++;
 	assert_int_equal(visits, 0);
 	for (size_t i = 0; i < N; i++)
 		hmap_put(&m, &v[i].node, v[i].key);
-	hmap_foreach(&m, n, nxt)
-	{
+	hmap_foreach (&m, n, nxt) {
 		ITEM(n)->seen++;
 		visits++;
 	}
@@ -187,8 +187,7 @@ static void test_foreach_may_delete_the_current_node(void **state)
 	for (size_t i = 0; i < N; i++)
 		hmap_put(&m, &v[i].node, v[i].key);
 	/* Delete two keys in three while walking: every node is still visited. */
-	hmap_foreach(&m, n, nxt)
-	{
+	hmap_foreach (&m, n, nxt) {
 		item_t *it = ITEM(n);
 
 		it->seen++;
@@ -206,7 +205,8 @@ static void test_foreach_may_delete_the_current_node(void **state)
 			assert_null(hmap_get(&m, v[i].key));
 	}
 	/* Draining the whole map while walking it leaves it empty. */
-	hmap_foreach(&m, n, nxt) hmap_del(&m, n);
+	hmap_foreach (&m, n, nxt)
+		hmap_del(&m, n);
 	assert_int_equal(m.count, 0);
 	for (size_t b = 0; b < m.nbuckets; b++)
 		assert_null(m.buckets[b]);
@@ -214,16 +214,40 @@ static void test_foreach_may_delete_the_current_node(void **state)
 	free(v);
 }
 
+/* Pointer keys are compared as numbers: nodes are found by the address
+ * they were put under, never by what it points to, through growth. */
+static void test_pointer_keys_find_their_node_through_growth(void **state)
+{
+	hmap_t m = HMAP_INIT;
+	item_t *v = make_items(300);
+	char other[300];
+
+	(void)state;
+	for (size_t i = 0; i < 300; i++)
+		hmap_put_ptr(&m, &v[i].node, &other[i]);
+	assert_int_equal(m.count, 300);
+	for (size_t i = 0; i < 300; i++)
+		assert_ptr_equal(hmap_get_ptr(&m, &other[i]), &v[i].node);
+	assert_null(hmap_get_ptr(&m, &m));
+	assert_null(hmap_get(&m, "key-1")); /* a string lookup never matches a pointer key */
+	hmap_del(&m, &v[7].node);
+	assert_null(hmap_get_ptr(&m, &other[7]));
+	assert_ptr_equal(hmap_get_ptr(&m, &other[8]), &v[8].node);
+	hmap_free(&m);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_empty_map_finds_nothing),
-		cmocka_unit_test(test_put_get_del),
-		cmocka_unit_test(test_lookup_compares_the_key_not_the_pointer),
-		cmocka_unit_test(test_growth_keeps_every_key_and_load_factor_at_most_one),
-		cmocka_unit_test(test_keys_spread_over_buckets),
-		cmocka_unit_test(test_foreach_visits_each_node_once),
-		cmocka_unit_test(test_foreach_may_delete_the_current_node),
+	    cmocka_unit_test(test_empty_map_finds_nothing),
+	    cmocka_unit_test(test_put_get_del),
+	    cmocka_unit_test(test_lookup_compares_the_key_not_the_pointer),
+	    cmocka_unit_test(test_growth_keeps_every_key_and_load_factor_at_most_one),
+	    cmocka_unit_test(test_keys_spread_over_buckets),
+	    cmocka_unit_test(test_foreach_visits_each_node_once),
+	    cmocka_unit_test(test_foreach_may_delete_the_current_node),
+	    cmocka_unit_test(test_pointer_keys_find_their_node_through_growth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

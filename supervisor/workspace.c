@@ -1,0 +1,75 @@
+/*
+ * workspace: shell state and the Workspace object (see workspace.h).
+ */
+#include "supervisor/workspace.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "common/version.h"
+
+workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
+{
+	workspace_t *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		abort();
+	w->ws = ws;
+	stream_feed_init(&w->feed, hub, ws->id);
+	h2o_linklist_init_anchor(&w->waiters);
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(w->created_at, sizeof(w->created_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ws->shell = w;
+	return w;
+}
+
+void workspace_free(workspace_t *w)
+{
+	stream_feed_free(&w->feed);
+	free(w->fixed_json);
+	w->ws->shell = NULL;
+	free(w);
+}
+
+void workspace_data_dir(const claims_ws_t *ws, char *out, size_t len)
+{
+	if (ws->data_dir[0] != '\0')
+		snprintf(out, len, "%s", ws->data_dir);
+	else
+		snprintf(out, len, "%s/.crush", ws->key);
+}
+
+static const char *fixed_fields(workspace_t *w)
+{
+	if (w->fixed_json != NULL)
+		return w->fixed_json;
+	const claims_ws_t *ws = w->ws;
+	char data_dir[PATH_MAX + 8];
+	workspace_data_dir(ws, data_dir, sizeof(data_dir));
+	json_t *env = json_array();
+	for (size_t i = 0; i < ws->nenv; i++)
+		json_array_append_new(env, json_string(ws->env[i]));
+	json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:s}", "id", ws->id, "path", ws->path,
+			      "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug, "data_dir",
+			      data_dir, "version", CRUSH_VERSION, "env", env, "created_at", w->created_at);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (text == NULL)
+		abort();
+	text[strlen(text) - 1] = '\0'; /* keep it open: the live fields follow */
+	w->fixed_json = text;
+	return text;
+}
+
+void workspace_json(buf_t *out, workspace_t *w)
+{
+	const claims_ws_t *ws = w->ws;
+	buf_appendf(out, "%s,\"pid\":%d,\"state\":\"%s\",\"clients\":%zu,\"streams\":%u}", fixed_fields(w),
+		    (int)w->feed.pid, claims_state_name(ws->state), claims_ws_clients(ws), ws->streams);
+}

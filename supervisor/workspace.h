@@ -1,0 +1,42 @@
+/*
+ * workspace: the supervisor's shell state of one workspace (beside the
+ * claims core's claims_ws_t): its worker process, its event feed, the
+ * creates waiting for it, and its Workspace JSON object (SPEC §4).
+ * Ownership: made by the claims ws_new effect and hung on ws->shell; freed
+ * by ws_free, after its streams and waiters have left.
+ */
+#ifndef CRUSH_WORKSPACE_H
+#define CRUSH_WORKSPACE_H
+
+#include <stddef.h>
+
+#include <h2o.h>
+
+#include "common/buf.h"
+#include "supervisor/claims.h"
+#include "supervisor/stream.h"
+
+struct proc;
+
+typedef struct workspace {
+	claims_ws_t *ws;
+	struct proc *proc;	/* live worker process, or NULL */
+	stream_feed_t feed;	/* its events; feed.pid is the worker's */
+	h2o_linklist_t waiters; /* creates waiting for ready (http.c) */
+	char created_at[32];	/* RFC 3339, UTC */
+	char *fixed_json;	/* the object's fixed fields, made once */
+} workspace_t;
+
+workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub);
+void workspace_free(workspace_t *w);
+
+/* The one data_dir default: as the first creator sent it, else
+ * <resolved_path>/.crush. */
+void workspace_data_dir(const claims_ws_t *ws, char *out, size_t len);
+
+/* Appends w's Workspace object. Its first creator's fields never change,
+ * so they are serialised once; each call formats only the live ones
+ * (joins are the hot path). */
+void workspace_json(buf_t *out, workspace_t *w);
+
+#endif
