@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,9 +16,15 @@
 
 #include "common/log.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Writes the message; returns -1 for the caller to return. */
+static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
-	snprintf(err, errlen, fmt, a, b);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 	return -1;
 }
 
@@ -41,16 +48,16 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	struct stat st;
 
 	if (path[0] != '/')
-		return fail(err, errlen, "%s: unix socket path must be absolute%s", l->url, "");
+		return fail(err, errlen, "%s: unix socket path must be absolute", l->url);
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, "%s: socket path too long%s", l->url, "");
+		return fail(err, errlen, "%s: socket path too long", l->url);
 	strcpy(sa.sun_path, path);
 
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return fail(err, errlen, "%s: %s exists and is not a socket", l->url, path);
 		if (unix_is_live(&sa))
-			return fail(err, errlen, "%s: address already in use%s", l->url, "");
+			return fail(err, errlen, "%s: address already in use", l->url);
 		log_warn("Removing stale socket", "path", path, NULL);
 		if (unlink(path) != 0 && errno != ENOENT)
 			return fail(err, errlen, "%s: cannot remove stale socket: %s", l->url,
@@ -92,7 +99,7 @@ static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errle
 	const char *colon = strrchr(hostport, ':');
 	if (colon == NULL || colon == hostport || colon[1] == '\0' ||
 	    (size_t)(colon - hostport) >= sizeof(host))
-		return fail(err, errlen, "%s: want tcp://host:port%s", l->url, "");
+		return fail(err, errlen, "%s: want tcp://host:port", l->url);
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = '\0';
 	/* [::1]:port */
@@ -134,7 +141,7 @@ int listener_open(listener_t *l, const char *url, char *err, size_t errlen)
 		return open_unix(l, url + 7, err, errlen);
 	if (strncmp(url, "tcp://", 6) == 0)
 		return open_tcp(l, url + 6, err, errlen);
-	return fail(err, errlen, "%s: want unix:///path or tcp://host:port%s", url, "");
+	return fail(err, errlen, "%s: want unix:///path or tcp://host:port", url);
 }
 
 void listener_remove_file(listener_t *l)
