@@ -28,14 +28,14 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 CPPFLAGS="-I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0"
 
 # Project sources each harness links (compiled with it, instrumented) and
-# its libraries. fuzz_event/watch/http #include the .c they test.
+# its libraries. fuzz_event/http #include the .c they test.
 srcs() {
 	case $1 in
 	proto) echo proto/proto.c common/buf.c ;;
 	body) echo supervisor/body.c common/id.c common/path.c ;;
 	path) echo common/path.c ;;
-	event) echo worker/watch.c common/hmap.c common/log.c common/path.c common/buf.c proto/proto.c ;;
-	watch) echo common/hmap.c common/log.c common/path.c common/buf.c ;;
+	event) echo worker/watch.c worker/relpath.c common/hmap.c common/log.c common/path.c common/buf.c proto/proto.c ;;
+	watch) echo worker/relpath.c common/path.c ;;
 	http) for f in supervisor/*.c common/*.c proto/*.c; do
 		case $f in supervisor/main.c | supervisor/http.c) ;; *) echo "$f" ;; esac
 	done ;;
