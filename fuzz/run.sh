@@ -28,13 +28,14 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 CPPFLAGS="-I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0"
 
 # Project sources each harness links (compiled with it, instrumented) and
-# its libraries. fuzz_event/http #include the .c they test.
+# its libraries. fuzz_http #includes the .c it tests.
 srcs() {
 	case $1 in
 	proto) echo proto/proto.c common/buf.c ;;
 	body) echo supervisor/body.c common/id.c common/path.c ;;
 	path) echo common/path.c ;;
-	event) echo worker/watch.c worker/relpath.c common/hmap.c common/log.c common/path.c common/buf.c proto/proto.c ;;
+	event) echo worker/msg.c worker/watch.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
+		common/path.c common/buf.c proto/proto.c ;;
 	watch) echo worker/relpath.c common/path.c ;;
 	http) for f in supervisor/*.c common/*.c proto/*.c; do
 		case $f in supervisor/main.c | supervisor/http.c) ;; *) echo "$f" ;; esac
@@ -43,7 +44,6 @@ srcs() {
 }
 libs() {
 	case $1 in
-	event) echo -lev -ljansson -luuid ;;
 	http) echo -lh2o-evloop -ljansson -luuid -lm ;;
 	*) echo -ljansson -luuid ;;
 	esac
