@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 OUT=build/fuzz
 SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-3}
-TARGETS=${FUZZ_TARGETS:-"proto body path event watch http"}
+TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http"}
 
 case "${1:-60}" in
 --smoke) MODE=smoke ;;
@@ -37,6 +37,7 @@ srcs() {
 	event) echo worker/msg.c worker/watch.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
 		common/path.c common/buf.c proto/proto.c ;;
 	watch) echo worker/relpath.c common/path.c ;;
+	utf8) echo common/utf8.c common/buf.c ;;
 	http) for f in supervisor/*.c common/*.c proto/*.c; do
 		case $f in supervisor/main.c | supervisor/http.c) ;; *) echo "$f" ;; esac
 	done ;;
