@@ -23,6 +23,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "common/version.h"
 #include "proto/proto.h"
 #include "worker/msg.h"
 #include "worker/watch.h"
@@ -233,16 +234,21 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--parent PID] [--data-dir DIR]\n"
-		   "                    [--log-level debug|info|warn|error]\n");
+		   "                    [--log-level debug|info|warn|error]\n"
+		   "       crush-worker --version | --help\n");
 }
 
 /* Parses argv into wk and *data_dir; returns 0, or -1 after printing why. */
 static int parse_args(int argc, char **argv, struct worker *wk, const char **data_dir)
 {
 	static const struct option opts[] = {
-	    {"fd", required_argument, NULL, 'f'},	{"parent", required_argument, NULL, 'p'},
-	    {"data-dir", required_argument, NULL, 'd'}, {"log-level", required_argument, NULL, 'l'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"fd", required_argument, NULL, 'f'},
+	    {"parent", required_argument, NULL, 'p'},
+	    {"data-dir", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	char *end;
 	long fd = -1;
@@ -277,6 +283,9 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'v':
+			printf("crush-worker %s (commit %s)\n", CRUSH_VERSION, crush_commit);
 			exit(0);
 		default:
 			return -1;
