@@ -4,6 +4,8 @@
  * its command line: HELLO, READY once the directory watch is set up, then
  * fs EVENTs as the tree changes, and a RESPONSE to every REQUEST. It exits
  * on SIGTERM/SIGINT and when the supervisor's end of the pair closes.
+ * This file owns the process, the loop and the socket; the tree is
+ * watched by watch.c and messages are built by msg.c.
  */
 #include <errno.h>
 #include <fcntl.h>
