@@ -1,16 +1,23 @@
 /*
- * fuzz_event: the worker's fs-event publisher (on_fs/json_text in
- * worker/main.c, included here for its statics) on arbitrary file names.
- * Every event must become exactly one EVENT frame whose payload is JSON
- * with the name verbatim when it is UTF-8, else with U+FFFD for the bad
- * bytes (PROTOCOL.md) -- never a dropped event.
+ * fuzz_event: the worker's fs-event publisher (worker/msg.c: msg_fs_event
+ * framed by msg_encode, as main.c's watch callback sends it) on arbitrary
+ * file names. Every event must become exactly one EVENT frame whose
+ * payload is JSON with the name verbatim when it is UTF-8, else with
+ * U+FFFD for the bad bytes (PROTOCOL.md) -- never a dropped event.
  *
  * Input: byte 0 = kind (low 3 bits) and is_dir (bit 3); then the path, and
  * after a NUL the rename's "from" (present for WATCH_RENAMED only).
  */
-#define main crush_worker_main
-#include "worker/main.c"
-#undef main
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "proto/proto.h"
+#include "worker/msg.h"
+#include "worker/watch.h"
 
 #include "fuzz/check.h"
 
@@ -41,7 +48,7 @@ static void check_name(json_t *j, const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct worker wk = {.id = "fuzz", .in = PROTO_DECODER_INIT, .out = BUF_INIT};
+	buf_t out = BUF_INIT;
 	proto_decoder_t d = PROTO_DECODER_INIT;
 	proto_frame_t f;
 
@@ -54,9 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t plen = strlen(path);
 	char *from = 1 + plen < size ? strndup((const char *)data + 2 + plen, size - 2 - plen) : strdup("");
 
-	on_fs(&wk, kind, path, is_dir, kind == WATCH_RENAMED ? from : NULL);
+	CHECK(msg_encode(&out, PROTO_EVENT, 0,
+			 msg_fs_event(kind, path, is_dir, kind == WATCH_RENAMED ? from : NULL)) == 0);
 
-	proto_feed(&d, buf_data(&wk.out), buf_size(&wk.out));
+	proto_feed(&d, buf_data(&out), buf_size(&out));
 	CHECK(proto_next(&d, &f) == 1 && f.type == PROTO_EVENT && f.id == 0);
 	json_t *env = json_loadb(f.payload, f.len, 0, NULL), *p = json_object_get(env, "payload");
 	CHECK(proto_next(&d, &f) == 0);
@@ -74,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	json_decref(env);
 	proto_decoder_free(&d);
-	buf_free(&wk.out);
+	buf_free(&out);
 	free(path);
 	free(from);
 	return 0;

@@ -1,17 +1,23 @@
 /*
- * fuzz_watch: the path helpers of the worker's watch (worker/watch.c,
- * included here for its statics): clean_rel, squeeze_slashes, inside,
- * join and data_rel (the ignored data dir, from the client's data_dir).
+ * fuzz_watch: the path helpers of the worker's watch (worker/relpath.c):
+ * relpath_clean, relpath_squeeze, relpath_inside, relpath_join and
+ * relpath_data_dir (the ignored data dir, from the client's data_dir).
  * Relative results are clean (no "", "." or ".." component, no leading or
- * trailing '/') and clean_rel is idempotent on them.
+ * trailing '/') and relpath_clean is idempotent on them.
  *
  * Input: three NUL-separated strings a, b, c (missing ones are "").
  */
-#include "worker/watch.c"
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/path.h"
+#include "worker/relpath.h"
 
 #include "fuzz/check.h"
 
-/* r is a clean relative path, and clean_rel gives it back unchanged. */
+/* r is a clean relative path, and relpath_clean gives it back unchanged. */
 static void check_clean(const char *r)
 {
 	CHECK(r[0] != '\0' && r[0] != '/' && r[strlen(r) - 1] != '/' && strstr(r, "//") == NULL);
@@ -20,7 +26,7 @@ static void check_clean(const char *r)
 		CHECK(!(n == 1 && s[0] == '.') && !(n == 2 && s[0] == '.' && s[1] == '.'));
 		s += n + (s[n] == '/');
 	}
-	char *again = clean_rel(r);
+	char *again = relpath_clean(r);
 	CHECK(again != NULL && strcmp(again, r) == 0);
 	free(again);
 }
@@ -42,15 +48,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	char *a = next(&p, end), *b = next(&p, end), *c = next(&p, end);
 
-	/* clean_rel: NULL only for a ".." or nothing but "/" and "." */
-	if ((r = clean_rel(a)) != NULL)
+	/* relpath_clean: NULL only for a ".." or nothing but "/" and "." */
+	if ((r = relpath_clean(a)) != NULL)
 		check_clean(r);
 	else
 		CHECK(strstr(a, "..") != NULL || strspn(a, "/.") == strlen(a));
 	free(r);
 
-	/* squeeze_slashes: no "//", the same bytes otherwise */
-	r = squeeze_slashes(a);
+	/* relpath_squeeze: no "//", the same bytes otherwise */
+	r = relpath_squeeze(a);
 	CHECK(strstr(r, "//") == NULL);
 	for (const char *x = a, *y = r; *x != '\0' || *y != '\0';) {
 		if (*x == '/' && *y != '/') {
@@ -63,29 +69,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(r);
 
-	/* inside(b, a): clean, and a really lies under b */
-	if ((r = inside(b, a)) != NULL) {
+	/* relpath_inside(b, a): clean, and a really lies under b */
+	if ((r = relpath_inside(b, a)) != NULL) {
 		check_clean(r);
 		if (strcmp(b, "/") != 0)
 			CHECK(strncmp(a, b, strlen(b)) == 0 && a[strlen(b)] == '/');
 	}
 	free(r);
 
-	/* join(b, a) as dispatch builds an event's path */
-	r = join(b, a);
+	/* relpath_join(b, a) as dispatch builds an event's path */
+	r = relpath_join(b, a);
 	CHECK(*b == '\0' ? strcmp(r, a) == 0
 			 : strncmp(r, b, strlen(b)) == 0 && r[strlen(b)] == '/' &&
 			       strcmp(r + strlen(b) + 1, a) == 0);
 	free(r);
 
-	/* data_rel as watch_open computes it for root b, data dir c */
+	/* relpath_data_dir as watch_open computes it for root b, data dir c */
 	if (b[0] == '/') {
 		size_t n = strlen(b);
 		while (n > 1 && b[n - 1] == '/')
 			n--;
 		char *raw = strndup(b, n);
-		char *root = path_resolve_key(raw, key) == 0 ? strdup(key) : squeeze_slashes(raw);
-		if ((r = data_rel(raw, root, *c ? c : NULL)) != NULL)
+		char *root = path_resolve_key(raw, key) == 0 ? strdup(key) : relpath_squeeze(raw);
+		if ((r = relpath_data_dir(raw, root, *c ? c : NULL)) != NULL)
 			check_clean(r);
 		CHECK(*c != '\0' || (r != NULL && strcmp(r, ".crush") == 0));
 		free(r);

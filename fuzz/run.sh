@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 OUT=build/fuzz
 SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-3}
-TARGETS=${FUZZ_TARGETS:-"proto body path event watch http"}
+TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http"}
 
 case "${1:-60}" in
 --smoke) MODE=smoke ;;
@@ -34,14 +34,15 @@ srcs() {
 	proto) echo proto/proto.c common/buf.c ;;
 	body) echo supervisor/body.c common/id.c common/path.c ;;
 	path) echo common/path.c ;;
-	event) echo worker/watch.c common/hmap.c common/log.c common/path.c common/buf.c proto/proto.c ;;
-	watch) echo common/hmap.c common/log.c common/path.c common/buf.c ;;
+	event) echo worker/msg.c worker/watch.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
+		common/path.c common/buf.c proto/proto.c ;;
+	watch) echo worker/relpath.c common/path.c ;;
+	utf8) echo common/utf8.c common/buf.c ;;
 	http) echo supervisor/route.c ;;
 	esac
 }
 libs() {
 	case $1 in
-	event) echo -lev -ljansson -luuid ;;
 	*) echo -ljansson -luuid ;;
 	esac
 }

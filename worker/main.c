@@ -4,6 +4,8 @@
  * its command line: HELLO, READY once the directory watch is set up, then
  * fs EVENTs as the tree changes, and a RESPONSE to every REQUEST. It exits
  * on SIGTERM/SIGINT and when the supervisor's end of the pair closes.
+ * This file owns the process, the loop and the socket; the tree is
+ * watched by watch.c and messages are built by msg.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +24,10 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/utf8.h"
+#include "common/version.h"
 #include "proto/proto.h"
+#include "worker/msg.h"
 #include "worker/watch.h"
 
 /* Backpressure: above OUT_HIGH pending bytes the producer (inotify reads)
@@ -113,76 +118,18 @@ static void flush(struct worker *wk)
 	update_flow(wk);
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0. */
-static size_t utf8_seq(const unsigned char *p)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
-
-/* A JSON string of s. File names need not be UTF-8; like Go's
- * encoding/json (upstream), each invalid byte becomes U+FFFD, so such a
- * name still yields an event instead of none. */
-static json_t *json_text(const char *s)
-{
-	json_t *j = json_string(s);
-	buf_t b = BUF_INIT;
-
-	if (j != NULL)
-		return j;
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
-		size_t n = utf8_seq(p);
-
-		if (n == 0) {
-			buf_append(&b, "\xef\xbf\xbd", 3);
-			p++;
-		} else {
-			buf_append(&b, p, n);
-			p += n;
-		}
-	}
-	buf_append(&b, "", 1);
-	j = json_string(b.base);
-	buf_free(&b);
-	return j;
-}
-
-/* Encodes obj (consumed) as one frame on the output. */
+/* Queues obj (consumed) as one frame; flush() sends it. */
 static void send_json(struct worker *wk, uint8_t type, uint32_t id, json_t *obj)
 {
-	char *s = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
-
-	if (s == NULL || proto_encode(&wk->out, type, id, s, strlen(s)) < 0)
+	if (msg_encode(&wk->out, type, id, obj) < 0)
 		log_error("Cannot encode frame; dropped", "workspace_id", wk->id, NULL);
-	free(s);
-	json_decref(obj);
 }
 
 static void respond_error(struct worker *wk, uint32_t id, const char *text)
 {
 	json_t *r = json_object();
 
-	json_object_set_new(r, "error", json_text(text));
+	json_object_set_new(r, "error", utf8_json_string(text));
 	send_json(wk, PROTO_RESPONSE, id, r);
 }
 
@@ -190,17 +137,9 @@ static void respond_error(struct worker *wk, uint32_t id, const char *text)
 static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir, const char *from)
 {
 	struct worker *wk = arg;
-	json_t *payload = json_object(), *env = json_object();
 
-	json_object_set_new(payload, "type", json_string(watch_kind_name(kind)));
-	json_object_set_new(payload, "path", json_text(path));
-	json_object_set_new(payload, "is_dir", json_boolean(is_dir));
-	if (from != NULL)
-		json_object_set_new(payload, "from", json_text(from));
-	json_object_set_new(env, "type", json_string("fs"));
-	json_object_set_new(env, "payload", payload);
 	log_debug("fs event", "workspace_id", wk->id, "type", watch_kind_name(kind), "path", path, NULL);
-	send_json(wk, PROTO_EVENT, 0, env);
+	send_json(wk, PROTO_EVENT, 0, msg_fs_event(kind, path, is_dir, from));
 }
 
 static void handle_request(struct worker *wk, const proto_frame_t *f)
@@ -297,16 +236,21 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--parent PID] [--data-dir DIR]\n"
-		   "                    [--log-level debug|info|warn|error]\n");
+		   "                    [--log-level debug|info|warn|error]\n"
+		   "       crush-worker --version | --help\n");
 }
 
 /* Parses argv into wk and *data_dir; returns 0, or -1 after printing why. */
 static int parse_args(int argc, char **argv, struct worker *wk, const char **data_dir)
 {
 	static const struct option opts[] = {
-	    {"fd", required_argument, NULL, 'f'},	{"parent", required_argument, NULL, 'p'},
-	    {"data-dir", required_argument, NULL, 'd'}, {"log-level", required_argument, NULL, 'l'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"fd", required_argument, NULL, 'f'},
+	    {"parent", required_argument, NULL, 'p'},
+	    {"data-dir", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	char *end;
 	long fd = -1;
@@ -341,6 +285,9 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'v':
+			printf("crush-worker %s (commit %s)\n", CRUSH_VERSION, crush_commit);
 			exit(0);
 		default:
 			return -1;
@@ -424,7 +371,7 @@ int main(int argc, char **argv)
 
 	send_json(&wk, PROTO_HELLO, 0,
 		  json_pack("{s:i,s:i,s:o}", "version", PROTO_VERSION, "pid", (int)getpid(), "workspace_id",
-			    json_text(wk.id)));
+			    utf8_json_string(wk.id)));
 	flush(&wk);
 
 	/* READY means "watching": a missing directory is waited for inside

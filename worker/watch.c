@@ -21,6 +21,7 @@
 #include "common/hmap.h"
 #include "common/log.h"
 #include "common/path.h"
+#include "worker/relpath.h"
 
 #define TREE_MASK                                                                                            \
 	(IN_CREATE | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |             \
@@ -88,112 +89,16 @@ static char *xstrdup(const char *s)
 	return strcpy(xmalloc(strlen(s) + 1), s);
 }
 
-/* a "/" b, or just b when a is "". */
-static char *join(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = xmalloc(la + lb + 2);
-
-	if (la == 0) {
-		memcpy(p, b, lb + 1);
-		return p;
-	}
-	memcpy(p, a, la);
-	p[la] = '/';
-	memcpy(p + la + 1, b, lb + 1);
-	return p;
-}
-
 static char *abs_path(const watch_t *w, const char *rel)
 {
 	if (*rel == '\0')
 		return xstrdup(w->root);
-	return join(strcmp(w->root, "/") == 0 ? "" : w->root, rel);
-}
-
-/* A copy of s with each run of '/' made one. */
-static char *squeeze_slashes(const char *s)
-{
-	char *out = xmalloc(strlen(s) + 1), *o = out;
-
-	for (; *s != '\0'; s++)
-		if (*s != '/' || o == out || o[-1] != '/')
-			*o++ = *s;
-	*o = '\0';
-	return out;
-}
-
-/* rel is prefix itself or lies under it. */
-static int under(const char *rel, const char *prefix)
-{
-	size_t n = strlen(prefix);
-
-	return strncmp(rel, prefix, n) == 0 && (rel[n] == '\0' || rel[n] == '/');
+	return relpath_join(strcmp(w->root, "/") == 0 ? "" : w->root, rel);
 }
 
 static int ignored(const watch_t *w, const char *rel)
 {
-	return under(rel, ".git") || (w->data_rel != NULL && under(rel, w->data_rel));
-}
-
-/* The components of s joined by '/', without "" and "."; NULL when s is
- * empty, climbs with "..", or cleans to nothing. */
-static char *clean_rel(const char *s)
-{
-	char *out = xmalloc(strlen(s) + 1), *o = out;
-
-	while (*s != '\0') {
-		size_t n = strcspn(s, "/");
-
-		if (n == 2 && strncmp(s, "..", 2) == 0) {
-			free(out);
-			return NULL;
-		}
-		if (n > 0 && !(n == 1 && *s == '.')) {
-			if (o != out)
-				*o++ = '/';
-			memcpy(o, s, n);
-			o += n;
-		}
-		s += n;
-		s += *s == '/';
-	}
-	*o = '\0';
-	if (o == out) {
-		free(out);
-		return NULL;
-	}
-	return out;
-}
-
-/* path relative to root when strictly inside it, else NULL. */
-static char *inside(const char *root, const char *path)
-{
-	size_t n = strlen(root);
-
-	if (strcmp(root, "/") == 0)
-		return clean_rel(path);
-	if (strncmp(path, root, n) != 0 || path[n] != '/')
-		return NULL;
-	return clean_rel(path + n);
-}
-
-/* The data dir as a path relative to root, or NULL when it lies outside:
- * compared as written first, then both resolved (the supervisor may pass
- * the directory as the client wrote it and the data dir resolved). */
-static char *data_rel(const char *raw_root, const char *root, const char *data_dir)
-{
-	char key[PATH_MAX];
-	char *rel;
-
-	if (data_dir == NULL || *data_dir == '\0')
-		return xstrdup(".crush");
-	if (data_dir[0] != '/')
-		return clean_rel(data_dir);
-	rel = inside(raw_root, data_dir);
-	if (rel == NULL && path_resolve_key(data_dir, key) == 0)
-		rel = inside(root, key);
-	return rel;
+	return relpath_under(rel, ".git") || (w->data_rel != NULL && relpath_under(rel, w->data_rel));
 }
 
 static struct wdir *find_dir(const watch_t *w, int wd)
@@ -241,7 +146,7 @@ static int scan(watch_t *w, const char *rel, enum scan_mode mode)
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		child = join(rel, de->d_name);
+		child = relpath_join(rel, de->d_name);
 		if (ignored(w, child)) {
 			free(child);
 			continue;
@@ -340,7 +245,7 @@ static void forget(watch_t *w, const char *rel)
 	hmap_foreach (&w->dirs, n, nxt) {
 		struct wdir *d = (struct wdir *)n;
 
-		if (under(d->rel, rel)) {
+		if (relpath_under(d->rel, rel)) {
 			inotify_rm_watch(w->fd, d->wd);
 			free_dir(w, d);
 		}
@@ -356,7 +261,7 @@ static void rename_dirs(watch_t *w, const char *from, const char *to)
 	hmap_foreach (&w->dirs, node, nxt) {
 		struct wdir *d = (struct wdir *)node;
 
-		if (under(d->rel, from)) {
+		if (relpath_under(d->rel, from)) {
 			char *rel = xmalloc(strlen(to) + strlen(d->rel + n) + 1);
 
 			strcpy(rel, to);
@@ -564,7 +469,7 @@ static void moved_from(watch_t *w, const char *rel, int is_dir, uint32_t cookie,
 		struct wdir *td = find_dir(w, to->wd);
 
 		if (td != NULL && to->len > 0) {
-			to_rel = join(td->rel, to->name);
+			to_rel = relpath_join(td->rel, to->name);
 			if (ignored(w, to_rel)) {
 				free(to_rel);
 				to_rel = NULL;
@@ -631,7 +536,7 @@ static void dispatch(watch_t *w, struct inotify_event *ev, char *rest, char *end
 	/* A subdirectory's own DELETE_SELF/MOVE_SELF: its parent reports it. */
 	if (ev->len == 0)
 		return;
-	rel = join(d->rel, ev->name);
+	rel = relpath_join(d->rel, ev->name);
 	if (ignored(w, rel)) {
 		free(rel);
 		return;
@@ -718,8 +623,8 @@ watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *a
 	/* Watch the workspace's dedup key: no symlinks, "." or ".." left for
 	 * the step-by-step wait to trip on, and the same directory the
 	 * supervisor indexed. Unresolvable (an ancestor is a file): as given. */
-	w->root = path_resolve_key(raw, key) == 0 ? xstrdup(key) : squeeze_slashes(raw);
-	w->data_rel = data_rel(raw, w->root, data_dir);
+	w->root = path_resolve_key(raw, key) == 0 ? xstrdup(key) : relpath_squeeze(raw);
+	w->data_rel = relpath_data_dir(raw, w->root, data_dir);
 	free(raw);
 	w->cb = cb;
 	w->arg = arg;

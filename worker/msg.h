@@ -1,0 +1,31 @@
+/*
+ * msg: what the worker says to the supervisor, as proto frames appended to
+ * a buffer: the JSON of an fs event, and any JSON message as one frame.
+ * Pure: no I/O, no loop, no globals; main.c owns the buffer and the socket.
+ */
+#ifndef CRUSH_MSG_H
+#define CRUSH_MSG_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "worker/watch.h"
+
+/*
+ * The EVENT payload of one watch callback (PROTOCOL.md, "Events"):
+ * {"type":"fs","payload":{"type":..,"path":..,"is_dir":..[,"from":..]}}.
+ * path and from are file names and need not be UTF-8: each invalid byte
+ * becomes U+FFFD (common/utf8.h), so every event is published. from is
+ * included only when non-NULL. Returns a new reference, NULL only when
+ * out of memory.
+ */
+json_t *msg_fs_event(enum watch_kind kind, const char *path, int is_dir, const char *from);
+
+/* Appends obj (consumed, may be NULL) compactly encoded as one frame of
+ * type and id to out. Returns 0, or -1 with nothing appended when obj is
+ * NULL or cannot be encoded (too large for a frame). */
+int msg_encode(buf_t *out, uint8_t type, uint32_t id, json_t *obj);
+
+#endif
