@@ -290,19 +290,33 @@ static claims_client_t *client_new(claims_ws_t *ws, const char *client_id)
 }
 
 /* register: absent -> held by a create grace; timer-held -> re-armed and
- * un-released; with streams -> unchanged. */
-static void register_client(claims_t *c, claims_ws_t *ws, const char *client_id, uint64_t now)
+ * un-released; with streams -> unchanged. A create that waits for the
+ * worker holds its claim without a timer until its answer (or until it
+ * gives up): the grace is the creator's window to attach after the
+ * answer, and a slow start must not eat it. */
+static void register_client(claims_t *c, claims_ws_t *ws, const char *client_id, int waits, uint64_t now)
 {
 	claims_client_t *cl = claims_find_client(ws, client_id);
-	if (cl == NULL) {
+	if (cl == NULL)
 		cl = client_new(ws, client_id);
+	else if (cl->streams > 0)
+		return; /* its streams hold it */
+	cl->released = 0;
+	if (waits) {
+		cl->waiting++;
+		timer_cancel(&cl->hold);
+	} else if (cl->streams == 0 && cl->waiting == 0) {
 		timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
-		return;
 	}
-	if (cl->streams == 0) {
+}
+
+/* A create of cl was answered, or gave up: its grace starts now. */
+static void client_answered(claims_t *c, claims_client_t *cl, uint64_t now)
+{
+	if (cl->waiting > 0)
+		cl->waiting--;
+	if (cl->waiting == 0 && cl->streams == 0)
 		timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
-		cl->released = 0;
-	}
 }
 
 static int env_equal(const claims_ws_t *ws, const claims_create_t *req)
@@ -337,10 +351,11 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 		claims_ws_t *ws = container_of(n, claims_ws_t, by_key);
 		if (!flags_equal(ws, req) && c->fx.mismatch != NULL)
 			EFFECT(c, c->fx.mismatch(c->fx.ud, ws, req));
-		register_client(c, ws, req->client_id, now);
-		*out = ws;
 		/* A restarting workspace is answered at once, as it stands. */
-		if (ws->state == WS_READY || ws->state == WS_RESTARTING)
+		int now_ok = ws->state == WS_READY || ws->state == WS_RESTARTING;
+		register_client(c, ws, req->client_id, !now_ok, now);
+		*out = ws;
+		if (now_ok)
 			return CLAIMS_OK;
 		ws->waiters++;
 		return CLAIMS_WAIT;
@@ -348,7 +363,7 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 
 	timer_cancel(&c->idle);
 	claims_ws_t *ws = ws_new(c, req);
-	register_client(c, ws, req->client_id, now);
+	register_client(c, ws, req->client_id, 1, now);
 	if (hmap_get(&c->closing, ws->key) != NULL) {
 		/* Invariant 1: the previous worker of this directory is still
 		 * being killed; ours starts when it has been reaped. */
@@ -368,11 +383,14 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 	return CLAIMS_WAIT;
 }
 
-void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now)
+void claims_unwait(claims_t *c, claims_ws_t *ws, const char *client_id, uint64_t now)
 {
 	ENTRY(c);
 	if (ws->waiters > 0)
 		ws->waiters--;
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl != NULL && ws->state != WS_CLOSING)
+		client_answered(c, cl, now);
 	if (ws->state != WS_CLOSING)
 		maybe_teardown(c, ws, "released", now);
 }
@@ -501,17 +519,17 @@ void claims_worker_ready(claims_t *c, claims_ws_t *ws, uint64_t now)
 		return;
 	ws->state = WS_READY;
 	ws->waiters = 0;
-	/* The create grace is the creator's window to attach after its answer,
-	 * as upstream (which registered the hold once the workspace was built):
-	 * a slow start must not eat it. */
+	/* Every waiting creator is answered now: its create grace starts. */
 	hmap_node_t *n, *nxt;
 	hmap_foreach (&ws->clients, n, nxt) {
 		claims_client_t *cl = container_of(n, claims_client_t, node);
-		if (timer_armed(&cl->hold) && cl->hold.kind == CLAIMS_T_CREATE)
-			timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
+		if (cl->waiting > 0) {
+			cl->waiting = 1;
+			client_answered(c, cl, now);
+		}
 	}
 	EFFECT(c, c->fx.answer(c->fx.ud, ws, NULL));
-	/* Waiters may have been all that held it (create grace ran out). */
+	/* Waiters may have been all that held it (their client retired). */
 	maybe_teardown(c, ws, "no client left", now);
 }
 

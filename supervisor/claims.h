@@ -51,6 +51,7 @@ typedef struct claims_client {
 	char id[ID_LEN + 1];
 	unsigned streams;    /* live event streams of this client on ws */
 	int released;	     /* DELETE seen while streams were open */
+	unsigned waiting;    /* its creates waiting for the worker: no timer meanwhile */
 	claims_timer_t hold; /* armed: held by a create or detach grace */
 	claims_ws_t *ws;
 } claims_client_t;
@@ -163,8 +164,9 @@ enum claims_result {
  */
 int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_ws_t **out, char *err,
 		  size_t errlen);
-/* A waiting create went away before its answer (client disconnected). */
-void claims_unwait(claims_t *c, claims_ws_t *ws, uint64_t now);
+/* A waiting create of client_id went away before its answer (client
+ * disconnected): its claim's create grace starts now. */
+void claims_unwait(claims_t *c, claims_ws_t *ws, const char *client_id, uint64_t now);
 
 /* An event stream opens: CLAIMS_OK with *out, CLAIMS_ERETIRED, or
  * CLAIMS_ENOTFOUND when the workspace is unknown or closing (then nothing

@@ -123,6 +123,7 @@ typedef struct waiter {
 	h2o_req_t *req;
 	http_handler_t *h;
 	workspace_t *w;
+	char client_id[ID_LEN + 1];
 } waiter_t;
 
 static void waiter_dispose(void *p)
@@ -132,7 +133,7 @@ static void waiter_dispose(void *p)
 		return;
 	/* The client left before the worker was ready. */
 	h2o_linklist_unlink(&wt->link);
-	claims_unwait(wt->h->env.claims, wt->w->ws, clock_ms());
+	claims_unwait(wt->h->env.claims, wt->w->ws, wt->client_id, clock_ms());
 }
 
 void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
@@ -227,6 +228,7 @@ static int on_create(http_handler_t *h, h2o_req_t *req)
 		wt->req = req;
 		wt->h = h;
 		wt->w = ws->shell;
+		snprintf(wt->client_id, sizeof(wt->client_id), "%s", b.client_id);
 		h2o_linklist_insert(&wt->w->waiters, &wt->link);
 		return 0;
 	}

@@ -308,10 +308,15 @@ static void test_register_twice_by_one_client_keeps_one_held_claim(void **state)
 	assert_int_equal(w1->clients.count, 1);
 	cl = claims_find_client(w1, CA);
 	assert_non_null(cl);
-	assert_true(hold_armed(cl));
+	/* Held by its two waiting creates; the grace timer starts at the answer. */
+	assert_false(hold_armed(cl));
+	assert_int_equal(cl->waiting, 2);
 	assert_int_equal(cl->streams, 0);
 	assert_int_equal(w1->streams, 0);
 	assert_int_equal(count(f, EV_SPAWN, NULL), 1);
+	claims_worker_ready(f->c, w1, T0 + 2);
+	assert_true(hold_armed(cl));
+	assert_int_equal(cl->waiting, 0);
 	finish(f);
 }
 
@@ -1047,7 +1052,7 @@ static void test_deferred_workspace_torn_down_is_freed_without_a_stop_wait(void 
 	assert_int_equal(create(f, KA, CB, T0 + 2, &neu), CLAIMS_WAIT);
 	snprintf(id, sizeof(id), "%s", neu->id);
 	claims_release(f->c, id, CB, T0 + 3);
-	claims_unwait(f->c, neu, T0 + 3); /* the create's client went away */
+	claims_unwait(f->c, neu, CB, T0 + 3); /* the create's client went away */
 	assert_int_equal(count(f, EV_WS_FREE, id), 1);
 	assert_null(claims_find(f->c, id));
 	assert_null(indexed(f, KA));
@@ -1208,23 +1213,62 @@ static void test_shutdown_with_nothing_running_exits_at_once(void **state)
 	finish(f);
 }
 
-static void test_waiters_keep_a_starting_workspace_alive_past_the_create_grace(void **state)
+/* A start slower than the create grace must not answer a create with a
+ * workspace its creator no longer holds (issue 8: "clients":0, then
+ * teardown): a waiting creator's claim has no timer until its answer. */
+static void test_a_waiting_creator_keeps_its_claim_past_the_create_grace(void **state)
 {
 	fake_t *f = start(GRACE, 0, 0);
 	claims_ws_t *ws = NULL;
 
 	(void)state;
 	assert_int_equal(create(f, KA, CA, T0, &ws), CLAIMS_WAIT);
-	claims_expire(f->c, T0 + GRACE);
-	assert_null(claims_find_client(ws, CA));
+	claims_expire(f->c, T0 + 3 * GRACE);
+	assert_non_null(claims_find_client(ws, CA));
 	assert_int_equal(count(f, EV_STOP, NULL), 0);
 	assert_int_equal(ws->state, WS_STARTING);
-	assert_ptr_equal(indexed(f, KA), ws);
+	claims_worker_ready(f->c, ws, T0 + 3 * GRACE);
+	assert_true(last(f, EV_ANSWER)->null_text);
+	assert_int_equal(claims_ws_clients(ws), 1);
+	claims_expire(f->c, T0 + 4 * GRACE - 1);
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	claims_expire(f->c, T0 + 4 * GRACE);
+	assert_int_equal(count(f, EV_STOP, ws->id), 1);
+	finish(f);
+}
 
-	claims_unwait(f->c, ws, T0 + GRACE + 1); /* the waiting request went away */
+/* The waiting request went away: the claim's grace starts then. */
+static void test_a_creator_that_gives_up_keeps_a_grace_from_then(void **state)
+{
+	fake_t *f = start(GRACE, 0, 0);
+	claims_ws_t *ws = NULL;
+
+	(void)state;
+	assert_int_equal(create(f, KA, CA, T0, &ws), CLAIMS_WAIT);
+	claims_unwait(f->c, ws, CA, T0 + 2 * GRACE);
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	claims_expire(f->c, T0 + 3 * GRACE - 1);
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
+	claims_expire(f->c, T0 + 3 * GRACE);
 	assert_int_equal(count(f, EV_STOP, ws->id), 1);
 	assert_null(indexed(f, KA));
 	assert_int_equal(count(f, EV_ANSWER, NULL), 0);
+	finish(f);
+}
+
+/* Two creates of one client wait; one gives up: the other still holds. */
+static void test_one_of_two_waiting_creates_giving_up_keeps_the_claim_waiting(void **state)
+{
+	fake_t *f = start(GRACE, 0, 0);
+	claims_ws_t *ws = NULL, *again = NULL;
+
+	(void)state;
+	assert_int_equal(create(f, KA, CA, T0, &ws), CLAIMS_WAIT);
+	assert_int_equal(create(f, KA, CA, T0 + 1, &again), CLAIMS_WAIT);
+	claims_unwait(f->c, ws, CA, T0 + 2);
+	claims_expire(f->c, T0 + 2 * GRACE);
+	assert_non_null(claims_find_client(ws, CA));
+	assert_int_equal(count(f, EV_STOP, NULL), 0);
 	finish(f);
 }
 
@@ -1395,7 +1439,7 @@ static void test_unwait_of_one_waiter_keeps_a_claimed_workspace(void **state)
 
 	(void)state;
 	assert_int_equal(create(f, KA, CA, T0, &ws), CLAIMS_WAIT);
-	claims_unwait(f->c, ws, T0 + 1); /* CA's hold still counts */
+	claims_unwait(f->c, ws, CA, T0 + 1); /* CA's hold still counts */
 	assert_int_equal(count(f, EV_STOP, NULL), 0);
 	assert_non_null(claims_find_client(ws, CA));
 	claims_worker_ready(f->c, ws, T0 + 2);
@@ -1525,7 +1569,9 @@ int main(void)
 	    cmocka_unit_test(test_worker_crash_while_ready_closes_the_workspace),
 	    cmocka_unit_test(test_shutdown_stops_everything_and_exits_after_the_last_reap),
 	    cmocka_unit_test(test_shutdown_with_nothing_running_exits_at_once),
-	    cmocka_unit_test(test_waiters_keep_a_starting_workspace_alive_past_the_create_grace),
+	    cmocka_unit_test(test_a_waiting_creator_keeps_its_claim_past_the_create_grace),
+	    cmocka_unit_test(test_a_creator_that_gives_up_keeps_a_grace_from_then),
+	    cmocka_unit_test(test_one_of_two_waiting_creates_giving_up_keeps_the_claim_waiting),
 	    cmocka_unit_test(test_create_grace_counts_from_the_ready_answer),
 	    cmocka_unit_test(test_unwait_of_one_waiter_keeps_a_claimed_workspace),
 	    cmocka_unit_test(test_crash_restarts_in_place_after_a_doubling_backoff),
