@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/utf8.h"
 
 enum log_level log_min_level = LOG_INFO;
 
@@ -42,19 +43,45 @@ static const char *level_name(enum log_level l)
 	}
 }
 
-/* slog quotes a value that is empty or holds a space, '=', '"' or a
- * non-printable byte; inside quotes it escapes like strconv.Quote. */
+/* Length of the valid UTF-8 sequence at p (end bounds it), 0 if none. */
+static size_t seq_len(const unsigned char *p, const unsigned char *end)
+{
+	size_t n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+	if ((size_t)(end - p) < n)
+		n = (size_t)(end - p);
+	return utf8_valid_prefix((const char *)p, n) == n && (n > 1 || *p < 0x80) ? n : 0;
+}
+
+/* slog quotes a value that is empty or holds a space, '=', '"', a
+ * non-printable byte or invalid UTF-8; inside quotes it escapes like
+ * strconv.Quote (an invalid byte as \xNN). Values longer than
+ * LOG_MAX_VALUE bytes are cut at a character boundary and marked with
+ * "…", so a client-chosen field cannot flood the log. */
 static void append_value(buf_t *b, const char *v)
 {
-	int quote = *v == '\0';
-	for (const unsigned char *p = (const unsigned char *)v; *p && !quote; p++)
-		quote = *p <= ' ' || *p == '=' || *p == '"' || *p == 0x7f;
+	const unsigned char *p = (const unsigned char *)v, *end = p + strlen(v);
+	int cut = 0;
+	if (end - p > LOG_MAX_VALUE) {
+		end = p + LOG_MAX_VALUE;
+		while (end > p && (*end & 0xc0) == 0x80)
+			end--; /* never split a character */
+		cut = 1;
+	}
+	int quote = p == end;
+	for (const unsigned char *q = p; q < end && !quote;) {
+		size_t n = *q < 0x80 ? 1 : seq_len(q, end);
+		quote = *q <= ' ' || *q == '=' || *q == '"' || *q == 0x7f || n == 0;
+		q += n ? n : 1;
+	}
 	if (!quote) {
-		buf_append(b, v, strlen(v));
+		buf_append(b, p, (size_t)(end - p));
+		if (cut)
+			buf_append(b, "\xe2\x80\xa6", 3);
 		return;
 	}
 	buf_append(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+	while (p < end) {
+		size_t n;
 		switch (*p) {
 		case '"':
 			buf_append(b, "\\\"", 2);
@@ -72,12 +99,22 @@ static void append_value(buf_t *b, const char *v)
 			buf_append(b, "\\r", 2);
 			break;
 		default:
-			if (*p < ' ' || *p == 0x7f)
+			if (*p < ' ' || *p == 0x7f) {
 				buf_appendf(b, "\\x%02x", *p);
-			else
+			} else if (*p >= 0x80 && (n = seq_len(p, end)) > 0) {
+				buf_append(b, p, n);
+				p += n;
+				continue;
+			} else if (*p >= 0x80) {
+				buf_appendf(b, "\\x%02x", *p);
+			} else {
 				buf_append(b, p, 1);
+			}
 		}
+		p++;
 	}
+	if (cut)
+		buf_append(b, "\xe2\x80\xa6", 3);
 	buf_append(b, "\"", 1);
 }
 

@@ -6,6 +6,9 @@
 #ifndef CRUSH_LOG_H
 #define CRUSH_LOG_H
 
+/* Longest value written whole; longer ones are cut and marked "…". */
+#define LOG_MAX_VALUE 256
+
 enum log_level { LOG_DEBUG = -4, LOG_INFO = 0, LOG_WARN = 4, LOG_ERROR = 8 };
 
 extern enum log_level log_min_level;
@@ -16,8 +19,8 @@ int log_parse_level(const char *s, enum log_level *out);
 /*
  * Writes one record. kv is a NULL-terminated list of key, value string
  * pairs; values are quoted when they need it (space, quote, '=', control
- * characters or empty). One write(2) per record so lines never interleave.
- *   log_kv(LOG_INFO, "Worker started", "workspace_id", id, "pid", pidstr, NULL);
+ * characters, invalid UTF-8, or empty) and cut past LOG_MAX_VALUE bytes. One write(2) per record so lines
+ * never interleave. log_kv(LOG_INFO, "Worker started", "workspace_id", id, "pid", pidstr, NULL);
  */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 

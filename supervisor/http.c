@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/version.h"
 #include "supervisor/body.h"
 #include "supervisor/route.h"
@@ -66,7 +67,8 @@ static const char *reason_of(int status)
 /* The one error writer: {"message": "..."} as application/json. */
 static int send_error(h2o_req_t *req, int status, const char *message)
 {
-	send_json(req, status, reason_of(status), json_pack("{s:s}", "message", message));
+	/* A message may quote a worker's reason, which may quote a path. */
+	send_json(req, status, reason_of(status), json_pack("{s:o}", "message", utf8_json_string(message)));
 	return 0;
 }
 

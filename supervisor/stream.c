@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 
 struct stream {
 	h2o_generator_t gen;

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "common/utf8.h"
 #include "common/version.h"
 
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
@@ -52,12 +53,15 @@ static const char *fixed_fields(workspace_t *w)
 	const claims_ws_t *ws = w->ws;
 	char data_dir[PATH_MAX + 8];
 	workspace_data_dir(ws, data_dir, sizeof(data_dir));
+	/* The resolved path (and a data_dir made from it) are filesystem bytes:
+	 * made valid UTF-8 here, the one place they enter JSON. */
 	json_t *env = json_array();
 	for (size_t i = 0; i < ws->nenv; i++)
-		json_array_append_new(env, json_string(ws->env[i]));
-	json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:s}", "id", ws->id, "path", ws->path,
-			      "resolved_path", ws->key, "yolo", ws->yolo, "debug", ws->debug, "data_dir",
-			      data_dir, "version", CRUSH_VERSION, "env", env, "created_at", w->created_at);
+		json_array_append_new(env, utf8_json_string(ws->env[i]));
+	json_t *j = json_pack("{s:s, s:o, s:o, s:b, s:b, s:o, s:s, s:o, s:s}", "id", ws->id, "path",
+			      utf8_json_string(ws->path), "resolved_path", utf8_json_string(ws->key), "yolo",
+			      ws->yolo, "debug", ws->debug, "data_dir", utf8_json_string(data_dir), "version",
+			      CRUSH_VERSION, "env", env, "created_at", w->created_at);
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	if (text == NULL)

@@ -1,0 +1,74 @@
+"""
+Issue 8 ("trust boundary"): what a client or the filesystem sends can
+neither crash the daemon nor keep it from serving others. Each test names
+the finding it proves fixed.
+"""
+
+import os
+import time
+
+import crush
+
+# ---- finding 3: filesystem bytes are made valid UTF-8 before JSON
+
+
+def test_a_directory_whose_real_name_is_not_utf8_is_served_not_fatal(sup, tmp_path):
+    """mkdir $'bad\\xff'; ln -s $'bad\\xff' ln; create on .../ln: the
+    resolved path is not UTF-8. The daemon used to abort() in json_dumps,
+    taking every workspace and leaving its socket file behind."""
+    base = os.path.realpath(tmp_path)
+    bad = os.path.join(os.fsencode(base), b"bad\xff")
+    os.mkdir(bad)
+    os.symlink(b"bad\xff", os.path.join(os.fsencode(base), b"ln"))
+    other = sup.api.create(os.path.join(base, "ln") + "/..")  # a healthy neighbour first
+    cid = crush.new_client_id()
+    ws = sup.api.create(os.path.join(base, "ln"), cid)
+    assert ws["resolved_path"] == base + "/bad\ufffd"
+    assert ws["data_dir"] == base + "/bad\ufffd/.crush"
+    assert ws["path"] == os.path.join(base, "ln")
+    listed = {w["id"]: w for w in sup.api.list()}
+    assert listed[ws["id"]]["resolved_path"] == base + "/bad\ufffd"
+    assert other["id"] in listed
+    assert sup.api.health().status == 200
+    sup.api.release(ws["id"], cid)  # "Workspace closing" logs the resolved path
+    crush.wait_until(lambda: "Workspace closing" in sup.stderr(), what="the closing line")
+    # Logs escape the byte as slog does (strconv.Quote): \xff, never raw.
+    log = sup.stderr_path.read_bytes()
+    assert b"bad\\xff" in log
+    assert b"bad\xff" not in log
+
+
+# ---- finding 7: the create grace counts from the answer
+
+
+def test_a_start_slower_than_the_create_grace_answers_a_held_workspace(start_supervisor, wsdir, tmp_path):
+    """A worker that takes longer to start than the create grace: the
+    create used to answer 200 with "clients":0 and tear the workspace down
+    right after. The creator's grace starts at its answer."""
+    slow = tmp_path / "slow-worker"
+    slow.write_text(f"#!/bin/sh\nsleep 1.5\nexec {crush.WORKER} \"$@\"\n")
+    slow.chmod(0o755)
+    sup = start_supervisor(worker=str(slow), create_grace=0.5)
+    cid = crush.new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    assert ws["state"] == "ready"
+    assert ws["clients"] == 1
+    # Still there a little later (within its grace after the answer)...
+    time.sleep(0.2)
+    assert sup.api.workspace(ws["id"]) is not None
+    # ...and a stream can attach and holds it past the grace.
+    with sup.api.events(ws["id"], cid):
+        crush.stays_true(lambda: sup.api.workspace(ws["id"]) is not None, 0.8,
+                         what="the attached workspace stays")
+
+
+# ---- finding 7: a huge field is not logged whole
+
+
+def test_a_huge_version_field_is_not_logged_whole(sup, wsdir):
+    big = "v" * 900_000
+    sup.api.create(wsdir, version=big)
+    log = sup.stderr()
+    assert "Client and server versions differ" in log
+    assert big[:1000] not in log
+    assert "\u2026" in log  # the cut marker
