@@ -27,8 +27,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	CHECK(b.path != NULL && b.path[0] == '/');
-	CHECK(b.key[0] == '/' && strlen(b.key) < sizeof(b.key));
-	CHECK(stat(b.key, &st) == 0 ? S_ISDIR(st.st_mode) : errno == ENOENT);
+	if (create_body_resolve(&b, &msg) == 0) {
+		CHECK(b.key[0] == '/' && strlen(b.key) < sizeof(b.key));
+		CHECK(stat(b.key, &st) == 0 ? S_ISDIR(st.st_mode) : errno == ENOENT);
+	} else {
+		CHECK(msg != NULL && *msg != '\0');
+	}
 	CHECK(strlen(b.client_id) == ID_LEN);
 	for (size_t i = 0; i < ID_LEN; i++) {
 		char c = b.client_id[i];

@@ -1,5 +1,6 @@
 /*
- * body: decoding of the create request (see body.h).
+ * body: decoding of the create request, and the resolution of its path
+ * (see body.h).
  */
 #include "supervisor/body.h"
 
@@ -70,10 +71,15 @@ int create_body_parse(create_body_t *b, const char *data, size_t len, const char
 	for (size_t i = 0; i < b->nenv; i++)
 		if (strchr(b->env[i], '=') == NULL || b->env[i][0] == '=')
 			return fail(b, msg, "env entries must be KEY=VALUE");
-	if (path_resolve_key(b->path, b->key) != 0)
-		return fail(b, msg,
-			    errno == ENOTDIR ? "path is not a directory"
-					     : "failed to resolve workspace path");
+	return 0;
+}
+
+int create_body_resolve(create_body_t *b, const char **msg)
+{
+	if (path_resolve_key(b->path, b->key) != 0) {
+		*msg = errno == ENOTDIR ? "path is not a directory" : "failed to resolve workspace path";
+		return -1;
+	}
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * body: the POST /v1/workspaces request body, decoded and validated in one
- * place (also the fuzz target). Its only syscalls are the realpath walk of
- * path_resolve_key.
+ * place (also the fuzz target). Decoding does no syscall; resolving the
+ * path (the realpath walk of path_resolve_key) is a separate step, run off
+ * the loop.
  */
 #ifndef CRUSH_BODY_H
 #define CRUSH_BODY_H
@@ -29,10 +30,14 @@ typedef struct create_body {
 /*
  * 0, or -1 with *msg (a static string for the 400 body): not JSON, not an
  * object or a field of the wrong type ("failed to decode request"), empty
- * path, bad client_id, relative path, a non-directory, bad env entries.
- * Unknown fields are ignored; null counts as absent (as Go's decoder).
+ * path, bad client_id, relative path, bad env entries. Unknown fields are
+ * ignored; null counts as absent (as Go's decoder). On -1, b is freed.
  */
 int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg);
+/* Resolves b->path into b->key (may block on the filesystem). 0, or -1
+ * with *msg: a non-directory, or a path that cannot be resolved. b is
+ * kept either way. */
+int create_body_resolve(create_body_t *b, const char **msg);
 void create_body_free(create_body_t *b);
 
 #endif

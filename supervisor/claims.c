@@ -361,6 +361,8 @@ int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_
 		return CLAIMS_WAIT;
 	}
 
+	if (c->cfg.max_workspaces != 0 && c->workspaces.count >= c->cfg.max_workspaces)
+		return CLAIMS_ELIMIT;
 	timer_cancel(&c->idle);
 	claims_ws_t *ws = ws_new(c, req);
 	register_client(c, ws, req->client_id, 1, now);

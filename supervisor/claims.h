@@ -122,6 +122,7 @@ typedef struct claims_config {
 	 * workspace failed. crash_limit 0: a crash closes the workspace. */
 	uint64_t restart_min_ms, restart_max_ms, crash_window_ms;
 	unsigned crash_limit;
+	size_t max_workspaces; /* 0: no limit; closing ones count (their workers live) */
 } claims_config_t;
 
 enum { CLAIMS_T_CREATE, CLAIMS_T_DETACH, CLAIMS_T_IDLE, CLAIMS_T_RESTART, CLAIMS_T_NKINDS };
@@ -154,6 +155,7 @@ enum claims_result {
 	CLAIMS_EFAILED = -2,   /* 500; err holds the reason */
 	CLAIMS_ENOTFOUND = -3, /* 404 */
 	CLAIMS_ERETIRED = -4,  /* 409: the client retired */
+	CLAIMS_ELIMIT = -5,    /* 429: max_workspaces workspaces exist */
 };
 
 /*

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -57,6 +58,8 @@ static const char *reason_of(int status)
 		return "Conflict";
 	case 413:
 		return "Payload Too Large";
+	case 429:
+		return "Too Many Requests";
 	case 500:
 		return "Internal Server Error";
 	default:
@@ -116,6 +119,16 @@ static int query_client_id(h2o_req_t *req, char out[ID_LEN + 1])
 		return -1;
 	}
 	return 0;
+}
+
+/* 429 for a limit: "too many <what> (limit N)", counted and logged. */
+static int refuse(http_handler_t *h, h2o_req_t *req, limit_id_t id, const char *what)
+{
+	char msg[128];
+	limits_t *l = h->env.limits;
+	snprintf(msg, sizeof(msg), "too many %s (limit %llu)", what, (unsigned long long)l->max[id]);
+	limits_refuse(l, id, clock_ms(), NULL);
+	return send_error(req, 429, msg);
 }
 
 /* --- waiting creates */
@@ -194,54 +207,119 @@ static int on_get(http_handler_t *h, h2o_req_t *req, const char *id)
 	return 0;
 }
 
-static int on_create(http_handler_t *h, h2o_req_t *req)
+/* The create, once its path is resolved (on the loop). */
+static void create_resolved(http_handler_t *h, h2o_req_t *req, create_body_t *b)
 {
-	create_body_t b;
-	const char *msg;
-	if (create_body_parse(&b, req->entity.base, req->entity.len, &msg) != 0)
-		return send_error(req, 400, msg);
-	if (b.version != NULL && strcmp(b.version, CRUSH_VERSION) != 0)
-		log_warn("Client and server versions differ", "client_version", b.version, "server_version",
+	if (b->version != NULL && strcmp(b->version, CRUSH_VERSION) != 0)
+		log_warn("Client and server versions differ", "client_version", b->version, "server_version",
 			 CRUSH_VERSION, NULL);
-
 	claims_create_t cr = {
-	    .path = b.path,
-	    .key = b.key,
-	    .client_id = b.client_id,
-	    .yolo = b.yolo,
-	    .debug = b.debug,
-	    .data_dir = b.data_dir,
-	    .env = b.env,
-	    .nenv = b.nenv,
+	    .path = b->path,
+	    .key = b->key,
+	    .client_id = b->client_id,
+	    .yolo = b->yolo,
+	    .debug = b->debug,
+	    .data_dir = b->data_dir,
+	    .env = b->env,
+	    .nenv = b->nenv,
 	};
 	claims_ws_t *ws;
 	char err[256] = "", why[320];
 	int r = claims_create(h->env.claims, &cr, clock_ms(), &ws, err, sizeof(err));
-	if (r == CLAIMS_EFAILED)
-		log_error("Worker failed to start", "path", b.key, "error", err, NULL);
-	create_body_free(&b);
 	switch (r) {
 	case CLAIMS_OK:
 		send_workspace(h, req, ws->shell);
-		return 0;
+		break;
 	case CLAIMS_WAIT: {
 		waiter_t *wt = h2o_mem_alloc_shared(&req->pool, sizeof(*wt), waiter_dispose);
 		memset(wt, 0, sizeof(*wt));
 		wt->req = req;
 		wt->h = h;
 		wt->w = ws->shell;
-		snprintf(wt->client_id, sizeof(wt->client_id), "%s", b.client_id);
+		snprintf(wt->client_id, sizeof(wt->client_id), "%s", b->client_id);
 		h2o_linklist_insert(&wt->w->waiters, &wt->link);
-		return 0;
+		break;
 	}
 	case CLAIMS_ESTOPPING:
-		return send_error(req, 503, "server is shutting down");
+		send_error(req, 503, "server is shutting down");
+		break;
 	case CLAIMS_ERETIRED:
-		return send_error(req, 409, "client is retired");
+		send_error(req, 409, "client is retired");
+		break;
+	case CLAIMS_ELIMIT:
+		refuse(h, req, LIMIT_WORKSPACES, "workspaces");
+		break;
 	default:
+		log_error("Worker failed to start", "path", b->key, "error", err, NULL);
 		snprintf(why, sizeof(why), "worker failed to start: %s", err);
-		return send_error(req, 500, why);
+		send_error(req, 500, why);
+		break;
 	}
+}
+
+/*
+ * A create's path is resolved off the loop (invariant 9: a path on a hung
+ * mount must not freeze every client). The job outlives its request if
+ * the client leaves meanwhile: the request's pool holds a slot pointing at
+ * the job, cleared by whichever of the two goes first.
+ */
+typedef struct create_job {
+	offload_job_t job;
+	http_handler_t *h;
+	h2o_req_t *req; /* NULL once the client left */
+	struct create_job **slot;
+	create_body_t body;
+	int rc;
+	const char *msg;
+} create_job_t;
+
+static void create_job_work(offload_job_t *j)
+{
+	create_job_t *cj = H2O_STRUCT_FROM_MEMBER(create_job_t, job, j);
+	if (cj->h->resolve_delay_ms > 0) /* test-only: a slow filesystem */
+		usleep((useconds_t)cj->h->resolve_delay_ms * 1000);
+	cj->rc = create_body_resolve(&cj->body, &cj->msg);
+}
+
+static void create_job_done(offload_job_t *j)
+{
+	create_job_t *cj = H2O_STRUCT_FROM_MEMBER(create_job_t, job, j);
+	if (cj->req != NULL) {
+		*cj->slot = NULL;
+		if (cj->rc != 0)
+			send_error(cj->req, 400, cj->msg);
+		else
+			create_resolved(cj->h, cj->req, &cj->body);
+	}
+	create_body_free(&cj->body);
+	free(cj);
+}
+
+static void create_slot_dispose(void *p)
+{
+	create_job_t **slot = p;
+	if (*slot != NULL)
+		(*slot)->req = NULL; /* the client left while its path resolved */
+}
+
+static int on_create(http_handler_t *h, h2o_req_t *req)
+{
+	const char *msg;
+	create_job_t *cj = calloc(1, sizeof(*cj));
+	if (cj == NULL)
+		return send_error(req, 503, "out of memory");
+	if (create_body_parse(&cj->body, req->entity.base, req->entity.len, &msg) != 0) {
+		free(cj);
+		return send_error(req, 400, msg);
+	}
+	cj->h = h;
+	cj->req = req;
+	cj->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*cj->slot), create_slot_dispose);
+	*cj->slot = cj;
+	cj->job.work = create_job_work;
+	cj->job.done = create_job_done;
+	offload_submit(h->env.offload, &cj->job);
+	return 0;
 }
 
 static int on_delete(http_handler_t *h, h2o_req_t *req, const char *id)
@@ -284,6 +362,11 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 		return 0;
 	if ((resume = last_event_id(req, &after)) < 0)
 		return 0;
+	limits_t *l = h->env.limits;
+	if (h->env.streams->count >= l->max[LIMIT_STREAMS])
+		return refuse(h, req, LIMIT_STREAMS, "open event streams");
+	if (stream_client_count(h->env.streams, client_id) >= l->max[LIMIT_CLIENT_STREAMS])
+		return refuse(h, req, LIMIT_CLIENT_STREAMS, "open event streams of this client");
 	claims_ws_t *ws;
 	switch (claims_attach(h->env.claims, id, client_id, &ws)) {
 	case CLAIMS_OK:

@@ -13,6 +13,8 @@
 
 #include "common/buf.h"
 #include "supervisor/claims.h"
+#include "supervisor/limits.h"
+#include "supervisor/offload.h"
 #include "supervisor/stream.h"
 #include "supervisor/workspace.h"
 
@@ -27,6 +29,8 @@
 typedef struct http_env {
 	claims_t *claims;
 	stream_hub_t *streams;
+	limits_t *limits;
+	offload_t *offload; /* where create paths are resolved */
 	/* POST /v1/control asked the server to stop. */
 	void (*shutdown)(void *arg, const char *why);
 	void *arg;
@@ -35,7 +39,8 @@ typedef struct http_env {
 typedef struct http_handler {
 	h2o_handler_t super;
 	http_env_t env;
-	buf_t scratch; /* one answer being formatted */
+	buf_t scratch;		  /* one answer being formatted */
+	unsigned resolve_delay_ms; /* test-only: CRUSH_TEST_RESOLVE_DELAY_MS */
 } http_handler_t;
 
 /* Registers the API handler (and the JSON error filter) on config. */

@@ -324,6 +324,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		s->nlisteners++;
 	}
 
+	limits_init(&s->limits);
 	claims_config_t cc = {
 	    .create_grace_ms = opts->create_grace_ms,
 	    .detach_grace_ms = opts->detach_grace_ms,
@@ -332,6 +333,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .restart_max_ms = WORKER_RESTART_MAX_MS,
 	    .crash_window_ms = WORKER_CRASH_WINDOW_MS,
 	    .crash_limit = WORKER_CRASH_LIMIT,
+	    .max_workspaces = s->limits.max[LIMIT_WORKSPACES],
 	};
 	claims_effects_t fx = {
 	    .ud = s,
@@ -353,11 +355,16 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	http_env_t env = {
 	    .claims = s->claims,
 	    .streams = &s->hub,
+	    .limits = &s->limits,
 	    .shutdown = on_control_shutdown,
 	    .arg = s,
 	};
-	s->http = http_register(&s->config, &env);
 	s->loop = h2o_evloop_create();
+	s->offload = offload_new(s->loop);
+	env.offload = s->offload;
+	s->http = http_register(&s->config, &env);
+	const char *delay = getenv("CRUSH_TEST_RESOLVE_DELAY_MS");
+	s->http->resolve_delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
 	h2o_context_init(&s->ctx, s->loop, &s->config);
 	s->accept_ctx.ctx = &s->ctx;
 	s->accept_ctx.hosts = s->config.hosts;
@@ -412,6 +419,7 @@ int server_run(server_t *s)
 	h2o_evloop_run(s->loop, 0); /* lets h2o free what it closed */
 	stream_hub_dispose(&s->hub);
 	http_dispose(s->http);
+	offload_free(s->offload);
 	log_info("Exited", NULL);
 	return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "supervisor/claims.h"
 #include "supervisor/http.h"
+#include "supervisor/limits.h"
 #include "supervisor/listen.h"
 #include "supervisor/options.h"
 #include "supervisor/proc.h"
@@ -32,6 +33,8 @@ typedef struct server {
 	h2o_accept_ctx_t accept_ctx;
 	h2o_evloop_t *loop;
 	claims_t *claims;
+	limits_t limits;
+	offload_t *offload;
 	http_handler_t *http;
 	stream_hub_t hub;
 	procs_t procs;

@@ -5,6 +5,7 @@
 #include "supervisor/stream.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -26,6 +27,13 @@ struct stream {
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
 };
+
+/* A client id's count of open streams (hub->clients); freed at 0. */
+typedef struct stream_client {
+	hmap_node_t node;
+	unsigned n;
+	char id[ID_LEN + 1];
+} stream_client_t;
 
 static void end_slow_reader(stream_t *st);
 static void end_client_gone(stream_t *st);
@@ -138,6 +146,12 @@ static void on_dispose(void *p)
 		hmap_del(&hub->h1_conns, &st->by_conn);
 	h2o_linklist_unlink(&st->all);
 	hub->count--;
+	hmap_node_t *cn = hmap_get(&hub->clients, st->client_id);
+	stream_client_t *sc = cn ? H2O_STRUCT_FROM_MEMBER(stream_client_t, node, cn) : NULL;
+	if (sc != NULL && --sc->n == 0) {
+		hmap_del(&hub->clients, cn);
+		free(sc);
+	}
 	sse_free(&st->sse);
 	if (st->claimed)
 		hub->detach(hub->arg, st->ws_id, st->client_id);
@@ -196,8 +210,19 @@ void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
 	*h2o_context_get_storage(ctx, &hub_key, NULL) = h;
 }
 
+unsigned stream_client_count(const stream_hub_t *h, const char *client_id)
+{
+	hmap_node_t *n = hmap_get(&h->clients, client_id);
+	return n ? H2O_STRUCT_FROM_MEMBER(stream_client_t, node, n)->n : 0;
+}
+
 void stream_hub_dispose(stream_hub_t *h)
 {
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&h->clients, n, nxt) {
+		free(H2O_STRUCT_FROM_MEMBER(stream_client_t, node, n));
+	}
+	hmap_free(&h->clients);
 	hmap_free(&h->h1_conns);
 	buf_free(&h->scratch);
 }
@@ -282,6 +307,15 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	h2o_linklist_insert(&f->streams, &st->link);
 	h2o_linklist_insert(&hub->all, &st->all);
 	hub->count++;
+	hmap_node_t *cn = hmap_get(&hub->clients, client_id);
+	stream_client_t *sc = cn ? H2O_STRUCT_FROM_MEMBER(stream_client_t, node, cn) : NULL;
+	if (sc == NULL) {
+		if ((sc = calloc(1, sizeof(*sc))) == NULL)
+			abort();
+		snprintf(sc->id, sizeof(sc->id), "%s", client_id);
+		hmap_put(&hub->clients, &sc->node, sc->id);
+	}
+	sc->n++;
 
 	req->res.status = 200;
 	req->res.reason = "OK";

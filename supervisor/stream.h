@@ -27,6 +27,7 @@ typedef struct stream_hub {
 	h2o_linklist_t all; /* stream_t.all */
 	unsigned count;
 	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
+	hmap_t clients;	 /* open streams per client id (stream_client_t) */
 	buf_t scratch;	 /* one event being formatted */
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */
@@ -66,6 +67,8 @@ void stream_publish_workspace(stream_feed_t *f, const char *type, const char *re
  * core already attached. With resume, first replays what followed event
  * `after` (preceded by a workspace "gap" event when some is gone). */
 void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int resume, uint64_t after);
+/* Open streams of client_id, over every workspace. */
+unsigned stream_client_count(const stream_hub_t *h, const char *client_id);
 /* Ends every stream of a retired client; claims drops its entries. */
 void stream_end_client(stream_hub_t *h, const char *client_id);
 /* Comment line on every stream with nothing in flight (keep-alive). */

@@ -72,3 +72,57 @@ def test_a_huge_version_field_is_not_logged_whole(sup, wsdir):
     assert "Client and server versions differ" in log
     assert big[:1000] not in log
     assert "\u2026" in log  # the cut marker
+
+
+# ---- finding 5: path resolution never blocks the loop
+
+
+def test_a_create_resolving_a_slow_path_does_not_stall_other_clients(start_supervisor, wsdir, make_dir):
+    """realpath/stat of a client-chosen path ran inside the request
+    handler, so a path on a hung mount froze every client, stream, ping and
+    reap. CRUSH_TEST_RESOLVE_DELAY_MS (test-only) makes every resolution
+    take 3 s, as a slow mount would."""
+    import threading
+    sup = start_supervisor(env={"CRUSH_TEST_RESOLVE_DELAY_MS": "3000"})
+    ready = sup.api.create(make_dir("first"))  # pays the delay once
+    cid = crush.new_client_id()
+    done = {}
+
+    def slow_create():
+        done["r"] = sup.api.create_raw(wsdir, cid)
+    t = threading.Thread(target=slow_create)
+    t.start()
+    try:
+        # While that create resolves, the loop answers everyone else.
+        with sup.api.events(ready["id"], crush.new_client_id()) as ev:
+            for _ in range(5):
+                assert sup.api.health().status == 200
+                assert sup.api.workspace(ready["id"])["state"] == "ready"
+            assert ev.status == 200
+        assert "r" not in done, "the slow create was answered before the others"
+    finally:
+        t.join(10)
+    assert done["r"].status == 200, done["r"].describe()
+
+
+# ---- finding 6: limits
+
+
+def test_a_client_gets_429_past_64_streams_and_others_are_still_served(sup, wsdir):
+    ws = sup.api.create(wsdir)
+    greedy = crush.new_client_id()
+    streams = []
+    try:
+        for _ in range(64):
+            streams.append(sup.api.events(ws["id"], greedy))
+        r = crush.EventStream(sup.endpoint, ws["id"], greedy)
+        try:
+            assert r.status == 429
+        finally:
+            r.close()
+        with sup.api.events(ws["id"], crush.new_client_id()) as other:
+            assert other.status == 200
+        assert "limit=client_streams" in sup.stderr()
+    finally:
+        for s in streams:
+            s.close()

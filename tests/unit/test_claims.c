@@ -165,7 +165,7 @@ static void fx_mint_id(void *ud, char out[ID_LEN + 1])
 static fake_t *start(uint64_t create_ms, uint64_t detach_ms, uint64_t idle_ms)
 {
 	fake_t *f = calloc(1, sizeof(*f));
-	claims_config_t cfg = {create_ms, detach_ms, idle_ms, 0, 0, 0, 0}; /* crash_limit 0: no restarts */
+	claims_config_t cfg = {create_ms, detach_ms, idle_ms, 0, 0, 0, 0, 0}; /* crash_limit 0: no restarts */
 	claims_effects_t fx = {
 	    .ud = f,
 	    .mint_id = fx_mint_id,
@@ -1527,6 +1527,30 @@ static void test_an_effect_reentering_claims_aborts(void **state)
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 }
 
+/* Past max_workspaces a create of a new directory is refused whole
+ * (nothing made, nothing spawned); joins still work; a closing one still
+ * counts until its worker is reaped. */
+static void test_max_workspaces_refuses_new_ones_but_not_joins(void **state)
+{
+	fake_t *f = start(GRACE, 0, 0);
+	claims_ws_t *a, *b, *got = NULL;
+
+	(void)state;
+	f->c->cfg.max_workspaces = 2;
+	a = ready_ws(f, KA, CA, T0);
+	b = ready_ws(f, KB, CB, T0);
+	assert_int_equal(create(f, "/w/c", CC, T0, &got), CLAIMS_ELIMIT);
+	assert_null(got);
+	assert_int_equal(count(f, EV_SPAWN, NULL), 2);
+	assert_int_equal(create(f, KA, CC, T0, &got), CLAIMS_OK);
+	claims_release(f->c, b->id, CB, T0 + 1); /* closing, worker alive */
+	assert_int_equal(create(f, "/w/c", CC, T0 + 2, &got), CLAIMS_ELIMIT);
+	worker_exit(f, b, "terminated", T0 + 3);
+	assert_int_equal(create(f, "/w/c", CC, T0 + 4, &got), CLAIMS_WAIT);
+	(void)a;
+	finish(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1583,6 +1607,7 @@ int main(void)
 	    cmocka_unit_test(test_expire_runs_every_due_timer_in_one_call),
 	    cmocka_unit_test(test_next_deadline_is_the_earliest_armed_timer),
 	    cmocka_unit_test(test_workspace_ids_come_from_the_mint_effect),
+	    cmocka_unit_test(test_max_workspaces_refuses_new_ones_but_not_joins),
 	    cmocka_unit_test(test_an_effect_reentering_claims_aborts),
 	};
 
