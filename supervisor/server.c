@@ -369,6 +369,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	s->accept_ctx.ctx = &s->ctx;
 	s->accept_ctx.hosts = s->config.hosts;
 	stream_hub_init(&s->hub, &s->ctx, on_stream_detach, s);
+	s->hub.limits = &s->limits;
 	proc_callbacks_t pcb = {
 	    .ready = on_worker_ready,
 	    .event = on_worker_event,

@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/utf8.h"
 
@@ -23,6 +25,7 @@ struct stream {
 	hmap_node_t by_conn; /* HTTP/1 only: in hub->h1_conns */
 	h2o_socket_t *sock;  /* HTTP/1 only: the socket we watch for EOF */
 	int claimed;	     /* claims still counts this stream: detach at dispose */
+	size_t accounted;    /* its bytes in hub->queued */
 	sse_t sse;
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
@@ -81,6 +84,26 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 	h2o_socket_read_start(sock, on_h1_read);
 }
 
+/* Keeps hub->queued (bytes held for all streams) up to date with st. */
+static void account(stream_t *st)
+{
+	size_t now = buf_size(&st->sse.pending) + buf_size(&st->sse.inflight);
+	st->hub->queued = st->hub->queued - st->accounted + now;
+	st->accounted = now;
+}
+
+/* Past the global budget, a stream with a backlog of its own is the one
+ * that does not read: it is ended like any slow reader. */
+static int over_budget(stream_t *st)
+{
+	stream_hub_t *hub = st->hub;
+	if (hub->limits == NULL || hub->queued <= hub->limits->max[LIMIT_QUEUED_BYTES] ||
+	    st->accounted <= SSE_KEEP_BUF)
+		return 0;
+	limits_refuse(hub->limits, LIMIT_QUEUED_BYTES, clock_ms(), st->client_id);
+	return 1;
+}
+
 static void flush(stream_t *st)
 {
 	const char *data = NULL;
@@ -101,14 +124,21 @@ static void flush(stream_t *st)
 	case SSE_WAIT:
 		break;
 	}
+	account(st);
 }
 
-static void push(stream_t *st, const char *data, size_t len)
+/* Queues framed bytes on st and sends what it can; a stream over its own
+ * or the global budget is ended as a slow reader. event: a workspace
+ * event (skipped while replaying: the log has it). */
+static void push(stream_t *st, const char *data, size_t len, int event)
 {
-	if (sse_push(&st->sse, data, len) != 0)
+	if ((event ? sse_push_event(&st->sse, data, len) : sse_push(&st->sse, data, len)) != 0) {
 		end_slow_reader(st);
-	else
-		flush(st);
+		return;
+	}
+	flush(st);
+	if (over_budget(st))
+		end_slow_reader(st);
 }
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
@@ -153,18 +183,32 @@ static void on_dispose(void *p)
 		free(sc);
 	}
 	sse_free(&st->sse);
+	account(st);
 	if (st->claimed)
 		hub->detach(hub->arg, st->ws_id, st->client_id);
 }
 
-/* The reader cannot keep up: end it rather than thin it. */
+/* The reader cannot keep up: end it rather than thin it, and close its
+ * connection. Finishing the response alone would leave the batch in
+ * flight (up to a megabyte, per stream) held for as long as the client
+ * keeps the connection open without reading. shutdown(2) makes h2o see
+ * the connection end and free it the usual way; HTTP/2 connections go
+ * whole (their other streams are stuck behind the same reader anyway). */
 static void end_slow_reader(stream_t *st)
 {
+	if (st->sse.done)
+		return;
 	log_warn("Ending event stream of a slow reader", "workspace_id", st->ws_id, "client_id",
 		 st->client_id, NULL);
+	if (st->hub->limits != NULL)
+		st->hub->limits->refused[LIMIT_SLOW_READERS]++;
 	detach(st); /* its claim goes at dispose */
 	sse_end(&st->sse, 1);
 	flush(st);
+	h2o_conn_t *conn = st->req->conn;
+	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+	if (sock != NULL)
+		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
 
 /* The client is gone: finish the response; its claim goes at dispose. */
@@ -259,11 +303,7 @@ void stream_publish(stream_feed_t *f, const char *json, size_t len)
 	h2o_linklist_t *l = f->streams.next;
 	while (l != &f->streams) {
 		h2o_linklist_t *next = l->next;
-		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, link, l);
-		if (sse_push_event(&st->sse, buf_data(b), buf_size(b)) != 0)
-			end_slow_reader(st);
-		else
-			flush(st);
+		push(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b), 1);
 		l = next;
 	}
 }
@@ -287,7 +327,7 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 	buf_append(&b, "data: ", 6);
 	format_workspace(&b, f, "gap", reason);
 	buf_append(&b, "\n\n", 2);
-	push(st, buf_data(&b), buf_size(&b));
+	push(st, buf_data(&b), buf_size(&b), 0);
 	buf_free(&b);
 }
 
@@ -326,7 +366,7 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	push(st, ": connected\n\n", 13);
+	push(st, ": connected\n\n", 13, 0);
 	if (resume) {
 		if (replay_gap(&f->replay, after, f->last_id)) {
 			push_gap(st, f, after);
@@ -354,6 +394,6 @@ void stream_keepalive_all(stream_hub_t *h)
 	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
 		if (!st->sse.sending && buf_size(&st->sse.pending) == 0)
-			push(st, ":\n\n", 3);
+			push(st, ":\n\n", 3, 0);
 	}
 }

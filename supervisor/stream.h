@@ -20,6 +20,7 @@
 #include "common/buf.h"
 #include "common/hmap.h"
 #include "common/id.h"
+#include "supervisor/limits.h"
 #include "supervisor/replay.h"
 #include "supervisor/sse.h"
 
@@ -29,6 +30,8 @@ typedef struct stream_hub {
 	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
 	hmap_t clients;	 /* open streams per client id (stream_client_t) */
 	buf_t scratch;	 /* one event being formatted */
+	size_t queued;	 /* bytes held for all streams (pending + in flight) */
+	limits_t *limits; /* queued-bytes budget and counters; NULL: none */
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */
 	void (*detach)(void *arg, const char *ws_id, const char *client_id);

@@ -126,3 +126,45 @@ def test_a_client_gets_429_past_64_streams_and_others_are_still_served(sup, wsdi
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_slow_readers_connection_is_closed_not_just_its_response(sup, tmp_path):
+    """A stream ended as a slow reader kept its last in-flight batch
+    (about 1.25 MiB per HTTP/1.1 stream) for as long as the client kept
+    the connection open. Now the connection itself is closed."""
+    import socket
+    from test_replay import long_name, long_rel, long_sub, slow_reader_warning
+    d = os.path.realpath(tmp_path / "ws")
+    sub = long_sub(d)
+    fast_id, slow_id = crush.new_client_id(), crush.new_client_id()
+    ws = sup.api.create(d, fast_id)
+    fast = sup.api.events(ws["id"], fast_id)
+    slow = crush.open_events(sup.api, ws["id"], slow_id, rcvbuf=4096)
+    try:
+        with crush.StreamDrainer(fast) as dfast:
+            n = 0
+            while slow_reader_warning(sup, ws["id"], slow_id) is None:
+                for _ in range(40):
+                    n += 1
+                    with open(os.path.join(sub, long_name(n)), "w") as f:
+                        f.write("x")
+                name = long_rel(n)
+                dfast.wait_for(lambda e: crush.is_fs(e, "modified", name))
+                assert n < 20000, "the stalled stream was never ended"
+        # Read the raw socket: it must reach EOF (closed), not idle open.
+        slow.sock.settimeout(crush.WAIT)
+        got = 0
+        while True:
+            try:
+                chunk = slow.sock.recv(1 << 16)
+            except socket.timeout:
+                raise AssertionError(f"the slow reader's connection stayed open ({got} bytes read)")
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += len(chunk)
+    finally:
+        slow.close()
+        fast.close()
+    assert sup.api.health().status == 200
