@@ -60,6 +60,8 @@ static const char *reason_of(int status)
 		return "Payload Too Large";
 	case 429:
 		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
 	case 500:
 		return "Internal Server Error";
 	default:
@@ -418,6 +420,12 @@ static int on_control(http_handler_t *h, h2o_req_t *req)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	http_handler_t *h = (http_handler_t *)self;
+	switch (conns_request(h->env.conns, req, clock_ms())) {
+	case -1:
+		return send_error(req, 431, "request headers too many or too large");
+	case -2:
+		return send_error(req, 429, "connection closed for abuse");
+	}
 	if (req->entity.base != NULL && req->entity.len > HTTP_MAX_BODY)
 		return send_error(req, 413, "request body too large");
 	route_t r;

@@ -13,6 +13,7 @@
 
 #include "common/buf.h"
 #include "supervisor/claims.h"
+#include "supervisor/conns.h"
 #include "supervisor/limits.h"
 #include "supervisor/offload.h"
 #include "supervisor/stream.h"
@@ -30,6 +31,7 @@ typedef struct http_env {
 	claims_t *claims;
 	stream_hub_t *streams;
 	limits_t *limits;
+	conns_t *conns;
 	offload_t *offload; /* where create paths are resolved */
 	/* POST /v1/control asked the server to stop. */
 	void (*shutdown)(void *arg, const char *why);
@@ -39,7 +41,7 @@ typedef struct http_env {
 typedef struct http_handler {
 	h2o_handler_t super;
 	http_env_t env;
-	buf_t scratch;		  /* one answer being formatted */
+	buf_t scratch;		   /* one answer being formatted */
 	unsigned resolve_delay_ms; /* test-only: CRUSH_TEST_RESOLVE_DELAY_MS */
 } http_handler_t;
 

@@ -10,31 +10,31 @@
 #include <stdint.h>
 
 typedef enum limit_id {
-	LIMIT_WORKSPACES,      /* live workspaces (--max-workspaces) */
-	LIMIT_STREAMS,	       /* open event streams (--max-streams) */
-	LIMIT_CLIENT_STREAMS,  /* open event streams of one client id */
-	LIMIT_CONNECTIONS,     /* accepted connections, by the fd budget */
-	LIMIT_RESETS,	       /* requests a connection abandons per second (rapid reset) */
-	LIMIT_HEADERS,	       /* header count and bytes of one request */
-	LIMIT_IDLE,	       /* a connection with no request in flight, past its deadline */
-	LIMIT_SLOW_READERS,    /* streams ended for not reading */
-	LIMIT_QUEUED_BYTES,    /* bytes queued to all streams at once */
+	LIMIT_WORKSPACES,     /* live workspaces (--max-workspaces) */
+	LIMIT_STREAMS,	      /* open event streams (--max-streams) */
+	LIMIT_CLIENT_STREAMS, /* open event streams of one client id */
+	LIMIT_CONNECTIONS,    /* accepted connections, by the fd budget */
+	LIMIT_RESETS,	      /* requests a connection abandons per second (rapid reset) */
+	LIMIT_HEADERS,	      /* header count and bytes of one request */
+	LIMIT_IDLE,	      /* a connection with no request in flight, past its deadline */
+	LIMIT_SLOW_READERS,   /* streams ended for not reading */
+	LIMIT_QUEUED_BYTES,   /* bytes queued to all streams at once */
 	LIMIT_N
 } limit_id_t;
 
-#define LIMIT_DEFAULT_WORKSPACES      512
-#define LIMIT_DEFAULT_STREAMS	      4096
-#define LIMIT_DEFAULT_CLIENT_STREAMS  64
-#define LIMIT_DEFAULT_RESETS	      100 /* per connection per second */
-#define LIMIT_DEFAULT_HEADERS	      100 /* headers of one request */
-#define LIMIT_DEFAULT_HEADER_BYTES    (64u << 10)
-#define LIMIT_DEFAULT_IDLE_MS	      30000
-#define LIMIT_DEFAULT_QUEUED_BYTES    (256u << 20)
-#define LIMIT_LOG_EVERY_MS	      10000
+#define LIMIT_DEFAULT_WORKSPACES     512
+#define LIMIT_DEFAULT_STREAMS	     4096
+#define LIMIT_DEFAULT_CLIENT_STREAMS 64
+#define LIMIT_DEFAULT_RESETS	     100 /* per connection per second */
+#define LIMIT_DEFAULT_HEADERS	     100 /* headers of one request */
+#define LIMIT_DEFAULT_HEADER_BYTES   (64u << 10)
+#define LIMIT_DEFAULT_IDLE_MS	     30000
+#define LIMIT_DEFAULT_QUEUED_BYTES   (256u << 20)
+#define LIMIT_LOG_EVERY_MS	     10000
 
 typedef struct limits {
 	uint64_t max[LIMIT_N];
-	uint64_t refused[LIMIT_N];  /* since start */
+	uint64_t refused[LIMIT_N];   /* since start */
 	uint64_t logged_at[LIMIT_N]; /* when the last line was written */
 	uint64_t unlogged[LIMIT_N];  /* refusals since that line */
 } limits_t;

@@ -203,6 +203,8 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 	}
 }
 
+static void pause_accepting(server_t *s);
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
 	server_t *s = listener->data;
@@ -211,10 +213,36 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 	/* Drain the backlog: one wakeup may stand for many clients. */
 	for (int i = 0; i < 64; i++) {
 		h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-		if (sock == NULL)
+		if (sock == NULL) {
+			if (errno == EMFILE || errno == ENFILE)
+				pause_accepting(s);
 			return;
+		}
+		conns_add(&s->conns, sock, clock_ms());
 		h2o_accept(&s->accept_ctx, sock);
 	}
+}
+
+/* Out of descriptors: the listeners are level-triggered, so accepting on
+ * would spin on the same EMFILE. Stop reading them for a moment; pending
+ * clients wait in the backlog, and the refusal is logged once an episode. */
+static void pause_accepting(server_t *s)
+{
+	if (h2o_timeout_is_linked(&s->resume_accept_te))
+		return;
+	limits_refuse(&s->limits, LIMIT_CONNECTIONS, clock_ms(), "out of file descriptors");
+	for (int i = 0; i < s->nlisteners; i++)
+		if (s->listen_socks[i] != NULL)
+			h2o_socket_read_stop(s->listen_socks[i]);
+	h2o_timeout_link(s->loop, &s->accept_pause, &s->resume_accept_te);
+}
+
+static void on_resume_accept(h2o_timeout_entry_t *te)
+{
+	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, resume_accept_te, te);
+	for (int i = 0; i < s->nlisteners; i++)
+		if (s->listen_socks[i] != NULL)
+			h2o_socket_read_start(s->listen_socks[i], on_accept);
 }
 
 static void on_keepalive(h2o_timeout_entry_t *te)
@@ -356,6 +384,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .claims = s->claims,
 	    .streams = &s->hub,
 	    .limits = &s->limits,
+	    .conns = &s->conns,
 	    .shutdown = on_control_shutdown,
 	    .arg = s,
 	};
@@ -377,6 +406,13 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	};
 	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
 
+	const char *ht = getenv("CRUSH_SERVER_HEADER_TIMEOUT");
+	uint64_t header_ms = HEADER_TIMEOUT_MS;
+	if (ht != NULL && options_parse_secs(ht, &header_ms) != 0)
+		header_ms = HEADER_TIMEOUT_MS;
+	conns_init(&s->conns, s->loop, &s->limits, header_ms);
+	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);
+	s->resume_accept_te.cb = on_resume_accept;
 	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
 	s->keepalive_entry.cb = on_keepalive;
 	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
@@ -418,7 +454,10 @@ int server_run(server_t *s)
 	h2o_socket_close(s->signal_sock);
 	h2o_timeout_unlink(&s->keepalive_entry);
 	h2o_evloop_run(s->loop, 0); /* lets h2o free what it closed */
+	if (h2o_timeout_is_linked(&s->resume_accept_te))
+		h2o_timeout_unlink(&s->resume_accept_te);
 	stream_hub_dispose(&s->hub);
+	conns_dispose(&s->conns);
 	http_dispose(s->http);
 	offload_free(s->offload);
 	log_info("Exited", NULL);

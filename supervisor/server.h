@@ -11,6 +11,7 @@
 #include <h2o.h>
 
 #include "supervisor/claims.h"
+#include "supervisor/conns.h"
 #include "supervisor/http.h"
 #include "supervisor/limits.h"
 #include "supervisor/listen.h"
@@ -25,6 +26,12 @@
 #define WORKER_CRASH_WINDOW_MS 30000
 #define WORKER_CRASH_LIMIT     5
 #define STREAM_KEEPALIVE_MS    15000
+/* A connection with no request in flight for this long is cut (see
+ * conns.h); CRUSH_SERVER_HEADER_TIMEOUT overrides it. Longer than h2o's own
+ * 10 s idle timeouts, so only a connection that trickles bytes hits it. */
+#define HEADER_TIMEOUT_MS 15000
+/* Out of descriptors: stop accepting for this long. */
+#define ACCEPT_PAUSE_MS 100
 
 typedef struct server {
 	options_t *opts;
@@ -34,6 +41,7 @@ typedef struct server {
 	h2o_evloop_t *loop;
 	claims_t *claims;
 	limits_t limits;
+	conns_t conns;
 	offload_t *offload;
 	http_handler_t *http;
 	stream_hub_t hub;
@@ -44,6 +52,8 @@ typedef struct server {
 	h2o_socket_t *signal_sock; /* the signalfd */
 	h2o_timeout_t keepalive;   /* event stream comment lines */
 	h2o_timeout_entry_t keepalive_entry;
+	h2o_timeout_t accept_pause; /* EMFILE: listeners rest, then resume */
+	h2o_timeout_entry_t resume_accept_te;
 	int stopping; /* shutdown begun (signal) */
 	int exiting;  /* exit effect fired: leave the loop */
 } server_t;

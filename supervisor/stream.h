@@ -27,10 +27,10 @@
 typedef struct stream_hub {
 	h2o_linklist_t all; /* stream_t.all */
 	unsigned count;
-	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
-	hmap_t clients;	 /* open streams per client id (stream_client_t) */
-	buf_t scratch;	 /* one event being formatted */
-	size_t queued;	 /* bytes held for all streams (pending + in flight) */
+	hmap_t h1_conns;  /* stream_t.by_conn, key = the HTTP/1 connection */
+	hmap_t clients;	  /* open streams per client id (stream_client_t) */
+	buf_t scratch;	  /* one event being formatted */
+	size_t queued;	  /* bytes held for all streams (pending + in flight) */
 	limits_t *limits; /* queued-bytes budget and counters; NULL: none */
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */

@@ -169,3 +169,153 @@ def test_a_slow_readers_connection_is_closed_not_just_its_response(sup, tmp_path
         slow.close()
         fast.close()
     assert sup.api.health().status == 200
+
+
+# ---- finding 6: floods and HTTP/2 abuse, bounded in our code
+
+def _h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _hpack_literal(name, value):
+    """A literal header field without indexing, no Huffman (RFC 7541 6.2.2)."""
+    def s(x):
+        b = x.encode()
+        assert len(b) < 127
+        return bytes([len(b)]) + b
+    return b"\x00" + s(name) + s(value)
+
+
+def _h2_request(method, path, stream, body=b"", end_headers=True):
+    block = b"".join(_hpack_literal(k, v) for k, v in
+                     ((":method", method), (":scheme", "http"), (":path", path), (":authority", "localhost")))
+    flags = (0x4 if end_headers else 0) | (0x1 if not body else 0)
+    out = _h2_frame(0x1, flags, stream, block)
+    if body:
+        out += _h2_frame(0x0, 0x1, stream, body)
+    return out
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0)
+
+
+def _closed_within(sock, seconds):
+    """True when the peer closes sock (EOF or reset) within seconds,
+    draining whatever it sends meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            if not sock.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def test_h2_rapid_reset_of_creates_closes_the_connection_and_spawns_little(sup, make_dir):
+    """create + RST_STREAM in a loop over one h2c connection spawned 2,850
+    workers in 6 s (CVE-2023-44487 is unmitigated in h2o 2.2.5). Now a
+    connection that abandons more than 100 requests a second is cut."""
+    dirs = [make_dir(f"r{i}") for i in range(400)]
+    s = sup.endpoint.connect()
+    sent = 0
+    try:
+        s.sendall(H2_PREFACE)
+        for i, d in enumerate(dirs):
+            sid = 2 * i + 1
+            body = ('{"path":"%s","client_id":"%s"}' % (d, crush.new_client_id())).encode()
+            try:
+                s.sendall(_h2_request("POST", "/v1/workspaces", sid, body) +
+                          _h2_frame(0x3, 0, sid, (8).to_bytes(4, "big")))  # RST_STREAM CANCEL
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+        assert _closed_within(s, 10), "the abusing connection was left open"
+    finally:
+        s.close()
+    assert "limit=resets" in sup.stderr()
+    started = sup.stderr().count('msg="Worker started"')
+    assert started < 150, f"{started} workers spawned for {sent} abandoned creates"
+    assert sup.api.health().status == 200
+    sup.api.create(make_dir("legit"))  # everyone else is still served
+
+
+def test_h2_header_trickle_is_cut_at_the_header_timeout(start_supervisor):
+    """HEADERS without END_HEADERS, then one CONTINUATION byte at a time:
+    h2o 2.2.5 restarts its idle timeout on every frame, so such a
+    connection lived forever. Now it is cut once nothing completes within
+    the header timeout."""
+    sup = start_supervisor(env={"CRUSH_SERVER_HEADER_TIMEOUT": "1"})
+    s = sup.endpoint.connect()
+    try:
+        s.sendall(H2_PREFACE + _h2_request("GET", "/v1/health", 1, end_headers=False))
+        deadline = time.monotonic() + 8
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                s.sendall(_h2_frame(0x9, 0, 1, _hpack_literal("x-trickle", "1")))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            closed = _closed_within(s, 0.3)
+        assert closed, "a trickling connection was still open after 8 s"
+    finally:
+        s.close()
+    assert "limit=idle" in sup.stderr()
+    assert sup.api.health().status == 200
+
+
+def test_a_request_with_too_large_headers_is_431_and_its_connection_closed(sup):
+    """h2o's HTTP/1 parser stops at 100 headers itself (its own raw 400);
+    within that, 90 headers of 1000 bytes (90 KB) pass it and are ours to
+    refuse."""
+    s = sup.endpoint.connect()
+    try:
+        head = "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n" + \
+            "".join(f"X-H{i}: {'v' * 1000}\r\n" for i in range(90)) + "\r\n"
+        s.sendall(head.encode())
+        data = b""
+        s.settimeout(crush.WAIT)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 431"), data[:100]
+    assert b'"message"' in data
+    assert sup.api.health().status == 200
+
+
+def test_out_of_descriptors_the_daemon_does_not_spin_and_recovers(start_supervisor):
+    """At the fd limit the level-triggered listener spun at 94-100 % CPU
+    and new clients timed out. Now accepting pauses; the refusal is
+    logged; once descriptors free up, clients are served again."""
+    sup = start_supervisor(wait_ready=False)
+    sup.wait_ready()
+    os.system(f"prlimit --pid {sup.pid} --nofile=48:48")
+    conns = []
+    try:
+        for _ in range(80):
+            try:
+                conns.append(sup.endpoint.connect(timeout=2))
+            except OSError:
+                break
+        crush.wait_until(lambda: "limit=connections" in sup.stderr(), what="the EMFILE refusal logged")
+
+        def cpu():
+            stat = open(f"/proc/{sup.pid}/stat").read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        t0, c0 = time.monotonic(), cpu()
+        time.sleep(1.0)
+        used = (cpu() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+        assert used < 0.3, f"the daemon used {used:.0%} of a core while out of descriptors"
+    finally:
+        for c in conns:
+            c.close()
+    crush.wait_until(lambda: sup.api.health().status == 200, what="served again")

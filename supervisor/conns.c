@@ -1,0 +1,163 @@
+/*
+ * conns: per-connection abuse bounds (see conns.h).
+ */
+#include "supervisor/conns.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+typedef struct conn {
+	hmap_node_t node;
+	h2o_linklist_t link;
+	conns_t *cs;
+	h2o_socket_t *sock;
+	uint64_t idle_since;   /* no request in flight since then */
+	uint64_t window_start; /* this second's abandoned requests ... */
+	unsigned abandoned;    /* ... counted here */
+	unsigned inflight;     /* requests whose pool is not disposed yet */
+	int cut;	       /* shut down: nothing more is counted */
+	int doomed;	       /* shut down at the next sweep (after its error answer) */
+} conn_t;
+
+/* One request's tie to its connection, in the request's pool. */
+typedef struct conn_req {
+	conn_t *c; /* outlives its socket while this request is in flight */
+	h2o_req_t *req;
+} conn_req_t;
+
+static void cut(conn_t *c, limit_id_t why, uint64_t now, const char *detail)
+{
+	if (c->cut)
+		return;
+	c->cut = 1;
+	limits_refuse(c->cs->limits, why, now, detail);
+	shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
+}
+
+/* h2o closes the socket: forget it. h2o 2.2.5 calls on_close from
+ * h2o_socket_close, for HTTP/1 and HTTP/2 alike. */
+static void on_close(void *data)
+{
+	conn_t *c = data;
+	hmap_del(&c->cs->by_sock, &c->node);
+	h2o_linklist_unlink(&c->link);
+	c->cs->count--;
+	if (c->inflight == 0)
+		free(c);
+	else
+		c->sock = NULL; /* the last request's dispose frees it */
+}
+
+static void on_req_dispose(void *p)
+{
+	conn_req_t *r = p;
+	conn_t *c = r->c;
+	uint64_t now = clock_ms();
+	if (--c->inflight == 0)
+		c->idle_since = now;
+	if (c->sock == NULL) {
+		if (c->inflight == 0)
+			free(c);
+		return;
+	}
+	/* Abandoned before any answer began: a reset (or a client gone). */
+	if (r->req->res.status == 0) {
+		if (now - c->window_start >= 1000) {
+			c->window_start = now;
+			c->abandoned = 0;
+		}
+		if (++c->abandoned > c->cs->limits->max[LIMIT_RESETS])
+			cut(c, LIMIT_RESETS, now, "requests abandoned before their answer");
+	}
+}
+
+int conns_request(conns_t *cs, h2o_req_t *req, uint64_t now)
+{
+	h2o_conn_t *hc = req->conn;
+	h2o_socket_t *sock = hc->callbacks->get_socket ? hc->callbacks->get_socket(hc) : NULL;
+	hmap_node_t *n = sock ? hmap_get_ptr(&cs->by_sock, sock) : NULL;
+	if (n == NULL)
+		return 0;
+	conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, node, n);
+	conn_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_req_dispose);
+	r->c = c;
+	r->req = req;
+	c->inflight++;
+	size_t bytes = 0;
+	for (size_t i = 0; i < req->headers.size; i++)
+		bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+	if (req->headers.size > cs->limits->max[LIMIT_HEADERS] || bytes > LIMIT_DEFAULT_HEADER_BYTES) {
+		/* The error answer goes out first: HTTP/1 closes after it, and
+		 * the next sweep shuts down whatever is still open. */
+		limits_refuse(cs->limits, LIMIT_HEADERS, now, "too many or too large request headers");
+		req->http1_is_persistent = 0;
+		c->doomed = 1;
+		return -1;
+	}
+	return c->cut ? -2 : 0;
+}
+
+/* Every second: a connection with nothing in flight for longer than the
+ * header timeout is not waiting for us; if it is still open it is
+ * trickling (h2o's own idle timeouts restart on every frame). */
+static void on_sweep(h2o_timeout_entry_t *te)
+{
+	conns_t *cs = H2O_STRUCT_FROM_MEMBER(conns_t, sweep_te, te);
+	uint64_t now = clock_ms();
+	for (h2o_linklist_t *l = cs->all.next; l != &cs->all; l = l->next) {
+		conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, link, l);
+		if (c->doomed && !c->cut) {
+			c->cut = 1;
+			shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
+		} else if (c->inflight == 0 && !c->cut && cs->header_timeout_ms > 0 &&
+			   now - c->idle_since > cs->header_timeout_ms) {
+			cut(c, LIMIT_IDLE, now, "no complete request within the header timeout");
+		}
+	}
+	h2o_timeout_link(cs->loop, &cs->sweep, &cs->sweep_te);
+}
+
+void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits, uint64_t header_timeout_ms)
+{
+	memset(cs, 0, sizeof(*cs));
+	h2o_linklist_init_anchor(&cs->all);
+	cs->limits = limits;
+	cs->loop = loop;
+	cs->header_timeout_ms = header_timeout_ms;
+	h2o_timeout_init(loop, &cs->sweep, CONNS_SWEEP_MS);
+	cs->sweep_te.cb = on_sweep;
+	h2o_timeout_link(loop, &cs->sweep, &cs->sweep_te);
+}
+
+void conns_dispose(conns_t *cs)
+{
+	if (h2o_timeout_is_linked(&cs->sweep_te))
+		h2o_timeout_unlink(&cs->sweep_te);
+	while (!h2o_linklist_is_empty(&cs->all)) {
+		conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, link, cs->all.next);
+		c->sock->on_close.cb = NULL;
+		on_close(c);
+	}
+	hmap_free(&cs->by_sock);
+}
+
+void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now)
+{
+	conn_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->cs = cs;
+	c->sock = sock;
+	c->idle_since = now;
+	c->window_start = now;
+	hmap_put_ptr(&cs->by_sock, &c->node, sock);
+	h2o_linklist_insert(&cs->all, &c->link);
+	cs->count++;
+	sock->on_close.cb = on_close;
+	sock->on_close.data = c;
+}

@@ -1,0 +1,46 @@
+/*
+ * conns: every accepted connection, watched for abuse that h2o 2.2.5 does
+ * not bound itself (SPEC §7): requests a connection abandons before their
+ * answer (HTTP/2 rapid reset, CVE-2023-44487), a connection that keeps
+ * sending bytes without ever completing a request (header or CONTINUATION
+ * trickling), and requests with too many or too large headers. An abuser's
+ * connection is shut down: h2o sees it end and frees it the usual way.
+ * Ownership: one record per accepted socket, made at accept and freed
+ * when h2o closes the socket (its on_close hook).
+ */
+#ifndef CRUSH_CONNS_H
+#define CRUSH_CONNS_H
+
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "common/hmap.h"
+#include "supervisor/limits.h"
+
+#define CONNS_SWEEP_MS 1000
+
+typedef struct conns {
+	hmap_t by_sock;	    /* conn_t by socket */
+	h2o_linklist_t all; /* conn_t.link, oldest first */
+	unsigned count;
+	limits_t *limits;
+	uint64_t header_timeout_ms; /* no request in flight for this long: cut */
+	h2o_evloop_t *loop;
+	h2o_timeout_t sweep;
+	h2o_timeout_entry_t sweep_te;
+} conns_t;
+
+void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits, uint64_t header_timeout_ms);
+void conns_dispose(conns_t *cs);
+/* A socket was accepted (before h2o_accept). */
+void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now);
+/*
+ * A request reached the handler: counts it in flight until its pool is
+ * disposed, and checks its headers. -1 when its headers are too many or
+ * too large, -2 when its connection was cut for abuse earlier: either way
+ * the connection is shut down and the caller answers an error at most.
+ */
+int conns_request(conns_t *cs, h2o_req_t *req, uint64_t now);
+
+#endif
