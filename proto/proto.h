@@ -34,8 +34,21 @@ enum proto_type {
 	PROTO_REQUEST = 4,
 	/* worker -> supervisor: {"result":…} or {"error":"…"}, id of the request */
 	PROTO_RESPONSE = 5,
+	/* worker -> supervisor, its last frame before it exits on a failure:
+	 * {"error":"<why, for people>","code":"<PROTO_FAIL_*, for programs>"} */
+	PROTO_FAIL = 6,
 };
-#define PROTO_TYPE_MAX PROTO_RESPONSE
+#define PROTO_TYPE_MAX PROTO_FAIL
+
+/* FAIL codes (PROTOCOL.md, "Failures"); receivers accept codes they do not
+ * know as PROTO_FAIL_ERROR. At most PROTO_FAIL_CODE_MAX bytes of [a-z0-9_]. */
+#define PROTO_FAIL_INOTIFY_INSTANCES "inotify_instances" /* fs.inotify.max_user_instances */
+#define PROTO_FAIL_INOTIFY_WATCHES   "inotify_watches"	 /* fs.inotify.max_user_watches */
+#define PROTO_FAIL_PERMISSION	     "permission_denied" /* the directory cannot be read */
+#define PROTO_FAIL_DIR_CHANGED	     "directory_changed" /* the key now goes through a symlink */
+#define PROTO_FAIL_WRONG_PARENT	     "wrong_parent"	 /* not exec'd by the supervisor (a wrapper) */
+#define PROTO_FAIL_ERROR	     "error"		 /* anything else */
+#define PROTO_FAIL_CODE_MAX	     32
 
 typedef struct proto_frame {
 	uint8_t type;

@@ -1,6 +1,7 @@
 /*
- * proc: worker processes (see proc.h): spawn, the handshake and frames
- * over the pair, liveness pings, stop and reap.
+ * proc: worker processes (see proc.h): spawn, the handshake (HELLO, the
+ * setup request, READY) and frames over the pair, liveness pings, a
+ * worker's FAIL, stop and reap.
  */
 #include "supervisor/proc.h"
 
@@ -18,6 +19,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 
 extern char **environ;
 
@@ -28,45 +30,61 @@ struct proc {
 	h2o_socket_t *sock; /* our end of the socketpair; NULL once closed */
 	proto_decoder_t dec;
 	int said_hello, ready, stopping;
+	int failed; /* it sent FAIL: its last frame */
 	h2o_timeout_entry_t start_te, kill_te;
 	h2o_timeout_entry_t ping_te;   /* liveness: a ping per interval, answered within it */
 	h2o_timeout_entry_t resume_te; /* frames left over a turn's budget: next turn */
 	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
 	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
+	uint32_t setup_pending;	       /* id of the unanswered setup, 0 once answered */
 	buf_t out, inflight;	       /* frames to the worker; the batch being written */
 	void *arg;		       /* the owner; NULL once disowned */
 	char ws_id[ID_LEN + 1];
-	char reason[200]; /* why we killed it, if we did */
+	char reason[200];      /* why we killed it, if we did */
+	char fail_reason[200]; /* why it gave up (FAIL), if it did */
+	char fail_code[PROTO_FAIL_CODE_MAX + 1];
 };
 
 #define WORKER_FD 3
 
-/* --- argv/envp of a worker */
+/* --- what a worker is told */
 
-/* envp = our environment, minus keys the first creator's env overrides,
- * plus those entries. */
-static char **build_env(const proc_spec_t *ws)
+/*
+ * The setup request: the first creator's env as data (PROTOCOL.md). It is
+ * never the worker's own environment, which is ours (invariant 8: no
+ * client byte reaches the worker's exec or its loader). NULL with err when
+ * it does not fit one frame.
+ */
+static char *setup_request(const proc_spec_t *spec, char *err, size_t errlen)
 {
-	size_t n = 0;
-	while (environ[n] != NULL)
-		n++;
-	char **envp = calloc(n + ws->nenv + 1, sizeof(*envp));
-	if (envp == NULL)
-		return NULL;
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *eq = strchr(environ[i], '=');
-		size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		int overridden = 0;
-		for (size_t j = 0; j < ws->nenv && !overridden; j++)
-			overridden = strncmp(ws->env[j], environ[i], klen) == 0 && ws->env[j][klen] == '=';
-		if (!overridden)
-			envp[k++] = environ[i];
+	json_t *env = json_array();
+	for (size_t i = 0; i < spec->nenv; i++)
+		json_array_append_new(env, utf8_json_string(spec->env[i]));
+	json_t *req = json_pack("{s:s, s:o}", "method", "setup", "env", env);
+	char *text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (text == NULL)
+		snprintf(err, errlen, "out of memory");
+	else if (strlen(text) > PROTO_MAX_PAYLOAD) {
+		snprintf(err, errlen, "env too large for the worker: %zu bytes as JSON, at most %d",
+			 strlen(text), PROTO_MAX_PAYLOAD);
+		free(text);
+		text = NULL;
 	}
-	for (size_t j = 0; j < ws->nenv; j++)
-		envp[k++] = ws->env[j];
-	envp[k] = NULL;
-	return envp;
+	return text;
+}
+
+/* s, cut to fit len bytes on a character boundary (and before anything
+ * that is not UTF-8), control characters made spaces: a worker's words
+ * end up in JSON, SSE data and log lines, which a cut character or a raw
+ * newline would break. */
+static void copy_text(char *out, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+	n = utf8_valid_prefix(s, n < len ? n : len - 1);
+	for (size_t i = 0; i < n; i++)
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	out[n] = '\0';
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te);
@@ -75,6 +93,7 @@ static void on_kill_timeout(h2o_timeout_entry_t *te);
 static void on_read(h2o_socket_t *sock, const char *err);
 static void drain(proc_t *p);
 static void on_resume(h2o_timeout_entry_t *te);
+static void flush_out(proc_t *p);
 
 static void proc_close_sock(proc_t *p)
 {
@@ -117,7 +136,7 @@ static int spawn_setup(posix_spawn_file_actions_t *fa, posix_spawnattr_t *at, in
 }
 
 /* Runs the worker with `pair` as its fd 3. 0 with *pid, or an errno. */
-static int spawn_worker(procs_t *ps, char **argv, char **envp, int pair, pid_t *pid)
+static int spawn_worker(procs_t *ps, char **argv, char *const *envp, int pair, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -156,14 +175,12 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 			"--log-level",
 			(char *)spec->log_level,
 			NULL};
-	char **envp = build_env(spec);
-	if (envp == NULL) {
-		snprintf(err, errlen, "out of memory");
+	char *setup = setup_request(spec, err, errlen);
+	if (setup == NULL)
 		return NULL;
-	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
-		free(envp);
+		free(setup);
 		return NULL;
 	}
 	/* dup2 onto itself would leave FD_CLOEXEC set: keep the pair off 3. */
@@ -175,13 +192,13 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 	}
 	if (sv[1] < 0)
 		snprintf(err, errlen, "socketpair: %s", strerror(rc));
-	else if ((rc = spawn_worker(ps, argv, envp, sv[1], &pid)) != 0)
+	else if ((rc = spawn_worker(ps, argv, environ, sv[1], &pid)) != 0)
 		snprintf(err, errlen, "exec %s: %s", ps->worker_path, strerror(rc));
-	free(envp);
 	if (sv[1] >= 0)
 		close(sv[1]);
 	if (sv[1] < 0 || rc != 0) {
 		close(sv[0]);
+		free(setup);
 		return NULL;
 	}
 
@@ -203,6 +220,12 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 	p->ping_te.cb = on_ping;
 	p->resume_te.cb = on_resume;
 	h2o_linklist_insert(&ps->all, &p->link);
+	/* The setup goes first, before the worker has said anything: it is
+	 * read once the worker's loop runs, and answered before READY. */
+	p->setup_pending = p->next_req_id = 1;
+	proto_encode(&p->out, PROTO_REQUEST, p->setup_pending, setup, strlen(setup));
+	free(setup);
+	flush_out(p);
 
 	char pidstr[16];
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
@@ -246,7 +269,7 @@ void proc_stop(proc_t *p)
 void proc_kill(proc_t *p, const char *reason)
 {
 	if (p->reason[0] == '\0') {
-		snprintf(p->reason, sizeof(p->reason), "%s", reason);
+		copy_text(p->reason, sizeof(p->reason), reason);
 		char pidstr[16];
 		snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
 		log_warn("Killing worker", "workspace_id", p->ws_id, "pid", pidstr, "reason", reason, NULL);
@@ -260,8 +283,6 @@ void proc_kill(proc_t *p, const char *reason)
 }
 
 /* --- frames to the worker: one h2o write at a time, the rest queued */
-
-static void flush_out(proc_t *p);
 
 static void on_written(h2o_socket_t *sock, const char *err)
 {
@@ -323,6 +344,62 @@ static void on_kill_timeout(h2o_timeout_entry_t *te)
 	signal_group(p, SIGKILL);
 }
 
+/* The answer to the setup request: {"result":…}, or {"error":"…"}, which
+ * means the worker refused to run as asked. */
+static int handle_setup_response(proc_t *p, const proto_frame_t *f)
+{
+	json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+	const char *error = json_string_value(json_object_get(j, "error"));
+	int ok = json_is_object(j) && json_object_get(j, "result") != NULL && error == NULL;
+	char why[PROC_REASON_MAX], text[160];
+	if (!ok) {
+		copy_text(text, sizeof(text), error != NULL ? error : "malformed response");
+		snprintf(why, sizeof(why), "worker refused its setup: %s", text);
+	}
+	json_decref(j);
+	if (!ok) {
+		proc_kill(p, why);
+		return -1;
+	}
+	p->setup_pending = 0;
+	return 0;
+}
+
+/* A code as PROTO_FAIL_* are written: 1..PROTO_FAIL_CODE_MAX of [a-z0-9_]. */
+static int code_ok(const char *c)
+{
+	size_t n = c != NULL ? strlen(c) : 0;
+	if (n == 0 || n > PROTO_FAIL_CODE_MAX || strspn(c, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+		return 0;
+	return 1;
+}
+
+#define MALFORMED_FAIL "protocol error: malformed fail"
+
+/* The worker gives up and says why: kept for the reap, which reports it
+ * (proc.h), and logged now. Its exit follows; nothing else may. 0, or -1
+ * for a malformed FAIL (the caller kills, unless it is dead already). */
+static int take_fail(proc_t *p, const proto_frame_t *f)
+{
+	json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+	const char *error = json_string_value(json_object_get(j, "error"));
+	const char *code = json_string_value(json_object_get(j, "code"));
+	int ok = json_is_object(j) && error != NULL && error[0] != '\0' && code_ok(code);
+	if (ok) {
+		copy_text(p->fail_reason, sizeof(p->fail_reason), error);
+		snprintf(p->fail_code, sizeof(p->fail_code), "%s", code);
+	}
+	json_decref(j);
+	if (!ok)
+		return -1;
+	p->failed = 1;
+	char pidstr[16];
+	snprintf(pidstr, sizeof(pidstr), "%d", (int)p->pid);
+	log_warn("Worker failed", "workspace_id", p->ws_id, "pid", pidstr, "code", p->fail_code, "reason",
+		 p->fail_reason, NULL);
+	return 0;
+}
+
 /* One frame from the worker. Returns -1 (after proc_kill) when it broke
  * the protocol. */
 static int handle_frame(proc_t *p, const proto_frame_t *f)
@@ -346,10 +423,18 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		p->said_hello = 1;
 		return 0;
 	}
+	if (p->failed) {
+		proc_kill(p, "protocol error: frame after fail");
+		return -1;
+	}
 	switch (f->type) {
 	case PROTO_READY:
 		if (p->ready) {
 			proc_kill(p, "protocol error: ready twice");
+			return -1;
+		}
+		if (p->setup_pending != 0) {
+			proc_kill(p, "protocol error: ready before its setup was answered");
 			return -1;
 		}
 		p->ready = 1;
@@ -376,12 +461,21 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		return 0;
 	}
 	case PROTO_RESPONSE:
-		/* Only pings are asked for: any other id is a protocol error. */
+		/* Only the setup and pings are asked for: any other id is a
+		 * protocol error. */
+		if (f->id != 0 && f->id == p->setup_pending)
+			return handle_setup_response(p, f);
 		if (f->id == 0 || f->id != p->ping_pending) {
 			proc_kill(p, "protocol error: response to no request");
 			return -1;
 		}
 		p->ping_pending = 0;
+		return 0;
+	case PROTO_FAIL:
+		if (take_fail(p, f) != 0) {
+			proc_kill(p, MALFORMED_FAIL);
+			return -1;
+		}
 		return 0;
 	default:
 		proc_kill(p, "protocol error: unexpected frame type");
@@ -444,6 +538,31 @@ static void on_resume(h2o_timeout_entry_t *te)
 		drain(p);
 }
 
+/*
+ * At reap, before the reason is told: what the worker wrote before it
+ * exited that we have not handled yet. Its SIGCHLD can be handled in the
+ * same loop turn as, and before, its last bytes, and frames may wait in
+ * the decoder past a turn's budget. Only a FAIL matters now (the owner is
+ * told of the exit next; events of a dead worker are dropped, as ever).
+ */
+static void read_last_words(proc_t *p)
+{
+	char buf[16384];
+	ssize_t n;
+	if (p->sock != NULL && p->reason[0] == '\0') {
+		int fd = h2o_socket_get_fd(p->sock);
+		/* The pair's buffers hold little once the writer is dead; the
+		 * bound is for a wrapper's child that lives on and writes. */
+		for (size_t got = 0; got < PROTO_MAX_FRAME && (n = read(fd, buf, sizeof(buf))) > 0;
+		     got += (size_t)n)
+			proto_feed(&p->dec, buf, (size_t)n);
+	}
+	proto_frame_t f;
+	while (!p->failed && p->reason[0] == '\0' && proto_next(&p->dec, &f) == 1)
+		if (f.type == PROTO_FAIL && take_fail(p, &f) != 0)
+			snprintf(p->reason, sizeof(p->reason), "%s", MALFORMED_FAIL);
+}
+
 static void describe_status(int status, char *out, size_t len)
 {
 	if (WIFEXITED(status))
@@ -487,12 +606,20 @@ void procs_reap(procs_t *ps)
 			continue;
 		/* Sweep anything the worker left in its group. */
 		kill(-pid, SIGKILL);
-		char why[sizeof(p->reason) + 80], st[64];
+		read_last_words(p);
+		/* Its own reason first (why it gave up), then ours (why we
+		 * killed it), then how it ended. */
+		char full[sizeof(p->fail_reason) + sizeof(p->reason) + 80], why[PROC_REASON_MAX], st[64];
+		char code[sizeof(p->fail_code)];
 		describe_status(status, st, sizeof(st));
-		if (p->reason[0] != '\0')
-			snprintf(why, sizeof(why), "%s (%s)", p->reason, st);
+		if (p->fail_reason[0] != '\0' && p->reason[0] != '\0')
+			snprintf(full, sizeof(full), "%s; %s (%s)", p->fail_reason, p->reason, st);
+		else if (p->fail_reason[0] != '\0' || p->reason[0] != '\0')
+			snprintf(full, sizeof(full), "%s%s (%s)", p->fail_reason, p->reason, st);
 		else
-			snprintf(why, sizeof(why), "%s", st);
+			snprintf(full, sizeof(full), "%s", st);
+		copy_text(why, sizeof(why), full);
+		snprintf(code, sizeof(code), "%s", p->fail_code);
 		char pidstr[16];
 		snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
 		log_info("Worker reaped", "workspace_id", p->ws_id, "pid", pidstr, "status", why, NULL);
@@ -512,7 +639,15 @@ void procs_reap(procs_t *ps)
 		buf_free(&p->inflight);
 		void *owner = p->arg;
 		free(p);
-		if (owner != NULL)
+		if (owner != NULL) {
+			ps->exited_code = code[0] != '\0' ? code : NULL;
 			ps->cb.exited(ps, owner, why);
+			ps->exited_code = NULL;
+		}
 	}
+}
+
+const char *procs_exited_code(const procs_t *ps)
+{
+	return ps->exited_code;
 }

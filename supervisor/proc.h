@@ -5,7 +5,10 @@
  *   - posix_spawn with the socketpair as fd 3 and no other inherited
  *     descriptor, own session, parent-death SIGKILL (set by the worker,
  *     checked against --parent);
- *   - the HELLO/READY handshake, events, liveness pings over the pair;
+ *   - the handshake over the pair: HELLO, the setup request (the first
+ *     creator's env, as data: never the worker's own environment, which
+ *     is ours, SPEC invariant 8), READY; then events and liveness pings;
+ *   - a worker that gives up says why (FAIL): kept, and reported at reap;
  *   - stop: TERM to the process group, KILL after the kill timeout; reap.
  * Ownership: a proc_t lives from spawn until it is reaped, even after its
  * owner let go of it (proc_disown): it is then reaped and reported to no
@@ -25,6 +28,9 @@
 #include "proto/proto.h"
 
 #define PROC_START_TIMEOUT_MS 10000
+/* Bytes of an exit reason, NUL included; reasons are valid UTF-8 without
+ * control characters, short enough for a 500's message. */
+#define PROC_REASON_MAX 256
 /* Bytes of worker frames handled per loop turn (see drain in proc.c). */
 #define PROC_TURN_BUDGET (256u << 10)
 
@@ -37,7 +43,15 @@ typedef struct proc_callbacks {
 	void (*ready)(procs_t *ps, void *arg);
 	/* One event: a JSON object with a string "type", one line. */
 	void (*event)(procs_t *ps, void *arg, const char *json, size_t len);
-	/* Reaped; reason says how it ended (and why we killed it, if we did). */
+	/*
+	 * Reaped. reason says why it ended and how, worker's word first:
+	 *   "<worker's FAIL reason> (exited with status 1)"
+	 *   "<why we killed it> (killed by signal KILL)"
+	 *   "<worker's>; <ours> (<status>)", or just "exited with status 3".
+	 * The worker's FAIL code, for deciding what to answer (an inotify
+	 * shortage is the machine's limit, not the request's fault), is
+	 * procs_exited_code(ps) during this call.
+	 */
 	void (*exited)(procs_t *ps, void *arg, const char *reason);
 } proc_callbacks_t;
 
@@ -51,15 +65,18 @@ struct procs {
 	uint64_t ping_ms; /* 0: no liveness pings */
 	h2o_timeout_t start_timeout, kill_timeout, ping_interval;
 	h2o_timeout_t next_turn; /* 0 ms: frames left over a turn's budget */
+	const char *exited_code; /* see procs_exited_code; NULL outside cb.exited */
 };
 
 /* How to start one worker. */
 typedef struct proc_spec {
 	const char *ws_id;    /* its hello must name it */
-	const char *path;     /* the directory, argv[2] */
+	const char *path;     /* argv[2]: the resolved key, never the client's path (the
+			       * worker does not resolve it again, SPEC invariant 1) */
 	const char *data_dir; /* --data-dir */
 	const char *log_level;
-	char *const *env; /* KEY=VALUE entries over our environment */
+	char *const *env; /* KEY=VALUE entries, sent in the setup request as data; the
+			   * worker's environment is ours, whatever they say */
 	size_t nenv;
 } proc_spec_t;
 
@@ -67,8 +84,18 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 		const proc_callbacks_t *cb);
 /* Reaps every exited child (on SIGCHLD). */
 void procs_reap(procs_t *ps);
+/*
+ * Inside cb.exited only: the code the worker gave in its FAIL frame before
+ * it exited, or NULL (it said nothing: crashed, killed, or a worker that
+ * predates FAIL). Codes are PROTO_FAIL_* (proto.h), e.g.
+ * PROTO_FAIL_INOTIFY_INSTANCES / PROTO_FAIL_INOTIFY_WATCHES when the
+ * kernel's inotify limits stopped it; a code this build does not know is
+ * passed on as it came ([a-z0-9_], at most PROTO_FAIL_CODE_MAX bytes).
+ */
+const char *procs_exited_code(const procs_t *ps);
 
-/* Starts a worker reporting to arg. The proc, or NULL with err. */
+/* Starts a worker reporting to arg, its setup request queued. The proc,
+ * or NULL with err (exec failed; env too large for one frame). */
 proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, size_t errlen);
 pid_t proc_pid(const proc_t *p);
 /* The owner lets go: no more callbacks; it is still reaped. */

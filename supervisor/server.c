@@ -101,7 +101,7 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 	workspace_data_dir(ws, data_dir, sizeof(data_dir));
 	proc_spec_t spec = {
 	    .ws_id = ws->id,
-	    .path = ws->path,
+	    .path = ws->key, /* resolved once, here: never the client's path */
 	    .data_dir = data_dir,
 	    .log_level = level_name(log_min_level),
 	    .env = ws->env,

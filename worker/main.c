@@ -1,17 +1,23 @@
 /*
  * crush-worker: one process per workspace directory, exec'd by
  * crush-supervisor. It speaks only proto/ frames over the socketpair fd of
- * its command line: HELLO, READY once the directory watch is set up, then
- * fs EVENTs as the tree changes, and a RESPONSE to every REQUEST. It exits
- * on SIGTERM/SIGINT and when the supervisor's end of the pair closes.
- * This file owns the process, the loop and the socket; the tree is
- * watched by watch.c and messages are built by msg.c.
+ * its command line: HELLO, then READY once the directory watch is set up
+ * and the supervisor's `setup` request (the first creator's env, kept as
+ * data) is answered, then fs EVENTs as the tree changes, and a RESPONSE
+ * to every REQUEST. A worker that cannot run says why in a FAIL frame
+ * before it exits. It exits on SIGTERM/SIGINT and when the supervisor's
+ * end of the pair closes.
+ * This file owns the process, the loop, the socket and the setup; the
+ * tree is watched by watch.c (root.c opens it), messages are built by
+ * msg.c.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +34,7 @@
 #include "common/version.h"
 #include "proto/proto.h"
 #include "worker/msg.h"
+#include "worker/root.h"
 #include "worker/watch.h"
 
 /* Backpressure: above OUT_HIGH pending bytes the producer (inotify reads)
@@ -38,17 +45,29 @@
 #define OUT_HIGH  (1024 * 1024)
 #define OUT_LOW	  (256 * 1024)
 #define READ_SIZE (64 * 1024)
+/* How long a failing worker waits for its FAIL frame to be taken. */
+#define FAIL_FLUSH_MS 1000
+/* At most this much of the env's keys goes into the setup's log line. */
+#define LOG_KEYS_MAX 1024
+#define LOG_KEY_MAX  128
 
 /* The whole process; every ev watcher's data points back here. */
 struct worker {
 	struct ev_loop *loop;
 	const char *id;	  /* workspace id, from argv */
-	const char *root; /* workspace directory, from argv */
+	const char *root; /* the supervisor's resolved key, from argv; never resolved again */
 	int fd;		  /* our end of the socketpair */
 	long parent;	  /* --parent: the supervisor we must die with */
 	int stopping;	  /* ev_break requested; exit_code is final */
 	int exit_code;
-	int paused; /* producers stopped by backpressure */
+	int paused;	/* producers stopped by backpressure */
+	int said_hello; /* HELLO queued: it goes first, whatever follows */
+	int ready;	/* READY sent: events may flow */
+	int setup_done; /* the setup request was answered */
+	char **env;	/* the first creator's KEY=VALUE entries, as data for the
+			 * commands a workspace runs (SPEC §8); never our own
+			 * environment (invariant 8). NULL-terminated, owned. */
+	size_t nenv;
 	proto_decoder_t in;
 	buf_t out;
 	watch_t *watch;
@@ -62,7 +81,8 @@ static void stop(struct worker *wk, int code)
 		return;
 	wk->stopping = 1;
 	wk->exit_code = code;
-	ev_break(wk->loop, EVBREAK_ALL);
+	if (wk->loop != NULL)
+		ev_break(wk->loop, EVBREAK_ALL);
 }
 
 /* Starts or stops the producers as the backlog crosses the marks. */
@@ -81,7 +101,9 @@ static void update_flow(struct worker *wk)
 		ev_io_stop(wk->loop, &wk->inotify);
 		return;
 	}
-	if (wk->watch != NULL)
+	/* No event may precede READY (the supervisor kills for it): until
+	 * then the kernel queues them. */
+	if (wk->watch != NULL && wk->ready)
 		ev_io_start(wk->loop, &wk->inotify);
 }
 
@@ -125,6 +147,87 @@ static void send_json(struct worker *wk, uint8_t type, uint32_t id, json_t *obj)
 		log_error("Cannot encode frame; dropped", "workspace_id", wk->id, NULL);
 }
 
+static void say_hello(struct worker *wk)
+{
+	if (wk->said_hello)
+		return;
+	wk->said_hello = 1;
+	send_json(wk, PROTO_HELLO, 0,
+		  json_pack("{s:i,s:i,s:o}", "version", PROTO_VERSION, "pid", (int)getpid(), "workspace_id",
+			    utf8_json_string(wk->id)));
+}
+
+/* Writes what is queued before we exit, blocking up to FAIL_FLUSH_MS. */
+static void flush_sync(struct worker *wk)
+{
+	struct pollfd pfd = {.fd = wk->fd, .events = POLLOUT};
+
+	for (int waited = 0; buf_size(&wk->out) > 0 && waited < FAIL_FLUSH_MS;) {
+		ssize_t n = write(wk->fd, buf_data(&wk->out), buf_size(&wk->out));
+
+		if (n > 0)
+			buf_consume(&wk->out, (size_t)n);
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			poll(&pfd, 1, 10);
+			waited += 10; /* counted as if it waited it all: bounded */
+		} else
+			return; /* the supervisor is gone: no one to tell */
+	}
+}
+
+/*
+ * Gives up: says why in a FAIL frame (after HELLO, which always goes
+ * first), logs it, and ends the run with status 1. The supervisor reports
+ * the reason at reap, so a create's 500 names it ("worker failed to start:
+ * <reason>"); code is one of PROTO_FAIL_*, for programs.
+ */
+static void fail(struct worker *wk, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct worker *wk, const char *code, const char *fmt, ...)
+{
+	char why[PATH_MAX * 2 + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_error("Worker cannot run", "workspace_id", wk->id, "code", code, "reason", why, NULL);
+	say_hello(wk);
+	send_json(wk, PROTO_FAIL, 0, json_pack("{s:o,s:s}", "error", utf8_json_string(why), "code", code));
+	flush_sync(wk);
+	stop(wk, 1);
+}
+
+/* A watch that could not be set up (watch_open, watch_process): errno
+ * err as watch.h lists them. */
+static void fail_watch(struct worker *wk, int err)
+{
+	char changed[PATH_MAX * 2 + 64];
+
+	switch (err) {
+	case EMFILE:
+		fail(wk, PROTO_FAIL_INOTIFY_INSTANCES,
+		     "inotify instance limit reached: raise the fs.inotify.max_user_instances sysctl");
+		break;
+	case ENOSPC:
+		fail(wk, PROTO_FAIL_INOTIFY_WATCHES,
+		     "inotify watch limit reached: raise the fs.inotify.max_user_watches sysctl");
+		break;
+	case EACCES:
+	case EPERM:
+		fail(wk, PROTO_FAIL_PERMISSION, "permission denied: %s", wk->root);
+		break;
+	case ELOOP:
+		root_describe_change(wk->root, changed, sizeof(changed));
+		fail(wk, PROTO_FAIL_DIR_CHANGED, "%s", changed);
+		break;
+	default:
+		fail(wk, PROTO_FAIL_ERROR, "cannot watch %s: %s", wk->root, strerror(err));
+	}
+}
+
 static void respond_error(struct worker *wk, uint32_t id, const char *text)
 {
 	json_t *r = json_object();
@@ -142,6 +245,84 @@ static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir,
 	send_json(wk, PROTO_EVENT, 0, msg_fs_event(kind, path, is_dir, from));
 }
 
+static void send_ready(struct worker *wk)
+{
+	char pid[16];
+
+	wk->ready = 1;
+	send_json(wk, PROTO_READY, 0, json_pack("{s:i}", "pid", (int)getpid()));
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	/* Not "Worker ready": the supervisor logs that once it gets READY. */
+	log_debug(watch_active(wk->watch) ? "Watching workspace directory"
+					  : "Waiting for workspace directory",
+		  "workspace_id", wk->id, "path", wk->root, "pid", pid, NULL);
+}
+
+/* One env entry as the setup takes it: KEY=VALUE with a non-empty key
+ * (which holds no '=' by construction) and no NUL anywhere. */
+static int env_entry_ok(const json_t *v)
+{
+	const char *s = json_string_value(v), *eq;
+
+	if (s == NULL || strlen(s) != json_string_length(v))
+		return 0;
+	eq = strchr(s, '=');
+	return eq != NULL && eq != s;
+}
+
+/*
+ * The setup request (PROTOCOL.md): the first creator's env, as data. It
+ * is checked and kept, never applied to this process; only the commands a
+ * later feature runs for the workspace get it (SPEC §8). Logged by keys
+ * only: values may be secrets. Answering it makes us ready.
+ */
+static void handle_setup(struct worker *wk, uint32_t id, const json_t *req)
+{
+	const json_t *env = json_object_get(req, "env");
+	char text[64], pid[16];
+	buf_t keys = BUF_INIT;
+	size_t i;
+
+	if (wk->setup_done) {
+		respond_error(wk, id, "bad request: setup was done already");
+		return;
+	}
+	if (env != NULL && !json_is_array(env)) {
+		respond_error(wk, id, "bad request: env must be an array of KEY=VALUE strings");
+		return;
+	}
+	for (i = 0; i < json_array_size(env); i++) {
+		if (!env_entry_ok(json_array_get(env, i))) {
+			snprintf(text, sizeof(text), "bad request: env[%zu] is not KEY=VALUE", i);
+			respond_error(wk, id, text);
+			return;
+		}
+	}
+	wk->nenv = json_array_size(env);
+	wk->env = calloc(wk->nenv + 1, sizeof(*wk->env));
+	if (wk->env == NULL)
+		abort();
+	for (i = 0; i < wk->nenv; i++) {
+		const char *s = json_string_value(json_array_get(env, i));
+		size_t klen = (size_t)(strchr(s, '=') - s);
+
+		if ((wk->env[i] = strdup(s)) == NULL)
+			abort();
+		/* Bounded, and cut on a character boundary (s is valid UTF-8). */
+		if (klen > LOG_KEY_MAX)
+			klen = utf8_valid_prefix(s, LOG_KEY_MAX);
+		if (buf_size(&keys) < LOG_KEYS_MAX)
+			buf_appendf(&keys, "%s%.*s", i > 0 ? "," : "", (int)klen, s);
+	}
+	buf_append(&keys, "", 1);
+	wk->setup_done = 1;
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	log_debug("Workspace setup", "workspace_id", wk->id, "pid", pid, "env_keys", buf_data(&keys), NULL);
+	buf_free(&keys);
+	send_json(wk, PROTO_RESPONSE, id, json_pack("{s:{s:I}}", "result", "env", (json_int_t)wk->nenv));
+	send_ready(wk);
+}
+
 static void handle_request(struct worker *wk, const proto_frame_t *f)
 {
 	json_error_t err;
@@ -156,6 +337,8 @@ static void handle_request(struct worker *wk, const proto_frame_t *f)
 		respond_error(wk, f->id, "bad request: method is required");
 	} else if (strcmp(method, "ping") == 0) {
 		send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "pong"));
+	} else if (strcmp(method, "setup") == 0) {
+		handle_setup(wk, f->id, req);
 	} else {
 		snprintf(text, sizeof(text), "unknown method: %.64s", method);
 		respond_error(wk, f->id, text);
@@ -216,9 +399,11 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop, (void)revents;
 	if (watch_process(wk->watch) < 0) {
-		log_error("Reading inotify events failed", "workspace_id", wk->id, "err", strerror(errno),
-			  NULL);
-		stop(wk, 1);
+		/* ELOOP: the directory came back through a symlink. */
+		if (errno == ELOOP)
+			fail_watch(wk, errno);
+		else
+			fail(wk, PROTO_FAIL_ERROR, "reading inotify events: %s", strerror(errno));
 		return;
 	}
 	flush(wk);
@@ -233,11 +418,27 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	stop(wk, 0);
 }
 
-static void usage(FILE *f)
+static void usage(FILE *f, int full)
 {
-	fprintf(f, "usage: crush-worker <workspace-id> <path> --fd N [--parent PID] [--data-dir DIR]\n"
+	fprintf(f, "usage: crush-worker <workspace-id> <directory> --fd N [--parent PID] [--data-dir DIR]\n"
 		   "                    [--log-level debug|info|warn|error]\n"
 		   "       crush-worker --version | --help\n");
+	if (!full)
+		return;
+	fprintf(f, "\n"
+		   "Run by crush-supervisor, one per workspace; not meant to be run by hand.\n"
+		   "  <workspace-id>  the id its HELLO must name\n"
+		   "  <directory>     the workspace's resolved directory: absolute, canonical, no\n"
+		   "                  symlink on its way (it is refused if one appears), and\n"
+		   "                  waited for if it does not exist yet\n"
+		   "  --fd N          its end of the supervisor's socketpair (proto/PROTOCOL.md)\n"
+		   "  --parent PID    the supervisor; refuses to run under any other parent\n"
+		   "                  (a --worker wrapper must exec crush-worker)\n"
+		   "  --data-dir DIR  the workspace's data dir, whose changes are not reported\n"
+		   "                  (default <directory>/.crush)\n"
+		   "  --log-level L   logfmt lines on stderr at L and above (default info)\n"
+		   "The environment is the supervisor's; a client's env arrives as data over\n"
+		   "the socketpair (the setup request) and is never applied to this process.\n");
 }
 
 /* Parses argv into wk and *data_dir; returns 0, or -1 after printing why. */
@@ -284,7 +485,7 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 			}
 			break;
 		case 'h':
-			usage(stdout);
+			usage(stdout, 1);
 			exit(0);
 		case 'v':
 			printf("crush-worker %s (commit %s)\n", CRUSH_VERSION, crush_commit);
@@ -294,7 +495,7 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 		}
 	}
 	if (argc - optind != 2) {
-		fprintf(stderr, "crush-worker: expected <workspace-id> <path>\n");
+		fprintf(stderr, "crush-worker: expected <workspace-id> <directory>\n");
 		return -1;
 	}
 	wk->id = argv[optind];
@@ -303,8 +504,8 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 		fprintf(stderr, "crush-worker: empty workspace id\n");
 		return -1;
 	}
-	if (wk->root[0] != '/') {
-		fprintf(stderr, "crush-worker: path must be absolute: %s\n", wk->root);
+	if (!root_canonical(wk->root)) {
+		fprintf(stderr, "crush-worker: directory must be absolute and canonical: %s\n", wk->root);
 		return -1;
 	}
 	if (fd < 0) {
@@ -324,27 +525,46 @@ static void free_worker(struct worker *wk)
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
 	buf_free(&wk->out);
-	ev_loop_destroy(wk->loop);
+	if (wk->loop != NULL)
+		ev_loop_destroy(wk->loop);
 	close(wk->fd);
+	for (size_t i = 0; i < wk->nenv; i++)
+		free(wk->env[i]);
+	free(wk->env);
+}
+
+/* Makes the directory our cwd when it exists, through root_open: a chdir
+ * by name would follow a swapped symlink. Returns 0, or -1 after fail()
+ * when the key now resolves elsewhere. */
+static int enter_root(struct worker *wk)
+{
+	int fd = root_open(wk->root);
+
+	if (fd < 0 && errno == ELOOP) {
+		fail_watch(wk, ELOOP);
+		return -1;
+	}
+	if (fd < 0 || fchdir(fd) != 0)
+		log_debug("Not in the workspace directory (not there yet?)", "workspace_id", wk->id, "path",
+			  wk->root, "err", strerror(errno), NULL);
+	if (fd >= 0)
+		close(fd);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	struct worker wk = {.in = PROTO_DECODER_INIT, .out = BUF_INIT};
 	const char *data_dir = NULL;
-	char pid[16];
 	int flags;
 
 	if (parse_args(argc, argv, &wk, &data_dir) < 0) {
-		usage(stderr);
+		usage(stderr, 0);
 		return 2;
 	}
 	/* Invariant 3: die with the supervisor, even on its SIGKILL. It spawns
-	 * us vfork-style, so this is ours to set; --parent closes the window
-	 * where it died before we got here. */
+	 * us vfork-style, so this is ours to set. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (wk.parent > 0 && getppid() != (pid_t)wk.parent)
-		return 1;
 	signal(SIGPIPE, SIG_IGN); /* a closed pair shows up as EPIPE instead */
 	flags = fcntl(wk.fd, F_GETFL);
 	if (flags < 0 || fcntl(wk.fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
@@ -352,12 +572,28 @@ int main(int argc, char **argv)
 		fprintf(stderr, "crush-worker: --fd %d: %s\n", wk.fd, strerror(errno));
 		return 2;
 	}
-	if (chdir(wk.root) != 0)
-		log_debug("Workspace directory not there yet", "workspace_id", wk.id, "path", wk.root, NULL);
+	say_hello(&wk);
+	/* --parent closes the window where the supervisor died before the
+	 * prctl. Under anything but the supervisor (a --worker wrapper that
+	 * forks, strace) the death signal would follow the wrong process:
+	 * refused, saying so, never silently. */
+	if (wk.parent > 0 && getppid() != (pid_t)wk.parent) {
+		fail(&wk, PROTO_FAIL_WRONG_PARENT,
+		     "started by pid %d, not by the supervisor (pid %ld): a --worker wrapper must exec "
+		     "crush-worker",
+		     (int)getppid(), wk.parent);
+		free_worker(&wk);
+		return 1;
+	}
+	if (enter_root(&wk) < 0) {
+		free_worker(&wk);
+		return 1;
+	}
 
 	wk.loop = ev_default_loop(EVFLAG_AUTO);
 	if (wk.loop == NULL) {
-		log_error("Cannot start the event loop", "workspace_id", wk.id, NULL);
+		fail(&wk, PROTO_FAIL_ERROR, "cannot start the event loop");
+		free_worker(&wk);
 		return 1;
 	}
 	ev_io_init(&wk.sock_r, on_sock_read, wk.fd, EV_READ);
@@ -369,28 +605,19 @@ int main(int argc, char **argv)
 	ev_signal_start(wk.loop, &wk.sigint);
 	ev_io_start(wk.loop, &wk.sock_r);
 
-	send_json(&wk, PROTO_HELLO, 0,
-		  json_pack("{s:i,s:i,s:o}", "version", PROTO_VERSION, "pid", (int)getpid(), "workspace_id",
-			    utf8_json_string(wk.id)));
 	flush(&wk);
 
-	/* READY means "watching": a missing directory is waited for inside
-	 * the watch, so readiness never waits for it to appear. */
+	/* READY means "watching and set up": a missing directory is waited
+	 * for inside the watch, so readiness never waits for it to appear;
+	 * READY goes out once the setup request is answered (handle_setup). */
 	wk.watch = watch_open(wk.root, data_dir, on_fs, &wk);
 	if (wk.watch == NULL) {
-		log_error("Cannot watch the workspace directory", "workspace_id", wk.id, "path", wk.root,
-			  "err", strerror(errno), NULL);
+		fail_watch(&wk, errno);
 		free_worker(&wk);
 		return 1;
 	}
 	ev_io_init(&wk.inotify, on_inotify, watch_fd(wk.watch), EV_READ);
 	wk.inotify.data = &wk;
-	send_json(&wk, PROTO_READY, 0, json_pack("{s:i}", "pid", (int)getpid()));
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	/* Not "Worker ready": the supervisor logs that once it gets READY. */
-	log_debug(watch_active(wk.watch) ? "Watching workspace directory" : "Waiting for workspace directory",
-		  "workspace_id", wk.id, "path", wk.root, "pid", pid, NULL);
-	flush(&wk);
 
 	if (!wk.stopping)
 		ev_run(wk.loop, 0);

@@ -20,8 +20,8 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
-#include "common/path.h"
 #include "worker/relpath.h"
+#include "worker/root.h"
 
 #define TREE_MASK                                                                                            \
 	(IN_CREATE | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |             \
@@ -72,6 +72,7 @@ struct watch {
 	size_t next_len;
 	unsigned gen;
 	int warned_limit;
+	int dead;  /* errno that ended the watch (ELOOP: root resolves elsewhere) */
 	char *buf; /* BUF_SIZE bytes for read(2) */
 };
 
@@ -340,13 +341,44 @@ static void guard_root(watch_t *w)
 		drop_ancestor(w);
 }
 
-/* root still names the directory we watch. */
+/* root still names the directory we watch, with no symlink on its way
+ * (root_open: a symlink to the same directory is a change too, since the
+ * supervisor would resolve the key to another one). */
 static int root_unchanged(const watch_t *w)
 {
 	struct stat st;
+	int fd = root_open(w->root), same;
 
-	return stat(w->root, &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev == w->root_dev &&
-	       st.st_ino == w->root_ino;
+	if (fd < 0)
+		return 0;
+	same = fstat(fd, &st) == 0 && st.st_dev == w->root_dev && st.st_ino == w->root_ino;
+	close(fd);
+	return same;
+}
+
+/*
+ * Watches root itself: the directory root_open found, through its fd
+ * (/proc/self/fd/N), so no symlink swapped in after the check can divert
+ * the watch. Without /proc, root by name, not following a last symlink.
+ * Returns the wd with *st describing it, or -1 with errno as root_open's.
+ */
+static int watch_root_dir(watch_t *w, struct stat *st)
+{
+	char proc[32];
+	int fd = root_open(w->root), wd, saved;
+
+	if (fd < 0)
+		return -1;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	wd = inotify_add_watch(w->fd, proc, TREE_MASK);
+	if (wd < 0 && errno == ENOENT)
+		wd = inotify_add_watch(w->fd, w->root, TREE_MASK | IN_DONT_FOLLOW);
+	saved = errno;
+	if (wd >= 0 && fstat(fd, st) != 0)
+		memset(st, 0, sizeof(*st));
+	close(fd);
+	errno = saved;
+	return wd;
 }
 
 /* The component waited for already exists as a directory (it appeared
@@ -366,7 +398,8 @@ static int next_is_dir(const watch_t *w)
 
 /*
  * Watches root recursively if it is a directory now, else waits for it.
- * Returns 0, or -1 with errno when root exists but cannot be watched.
+ * Returns 0, or -1 with errno when root exists but cannot be watched
+ * (ELOOP: it exists through a symlink, see root.h).
  */
 static int arm(watch_t *w, enum scan_mode mode)
 {
@@ -374,11 +407,11 @@ static int arm(watch_t *w, enum scan_mode mode)
 	struct stat st;
 
 	for (int tries = 0; tries < ARM_TRIES; tries++) {
-		int wd = inotify_add_watch(w->fd, w->root, TREE_MASK);
+		int wd = watch_root_dir(w, &st);
 
 		if (wd >= 0) {
-			w->root_dev = stat(w->root, &st) == 0 ? st.st_dev : 0;
-			w->root_ino = w->root_dev != 0 ? st.st_ino : 0;
+			w->root_dev = st.st_dev;
+			w->root_ino = st.st_ino;
 			w->root_wd = wd;
 			w->gen++;
 			d = new_dir(w, wd, "");
@@ -401,9 +434,15 @@ static int arm(watch_t *w, enum scan_mode mode)
 
 static void rearm(watch_t *w)
 {
-	if (arm(w, SCAN_ANNOUNCE) < 0)
-		log_warn("Cannot watch the workspace directory", "root", w->root, "err", strerror(errno),
-			 NULL);
+	if (arm(w, SCAN_ANNOUNCE) == 0)
+		return;
+	/* Root came back through a symlink: another directory under our
+	 * name. Never watch it; the owner learns from watch_process. */
+	if (errno == ELOOP) {
+		w->dead = ELOOP;
+		return;
+	}
+	log_warn("Cannot watch the workspace directory", "root", w->root, "err", strerror(errno), NULL);
 }
 
 /* Root was removed or moved away: drop the tree, wait for root again. */
@@ -572,6 +611,10 @@ int watch_process(watch_t *w)
 	size_t len = 0;
 	int count = 0;
 
+	if (w->dead != 0) {
+		errno = w->dead;
+		return -1;
+	}
 	/* One batch is one read, extended while it ends with a MOVED_FROM
 	 * whose MOVED_TO may be next in the queue. */
 	for (;;) {
@@ -593,17 +636,21 @@ int watch_process(watch_t *w)
 		p += sizeof(*ev) + ev->len;
 		dispatch(w, ev, p, end);
 	}
+	if (w->dead != 0) {
+		errno = w->dead;
+		return -1;
+	}
 	return count;
 }
 
 watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *arg)
 {
-	char key[PATH_MAX], *raw;
-	size_t n = strlen(root);
 	watch_t *w;
 	int saved;
 
-	if (root[0] != '/') {
+	/* The supervisor's dedup key, taken as it is: resolving it again is
+	 * what would let a swapped symlink move the workspace (root.h). */
+	if (!root_canonical(root)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -615,17 +662,8 @@ watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *a
 		free(w);
 		return NULL;
 	}
-	while (n > 1 && root[n - 1] == '/')
-		n--;
-	raw = strndup(root, n);
-	if (raw == NULL)
-		abort();
-	/* Watch the workspace's dedup key: no symlinks, "." or ".." left for
-	 * the step-by-step wait to trip on, and the same directory the
-	 * supervisor indexed. Unresolvable (an ancestor is a file): as given. */
-	w->root = path_resolve_key(raw, key) == 0 ? xstrdup(key) : relpath_squeeze(raw);
-	w->data_rel = relpath_data_dir(raw, w->root, data_dir);
-	free(raw);
+	w->root = xstrdup(root);
+	w->data_rel = relpath_data_dir(root, root, data_dir);
 	w->cb = cb;
 	w->arg = arg;
 	w->root_wd = -1;

@@ -5,6 +5,8 @@
  * watch_fd() for readability and calls watch_process(), which invokes the
  * callback once per event.
  *
+ * The root is the supervisor's dedup key and is never resolved again: a
+ * root that turns out to go through a symlink is refused (see root.h).
  * A directory that does not exist yet is waited for: its longest existing
  * ancestor is watched for the next component, step by step, and the
  * recursive watch starts once the directory itself appears (its contents
@@ -36,10 +38,17 @@ typedef void (*watch_cb)(void *arg, enum watch_kind kind, const char *path, int 
 typedef struct watch watch_t;
 
 /*
- * Starts watching `root` (absolute). `data_dir` is the workspace's data
- * dir (absolute, or relative to root); NULL means <root>/.crush. Returns
- * NULL with errno set when inotify itself cannot be set up; a missing root
- * is not an error. No callback is invoked from here.
+ * Starts watching `root`, the workspace's dedup key: absolute and
+ * canonical (root_canonical, else EINVAL), never resolved again; it must
+ * not go through a symlink when it exists (root_open). `data_dir` is the
+ * workspace's data dir (absolute, or relative to root); NULL means
+ * <root>/.crush. A missing root is not an error: it is waited for. Returns
+ * NULL with errno when the watch cannot be set up:
+ *   EMFILE   no inotify instance left (fs.inotify.max_user_instances);
+ *   ENOSPC   no inotify watch left (fs.inotify.max_user_watches);
+ *   EACCES   root (or an ancestor) cannot be read;
+ *   ELOOP    root exists through a symlink: it names another directory now.
+ * No callback is invoked from here.
  */
 watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *arg);
 
@@ -50,7 +59,9 @@ int watch_fd(const watch_t *w);
  * Reads one batch of pending inotify events and reports them. A rename's
  * two halves are paired when both are in the batch. Returns the number of
  * inotify events read (0 when none were pending), or -1 with errno on a
- * read error.
+ * read error, or with ELOOP once a missing or lost root came back through
+ * a symlink: the watch is then dead for good (it never watches what the
+ * symlink leads to) and the owner should give up.
  */
 int watch_process(watch_t *w);
 

@@ -6,8 +6,10 @@ supervisor runs it via --worker with the real worker's command line:
 
     fake_worker.py <workspace-id> <path> --fd N [--data-dir D] [--log-level L]
 
-What it does is chosen by the environment (the supervisor's, plus the
-first creator's `env` field of the create request):
+What it does is chosen by the environment: the supervisor's, plus the
+first creator's `env` field of the create request, which reaches a worker
+only as data, in the `setup` request the supervisor sends first (the fake
+peeks at it, leaving it for the real worker when it execs one):
 
   FAKE_WORKER_MODE     the misbehaviour (see MODES); unset or empty: exec the
                        real worker ($CRUSH_REAL_WORKER) with the same
@@ -26,8 +28,8 @@ first creator's `env` field of the create request):
 
 After misbehaving, the fake never exits by itself: it ignores SIGTERM, and
 keeps draining its end of the socketpair (and stays alive at EOF), so the
-only way it goes is the supervisor's SIGKILL. The exception is
-`exit_before_ready`, which exits with status 3 after its hello.
+only way it goes is the supervisor's SIGKILL. The exceptions exit after
+their hello: `exit_before_ready` with status 3, the FAIL modes with 1.
 """
 
 import json
@@ -38,12 +40,14 @@ import struct
 import sys
 import time
 
-HELLO, READY, EVENT, REQUEST, RESPONSE = 1, 2, 3, 4, 5
+HELLO, READY, EVENT, REQUEST, RESPONSE, FAIL = 1, 2, 3, 4, 5, 6
 VERSION = 1
 
 # Faults the supervisor must see before the worker is ready (the create gets 500).
 START_MODES = ("garbage", "oversize", "bad_header_version", "hello_version", "not_hello",
-               "newline", "never_ready", "exit_before_ready")
+               "newline", "never_ready", "exit_before_ready",
+               # the setup and FAIL frames (proto/PROTOCOL.md)
+               "ready_before_setup", "refuse_setup", "fail_noisy", "fail_bad_code", "fail_then_ready")
 # Faults after READY (handled as a crash: restart in place).
 READY_MODES = ("bad_event", "ignore_pings", "stray_response", "request_to_supervisor")
 MODES = START_MODES + READY_MODES
@@ -85,10 +89,9 @@ def linger(fd):
             eof = True
 
 
-def serve_until_trigger(fd):
-    """Behaves (answers every ping) until $FAKE_WORKER_TRIGGER exists;
-    returns at once when it is unset."""
-    path = os.environ.get("FAKE_WORKER_TRIGGER")
+def serve_until_trigger(fd, path):
+    """Behaves (answers every ping) until the file FAKE_WORKER_TRIGGER names
+    exists; returns at once when it is unset."""
     buf = b""
     while path and not os.path.exists(path):
         r, _, _ = select.select([fd], [], [], 0.01)
@@ -115,6 +118,44 @@ def serve_until_trigger(fd):
                 write_all(fd, frame(RESPONSE, answer, fid=fid))
 
 
+def peek_setup(fd, timeout=5.0):
+    """(id, env dict, frame length) of the setup request waiting on fd, read
+    with MSG_PEEK so that a real worker exec'd next still finds it;
+    (0, {}, 0) if none comes in time."""
+    import socket
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        deadline = time.monotonic() + timeout
+        data = b""
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([s], [], [], 0.01)
+            if not r:
+                continue
+            data = s.recv(1 << 21, socket.MSG_PEEK)
+            if not data:
+                break
+            if len(data) >= 12:
+                n, _, ftype, _, fid = struct.unpack(">IBBHI", data[:12])
+                if len(data) >= 12 + n:
+                    req = json.loads(data[12:12 + n]) if ftype == REQUEST else {}
+                    if req.get("method") != "setup":
+                        break
+                    env = dict(e.split("=", 1) for e in req.get("env", []))
+                    return fid, env, 12 + n
+        return 0, {}, 0
+    finally:
+        s.close()
+
+
+def consume(fd, n):
+    """Reads exactly n bytes (the setup frame the fake answers itself)."""
+    while n > 0:
+        data = os.read(fd, n)
+        if not data:
+            return
+        n -= len(data)
+
+
 def parse_fd(argv):
     for i, a in enumerate(argv):
         if a == "--fd" and i + 1 < len(argv):
@@ -132,17 +173,23 @@ def exec_real():
 
 
 def main():
-    mode = os.environ.get("FAKE_WORKER_MODE", "")
-    armed = os.environ.get("FAKE_WORKER_ARMED")
+    fd = parse_fd(sys.argv[2:])
+    setup_id, client_env, setup_len = peek_setup(fd)
+    # Our knobs, from the supervisor's environment or the setup's env (not
+    # put into our environment: a real worker exec'd next gets ours as is).
+    knobs = dict(os.environ)
+    knobs.update({k: v for k, v in client_env.items() if k.startswith("FAKE_WORKER_")})
+    mode = knobs.get("FAKE_WORKER_MODE", "")
+    armed = knobs.get("FAKE_WORKER_ARMED")
     if mode and armed and not os.path.exists(armed):
         mode = ""
-    once = os.environ.get("FAKE_WORKER_ONCE")
+    once = knobs.get("FAKE_WORKER_ONCE")
     if mode and once:
         try:
             os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
             mode = ""  # misbehaved once already
-    log = os.environ.get("FAKE_WORKER_LOG")
+    log = knobs.get("FAKE_WORKER_LOG")
     if log:
         with open(log, "a") as f:
             f.write(f"{os.getpid()} {mode or 'real'}\n")
@@ -152,8 +199,10 @@ def main():
         sys.exit(f"fake_worker: unknown FAKE_WORKER_MODE {mode!r}")
 
     ws_id = sys.argv[1]
-    fd = parse_fd(sys.argv[2:])
     hello = {"version": VERSION, "pid": os.getpid(), "workspace_id": ws_id}
+    # Not exec'ing the real worker: the setup is ours to read and answer.
+    consume(fd, setup_len)
+    setup_ok = frame(RESPONSE, {"result": {"env": len(client_env)}}, fid=setup_id) if setup_id else b""
 
     if mode == "garbage":
         write_all(fd, b"GARBAGE\x00\xff\xfe this is not a frame header\n" * 4)
@@ -173,9 +222,24 @@ def main():
     elif mode == "exit_before_ready":
         write_all(fd, frame(HELLO, hello))
         os._exit(3)
+    elif mode == "ready_before_setup":
+        write_all(fd, frame(HELLO, hello) + frame(READY, {"pid": os.getpid()}) + setup_ok)
+    elif mode == "refuse_setup":
+        write_all(fd, frame(HELLO, hello) + frame(RESPONSE, {"error": "bad request: env[0] is not KEY=VALUE"},
+                                                  fid=setup_id))
+    elif mode in ("fail_noisy", "fail_bad_code"):
+        # A reason with control characters, multi-byte text and far too
+        # long; or a code that is not one.
+        reason = "line one\nline two\x1b[31m " + "\u00e9" * 4000
+        code = "inotify_instances" if mode == "fail_noisy" else "Not A Code!"
+        write_all(fd, frame(HELLO, hello) + frame(FAIL, {"error": reason, "code": code}))
+        os._exit(1)
+    elif mode == "fail_then_ready":
+        write_all(fd, frame(HELLO, hello) + frame(FAIL, {"error": "giving up", "code": "error"}) + setup_ok
+                  + frame(READY, {"pid": os.getpid()}))
     else:
-        write_all(fd, frame(HELLO, hello) + frame(READY, {"pid": os.getpid()}))
-        serve_until_trigger(fd)
+        write_all(fd, frame(HELLO, hello) + setup_ok + frame(READY, {"pid": os.getpid()}))
+        serve_until_trigger(fd, knobs.get("FAKE_WORKER_TRIGGER"))
         # ignore_pings: linger() below reads every further ping, answers none.
         if mode == "bad_event":
             write_all(fd, frame(EVENT, b'{"type":"fs","payload":{"type":"created","pa'))

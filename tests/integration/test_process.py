@@ -12,7 +12,7 @@ import time
 import pytest
 
 from crush import (WAIT, all_pids, is_worker_cmdline, new_client_id, open_fds, pid_exists, pid_live,
-                   proc_cmdline, proc_stat, unix_socket_inodes, wait_until)
+                   proc_cmdline, proc_environ, proc_stat, unix_socket_inodes, wait_until)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
@@ -73,6 +73,27 @@ def test_worker_runs_in_its_own_process_group_and_session(sup, wsdir):
     assert ppid == sup.pid
     assert pgrp == pid, f"worker pgrp {pgrp} != its pid {pid}"
     assert session == pid, f"worker session {session} != its pid {pid} (setsid)"
+
+
+def test_worker_command_line_and_cwd_are_the_resolved_directory(sup, make_dir, tmp_path):
+    """SPEC §6: `ps` shows `crush-worker <id> <resolved key>`, never the
+    path as the client wrote it (here through a symlink), and the worker
+    runs in that directory."""
+    real = make_dir("real")
+    link = tmp_path / "link"
+    os.symlink(real, link)
+    ws = sup.api.create(str(link) + "/")
+    args = proc_cmdline(ws["pid"])
+    assert args[1:3] == [ws["id"], real], args
+    assert ws["resolved_path"] == real
+    assert os.readlink(f"/proc/{ws['pid']}/cwd") == real
+
+
+def test_worker_environment_is_exactly_the_supervisors(sup, wsdir):
+    """Invariant 8: whatever a client sends, the worker's environment is
+    the supervisor's, entry for entry."""
+    ws = sup.api.create(wsdir, env=["PATH=/evil", "LD_AUDIT=/tmp/x.so", "HOME=/nowhere"])
+    assert sorted(proc_environ(ws["pid"])) == sorted(proc_environ(sup.pid))
 
 
 def _inherited_fd_problems(wpid, sup):

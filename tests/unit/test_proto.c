@@ -68,6 +68,9 @@ static void test_every_type_round_trips(void **state)
 	    {PROTO_EVENT, 0, "{\"type\":\"fs\",\"payload\":{\"type\":\"created\",\"path\":\"a\"}}"},
 	    {PROTO_REQUEST, 7, "{\"method\":\"ping\"}"},
 	    {PROTO_RESPONSE, 0xffffffffu, "{\"result\":\"pong\"}"},
+	    {PROTO_REQUEST, 1, "{\"method\":\"setup\",\"env\":[\"K=V\",\"E=\"]}"},
+	    {PROTO_RESPONSE, 1, "{\"result\":{\"env\":2}}"},
+	    {PROTO_FAIL, 0, "{\"error\":\"permission denied: /w\",\"code\":\"permission_denied\"}"},
 	};
 	proto_frame_t f;
 
@@ -246,6 +249,15 @@ static void test_bad_version_is_rejected(void **state)
 	expect_header_rejected(0, PROTO_VERSION + 1, PROTO_EVENT, 0);
 }
 
+static void test_fail_is_the_last_known_type(void **state)
+{
+	/* PROTO_TYPE_MAX moves with the enum: FAIL (6) decodes, 7 does not. */
+	(void)state;
+	assert_int_equal(PROTO_FAIL, 6);
+	assert_int_equal(PROTO_TYPE_MAX, PROTO_FAIL);
+	expect_header_rejected(0, PROTO_VERSION, 7, 0);
+}
+
 static void test_unknown_type_is_rejected(void **state)
 {
 	(void)state;
@@ -370,6 +382,7 @@ int main(void)
 	    cmocka_unit_test(test_oversize_length_is_rejected_from_the_header_alone),
 	    cmocka_unit_test(test_bad_version_is_rejected),
 	    cmocka_unit_test(test_unknown_type_is_rejected),
+	    cmocka_unit_test(test_fail_is_the_last_known_type),
 	    cmocka_unit_test(test_non_zero_flags_are_rejected),
 	    cmocka_unit_test(test_newline_in_payload_is_rejected),
 	    cmocka_unit_test(test_garbage_bytes_are_rejected),

@@ -353,34 +353,94 @@ static void test_custom_data_dir_inside_tree_is_ignored(void **state)
 	assert_nothing_under(fx, "state/crush");
 }
 
-static void test_data_dir_is_ignored_through_a_symlinked_root(void **state)
+static void test_data_dir_written_through_a_symlink_is_ignored(void **state)
 {
 	struct fixture *fx = *state;
 	char data_dir[512];
 
-	/* The supervisor passes the path as the client wrote it and the data
-	 * dir resolved; the data dir need not exist yet. */
+	/* The supervisor passes the resolved key and the data dir as the
+	 * client wrote it; the data dir need not exist yet. */
 	mkdir_p(fx, "real");
 	assert_int_equal(symlink("real", at(fx, "link")), 0);
-	snprintf(data_dir, sizeof(data_dir), "%s", at(fx, "real/.crush"));
-	open_watch(fx, "link", data_dir);
-	mkdir_p(fx, "real/.crush");
-	touch(fx, "real/.crush/db");
-	touch(fx, "link/marker");
+	snprintf(data_dir, sizeof(data_dir), "%s", at(fx, "link/.state"));
+	open_watch(fx, "real", data_dir);
+	mkdir_p(fx, "real/.state");
+	touch(fx, "real/.state/db");
+	touch(fx, "real/marker");
 	wait_for(fx, WATCH_CREATED, "marker");
-	assert_nothing_under(fx, ".crush");
+	assert_nothing_under(fx, ".state");
 }
 
-static void test_missing_directory_written_with_dot_dot_is_watched(void **state)
+/* Processes events until watch_process fails; returns its errno. */
+static int wait_dead(struct fixture *fx)
+{
+	long deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = watch_fd(fx->w), .events = POLLIN};
+		long left = deadline - now_ms();
+
+		if (left <= 0)
+			fail_msg("the watch went on for %d ms", WAIT_MS);
+		if (poll(&pfd, 1, (int)left) > 0 && watch_process(fx->w) < 0)
+			return errno;
+	}
+}
+
+static void test_root_through_a_symlink_is_refused(void **state)
 {
 	struct fixture *fx = *state;
 
-	open_watch(fx, "gone/../ws/./", NULL);
+	mkdir_p(fx, "real");
+	assert_int_equal(symlink("real", at(fx, "link")), 0);
+	assert_null(watch_open(at(fx, "link"), NULL, on_event, &fx->rec));
+	assert_int_equal(errno, ELOOP);
+	mkdir_p(fx, "real/sub");
+	assert_int_equal(symlink("../../real", at(fx, "real/sub/up")), 0);
+	assert_null(watch_open(at(fx, "real/sub/up"), NULL, on_event, &fx->rec));
+	assert_int_equal(errno, ELOOP);
+}
+
+static void test_open_rejects_a_non_canonical_root(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* The worker never cleans or resolves its root: the supervisor's key
+	 * is canonical, anything else is a bug to refuse. */
+	assert_null(watch_open(at(fx, "gone/../ws"), NULL, on_event, &fx->rec));
+	assert_int_equal(errno, EINVAL);
+	assert_null(watch_open(at(fx, "ws/."), NULL, on_event, &fx->rec));
+	assert_null(watch_open(at(fx, "ws/"), NULL, on_event, &fx->rec));
+	assert_null(watch_open(at(fx, "a//ws"), NULL, on_event, &fx->rec));
+}
+
+static void test_missing_root_that_appears_as_a_symlink_kills_the_watch(void **state)
+{
+	struct fixture *fx = *state;
+
+	mkdir_p(fx, "elsewhere");
+	open_watch(fx, "ws", NULL);
 	assert_false(watch_active(fx->w));
+	assert_int_equal(symlink("elsewhere", at(fx, "ws")), 0);
+	assert_int_equal(wait_dead(fx), ELOOP);
+	assert_false(watch_active(fx->w));
+	touch(fx, "elsewhere/f");
+	assert_int_equal(watch_process(fx->w), -1);
+	assert_int_equal(errno, ELOOP);
+	assert_int_equal(fx->rec.n, 0);
+}
+
+static void test_root_replaced_by_a_symlink_to_itself_kills_the_watch(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* The same directory, now behind a symlink: the supervisor would
+	 * resolve the key to another one, so it is no longer ours. */
 	mkdir_p(fx, "ws");
-	touch(fx, "ws/f");
-	wait_for(fx, WATCH_CREATED, "f");
-	assert_true(watch_active(fx->w));
+	open_watch(fx, "ws", NULL);
+	assert_int_equal(rename(at(fx, "ws"), at(fx, "moved")), 0);
+	assert_int_equal(symlink("moved", at(fx, "ws")), 0);
+	assert_int_equal(wait_dead(fx), ELOOP);
 }
 
 static void test_missing_directory_is_watched_from_when_it_appears(void **state)
@@ -521,9 +581,12 @@ int main(void)
 	    WITH_DIR(test_directory_renamed_before_it_was_watched_is_reported_in_full),
 	    WITH_DIR(test_git_and_default_data_dir_are_ignored),
 	    WITH_DIR(test_custom_data_dir_inside_tree_is_ignored),
-	    WITH_DIR(test_data_dir_is_ignored_through_a_symlinked_root),
+	    WITH_DIR(test_data_dir_written_through_a_symlink_is_ignored),
+	    WITH_DIR(test_root_through_a_symlink_is_refused),
+	    WITH_DIR(test_open_rejects_a_non_canonical_root),
+	    WITH_DIR(test_missing_root_that_appears_as_a_symlink_kills_the_watch),
+	    WITH_DIR(test_root_replaced_by_a_symlink_to_itself_kills_the_watch),
 	    WITH_DIR(test_missing_directory_is_watched_from_when_it_appears),
-	    WITH_DIR(test_missing_directory_written_with_dot_dot_is_watched),
 	    WITH_DIR(test_missing_directory_created_by_rename_is_watched),
 	    WITH_DIR(test_removed_root_is_waited_for_again),
 	    WITH_DIR(test_removed_root_is_seen_even_while_it_is_our_cwd),
