@@ -4,7 +4,8 @@
  * socketpair, through the project's own codec (build/libcrush.a):
  *
  *   argv: <workspace-id> <path> --fd N [anything else is ignored]
- *   -> HELLO {"version":1,"pid":P,"workspace_id":ID}, READY {"pid":P}
+ *   -> HELLO {"version":1,"pid":P,"workspace_id":ID}
+ *   <- REQUEST {"method":"setup",...} -> RESPONSE {"result":{}}, READY {"pid":P}
  *   <- REQUEST {"method":"ping"}  -> RESPONSE {"result":"pong"} (same id);
  *      any other method           -> RESPONSE {"error":"..."}
  *   SIGUSR1 -> N EVENT frames {"type":"bench","payload":{"seq":i}},
@@ -58,10 +59,17 @@ static int flush(void)
 	return 0;
 }
 
-/* Crude but enough: the supervisor only ever sends {"method":"ping"}. */
+/* Crude but enough: the supervisor sends {"method":"setup",...} first
+ * (READY follows its answer, PROTOCOL.md), then pings. */
 static void on_request(const proto_frame_t *f)
 {
-	if (f->len >= 16 && memmem(f->payload, f->len, "\"ping\"", 6) != NULL)
+	char json[64];
+
+	if (memmem(f->payload, f->len, "\"setup\"", 7) != NULL) {
+		frame(PROTO_RESPONSE, f->id, "{\"result\":{}}");
+		snprintf(json, sizeof(json), "{\"pid\":%d}", (int)getpid());
+		frame(PROTO_READY, 0, json);
+	} else if (f->len >= 16 && memmem(f->payload, f->len, "\"ping\"", 6) != NULL)
 		frame(PROTO_RESPONSE, f->id, "{\"result\":\"pong\"}");
 	else
 		frame(PROTO_RESPONSE, f->id, "{\"error\":\"bench_worker: unknown method\"}");
@@ -115,8 +123,6 @@ int main(int argc, char **argv)
 	snprintf(json, sizeof(json), "{\"version\":%d,\"pid\":%d,\"workspace_id\":\"%s\"}", PROTO_VERSION,
 		 (int)getpid(), id);
 	frame(PROTO_HELLO, 0, json);
-	snprintf(json, sizeof(json), "{\"pid\":%d}", (int)getpid());
-	frame(PROTO_READY, 0, json);
 
 	proto_decoder_t dec = PROTO_DECODER_INIT;
 	char rbuf[65536];

@@ -161,7 +161,11 @@ void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 		if (err == NULL)
 			send_workspace(h, wt->req, w);
 		else
-			send_error(wt->req, claims_stopping(h->env.claims) ? 503 : 500, err);
+			send_error(wt->req,
+				   claims_stopping(h->env.claims) ? 503
+				   : w->fail_status		  ? w->fail_status
+								  : 500,
+				   err);
 	}
 }
 

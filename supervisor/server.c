@@ -53,7 +53,11 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 {
 	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, procs, ps);
 	workspace_t *w = arg;
+	const char *code = procs_exited_code(ps);
 	w->proc = NULL;
+	/* Out of a per-user kernel resource: the machine is busy, not broken
+	 * (503, the sysctl named in the reason). */
+	w->fail_status = code != NULL && strncmp(code, "inotify_", 8) == 0 ? 503 : 500;
 	claims_worker_exited(s->claims, w->ws, reason, clock_ms());
 }
 

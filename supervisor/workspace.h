@@ -24,6 +24,7 @@ typedef struct workspace {
 	stream_feed_t feed;	/* its events; feed.pid is the worker's */
 	h2o_linklist_t waiters; /* creates waiting for ready (http.c) */
 	char created_at[32];	/* RFC 3339, UTC */
+	int fail_status;	/* HTTP status of a failed start: 500, or 503 (resources) */
 	char *fixed_json;	/* the object's fixed fields, made once */
 } workspace_t;
 

@@ -258,10 +258,12 @@ def test_missing_directory_that_appears_as_a_symlink_is_refused(sup, make_dir, t
 # Start failures say why
 
 
-def test_inotify_instance_limit_is_named_in_the_500(start_prefixed, wsdir):
+def test_inotify_instance_limit_is_a_503_naming_the_sysctl(start_prefixed, wsdir):
+    """A per-user kernel resource ran out: the machine is busy, not the
+    request wrong or the daemon broken (issue 8: a 503-class error)."""
     sup = start_prefixed(userns_with("max_inotify_instances", 0))
     r = sup.api.create_raw(wsdir, new_client_id())
-    msg = json_error(r, 500)
+    msg = json_error(r, 503)
     assert msg.startswith("worker failed to start: "), msg
     assert "fs.inotify.max_user_instances" in msg, msg
     lines = log_lines(sup, "Worker failed")
@@ -270,9 +272,9 @@ def test_inotify_instance_limit_is_named_in_the_500(start_prefixed, wsdir):
     assert sup.api.health().status == 200
 
 
-def test_inotify_watch_limit_is_named_in_the_500(start_prefixed, wsdir):
+def test_inotify_watch_limit_is_a_503_naming_the_sysctl(start_prefixed, wsdir):
     sup = start_prefixed(userns_with("max_inotify_watches", 0))
-    msg = json_error(sup.api.create_raw(wsdir, new_client_id()), 500)
+    msg = json_error(sup.api.create_raw(wsdir, new_client_id()), 503)
     assert msg.startswith("worker failed to start: ") and "fs.inotify.max_user_watches" in msg, msg
     assert any("code=inotify_watches" in ln for ln in log_lines(sup, "Worker failed"))
 
@@ -338,7 +340,7 @@ def test_setup_and_fail_faults_fail_the_start_with_a_reason(start_supervisor, ws
 
 def test_a_workers_fail_reason_is_bounded_and_cleaned(start_supervisor, wsdir):
     sup = start_supervisor(worker=FAKE, env={"CRUSH_REAL_WORKER": str(crush.WORKER)})
-    msg = json_error(sup.api.create_raw(wsdir, new_client_id(), env=["FAKE_WORKER_MODE=fail_noisy"]), 500)
+    msg = json_error(sup.api.create_raw(wsdir, new_client_id(), env=["FAKE_WORKER_MODE=fail_noisy"]), 503)
     assert msg.startswith("worker failed to start: line one line two [31m \u00e9\u00e9"), msg
     assert msg.endswith("\u00e9 (exited with status 1)"), msg
     assert not any(ord(c) < 0x20 or c == "\x7f" for c in msg), repr(msg)
