@@ -88,7 +88,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(exact, path, mlen);
 	route_t r;
 	route_match(exact, mlen, &r);
-	if (r.id == ROUTE_WORKSPACE || r.id == ROUTE_EVENTS) {
+	if (r.id == ROUTE_FORWARD)
+		CHECK(r.rest == 15 + strlen(r.param) && r.rest + 1 < mlen && exact[r.rest] == '/');
+	if (r.id == ROUTE_WORKSPACE || r.id == ROUTE_EVENTS || r.id == ROUTE_FORWARD ||
+	    r.id == ROUTE_CURRENT_SESSION) {
 		size_t pl = strlen(r.param);
 		CHECK(mlen >= 15 + pl && pl > 0 && memcmp(exact + 15, r.param, pl) == 0 &&
 		      (15 + pl == mlen || exact[15 + pl] == '/'));

@@ -33,9 +33,12 @@ static int oracle(const uint8_t *s, size_t n)
 	if (s[4] != PROTO_VERSION || s[5] < 1 || s[5] > PROTO_TYPE_MAX || s[6] || s[7] ||
 	    be32(s) > PROTO_MAX_PAYLOAD)
 		return -1;
+	int empty = s[5] == PROTO_END || s[5] == PROTO_CANCEL || s[5] == PROTO_ACK;
+	if (empty && be32(s) > 0)
+		return -1;
 	if (n - PROTO_HDR_SIZE < be32(s))
 		return 0;
-	return memchr(s + PROTO_HDR_SIZE, '\n', be32(s)) ? -1 : 1;
+	return s[5] != PROTO_DATA && memchr(s + PROTO_HDR_SIZE, '\n', be32(s)) ? -1 : 1;
 }
 
 /* f is the frame found at s (the whole frame): fields, bytes, round trip. */
@@ -48,7 +51,7 @@ static void check_frame(const proto_frame_t *f, const uint8_t *s)
 	CHECK(f->len <= PROTO_MAX_PAYLOAD && f->len == be32(s));
 	CHECK(f->type == s[5] && f->id == be32(s + 8));
 	CHECK(memcmp(f->payload, s + PROTO_HDR_SIZE, f->len) == 0);
-	CHECK(memchr(f->payload, '\n', f->len) == NULL);
+	CHECK(f->type == PROTO_DATA || memchr(f->payload, '\n', f->len) == NULL);
 
 	CHECK(proto_encode(&out, f->type, f->id, f->payload, f->len) == 0);
 	CHECK(buf_size(&out) == PROTO_HDR_SIZE + f->len);

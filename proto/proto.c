@@ -37,11 +37,18 @@ static int type_known(unsigned type)
 	return type >= PROTO_HELLO && type <= PROTO_TYPE_MAX;
 }
 
+/* END, CANCEL and ACK say everything with their type and id. */
+static int type_empty(unsigned type)
+{
+	return type == PROTO_END || type == PROTO_CANCEL || type == PROTO_ACK;
+}
+
 int proto_encode(buf_t *out, uint8_t type, uint32_t id, const void *payload, size_t len)
 {
 	unsigned char *h;
 
-	if (len > PROTO_MAX_PAYLOAD || !type_known(type) || (len > 0 && memchr(payload, '\n', len) != NULL))
+	if (len > PROTO_MAX_PAYLOAD || !type_known(type) || (len > 0 && type_empty(type)) ||
+	    (len > 0 && type != PROTO_DATA && memchr(payload, '\n', len) != NULL))
 		return -1;
 	h = (unsigned char *)buf_reserve(out, PROTO_HDR_SIZE + len);
 	put_u32(h, (uint32_t)len);
@@ -96,9 +103,11 @@ int proto_next(proto_decoder_t *d, proto_frame_t *f)
 		return fail(d, "non-zero frame flags");
 	if (len > PROTO_MAX_PAYLOAD)
 		return fail(d, "frame too large");
+	if (len > 0 && type_empty(h[5]))
+		return fail(d, "payload on an empty frame type");
 	if (buf_size(&d->in) - PROTO_HDR_SIZE < len)
 		return 0;
-	if (memchr(h + PROTO_HDR_SIZE, '\n', len) != NULL)
+	if (h[5] != PROTO_DATA && memchr(h + PROTO_HDR_SIZE, '\n', len) != NULL)
 		return fail(d, "newline in payload");
 	f->type = h[5];
 	f->id = get_u32(h + 8);

@@ -8,7 +8,8 @@
  *   u8  type     enum proto_type
  *   u16 flags    0 (reserved; non-zero is a protocol error)
  *   u32 id       request/response correlation id, big endian; 0 otherwise
- * Payloads are one-line UTF-8 JSON objects (no '\n'), or empty.
+ * Payloads are one-line UTF-8 JSON objects (no '\n'), raw bytes (DATA), or
+ * empty (END, CANCEL, ACK).
  */
 #ifndef CRUSH_PROTO_H
 #define CRUSH_PROTO_H
@@ -37,8 +38,18 @@ enum proto_type {
 	/* worker -> supervisor, its last frame before it exits on a failure:
 	 * {"error":"<why, for people>","code":"<PROTO_FAIL_*, for programs>"} */
 	PROTO_FAIL = 6,
+	/* Routed HTTP requests (PROTOCOL.md, "Routed requests"). Bodies travel
+	 * as DATA frames after the REQUEST/RESPONSE head that opens them, and
+	 * END closes each body; all carry the request's id. */
+	PROTO_DATA = 7,	  /* both ways: raw body bytes (any bytes, newlines too) */
+	PROTO_END = 8,	  /* both ways: end of a body; empty */
+	PROTO_CANCEL = 9, /* supervisor -> worker: the client left; empty */
+	PROTO_ACK = 10,	  /* supervisor -> worker: one response DATA frame consumed; empty */
 };
-#define PROTO_TYPE_MAX PROTO_FAIL
+#define PROTO_TYPE_MAX PROTO_ACK
+
+/* Response DATA frames a worker may have unacknowledged per request. */
+#define PROTO_WINDOW 4
 
 /* FAIL codes (PROTOCOL.md, "Failures"); receivers accept codes they do not
  * know as PROTO_FAIL_ERROR. At most PROTO_FAIL_CODE_MAX bytes of [a-z0-9_]. */
@@ -58,8 +69,9 @@ typedef struct proto_frame {
 } proto_frame_t;
 
 /* Appends one encoded frame to out. Returns 0, or -1 when len exceeds
- * PROTO_MAX_PAYLOAD, type is unknown or the payload holds a '\n' (nothing
- * is appended then): encode refuses what decode would. */
+ * PROTO_MAX_PAYLOAD, type is unknown, a JSON payload holds a '\n' or an
+ * END/CANCEL/ACK has a payload (nothing is appended then): encode refuses
+ * what decode would. */
 int proto_encode(buf_t *out, uint8_t type, uint32_t id, const void *payload, size_t len);
 
 /*
@@ -82,7 +94,8 @@ void proto_feed(proto_decoder_t *d, const void *data, size_t len);
  * 1: *f holds the next frame (payload valid until the next proto_feed).
  * 0: need more bytes.
  * -1: protocol error (bad version, unknown type, non-zero flags, oversize
- *     length, payload containing '\n'); d->err says which. Sticky.
+ *     length, a JSON payload containing '\n', a payload on END/CANCEL/ACK);
+ *     d->err says which. Sticky.
  */
 int proto_next(proto_decoder_t *d, proto_frame_t *f);
 void proto_decoder_free(proto_decoder_t *d);

@@ -24,6 +24,23 @@ static int member(json_t *obj, const char *key, int type, json_t **out)
 	return 0;
 }
 
+/* An optional array of strings into *out (pointing into the JSON). */
+static int strings(json_t *arr, const char ***out, size_t *n)
+{
+	*n = arr ? json_array_size(arr) : 0;
+	if (*n == 0)
+		return 0;
+	if ((*out = calloc(*n, sizeof(**out))) == NULL)
+		abort();
+	for (size_t i = 0; i < *n; i++) {
+		json_t *e = json_array_get(arr, i);
+		if (!json_is_string(e))
+			return -1;
+		(*out)[i] = json_string_value(e);
+	}
+	return 0;
+}
+
 static int fail(create_body_t *b, const char **msg, const char *why)
 {
 	*msg = why;
@@ -33,7 +50,7 @@ static int fail(create_body_t *b, const char **msg, const char *why)
 
 int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg)
 {
-	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv;
+	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv, *jchan;
 
 	memset(b, 0, sizeof(*b));
 	b->root = json_loadb(data, len, 0, NULL);
@@ -41,18 +58,11 @@ int create_body_parse(create_body_t *b, const char *data, size_t len, const char
 	    member(b->root, "client_id", JSON_STRING, &jcid) || member(b->root, "yolo", JSON_TRUE, &jyolo) ||
 	    member(b->root, "debug", JSON_TRUE, &jdebug) ||
 	    member(b->root, "data_dir", JSON_STRING, &jdata) ||
-	    member(b->root, "version", JSON_STRING, &jversion) || member(b->root, "env", JSON_ARRAY, &jenv))
+	    member(b->root, "version", JSON_STRING, &jversion) || member(b->root, "env", JSON_ARRAY, &jenv) ||
+	    member(b->root, "channels", JSON_ARRAY, &jchan))
 		return fail(b, msg, "failed to decode request");
-
-	b->nenv = jenv ? json_array_size(jenv) : 0;
-	if (b->nenv > 0 && (b->env = calloc(b->nenv, sizeof(*b->env))) == NULL)
-		return fail(b, msg, "out of memory");
-	for (size_t i = 0; i < b->nenv; i++) {
-		json_t *e = json_array_get(jenv, i);
-		if (!json_is_string(e))
-			return fail(b, msg, "failed to decode request");
-		b->env[i] = json_string_value(e);
-	}
+	if (strings(jenv, &b->env, &b->nenv) != 0 || strings(jchan, &b->channels, &b->nchannels) != 0)
+		return fail(b, msg, "failed to decode request");
 
 	b->path = jpath ? json_string_value(jpath) : "";
 	b->data_dir = jdata ? json_string_value(jdata) : "";
@@ -86,6 +96,7 @@ int create_body_resolve(create_body_t *b, const char **msg)
 void create_body_free(create_body_t *b)
 {
 	free(b->env);
+	free(b->channels);
 	json_decref(b->root);
 	memset(b, 0, sizeof(*b));
 }

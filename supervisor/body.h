@@ -23,6 +23,8 @@ typedef struct create_body {
 	int yolo, debug;
 	const char **env; /* KEY=VALUE entries, as sent */
 	size_t nenv;
+	const char **channels; /* MCP channel opt-ins, as sent */
+	size_t nchannels;
 	char client_id[ID_LEN + 1]; /* canonical */
 	char key[PATH_MAX];	    /* the dedup key */
 } create_body_t;

@@ -112,6 +112,13 @@ uint64_t claims_next_deadline(const claims_t *c)
 typedef struct retired retired_t;
 static void retired_forget(claims_t *c, retired_t *r);
 
+static void list_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 static void ws_free(claims_t *c, claims_ws_t *ws)
 {
 	hmap_node_t *n, *nxt;
@@ -123,9 +130,8 @@ static void ws_free(claims_t *c, claims_ws_t *ws)
 	hmap_free(&ws->clients);
 	if (c->fx.ws_free != NULL)
 		EFFECT(c, c->fx.ws_free(c->fx.ud, ws));
-	for (size_t i = 0; i < ws->nenv; i++)
-		free(ws->env[i]);
-	free(ws->env);
+	list_free(ws->env, ws->nenv);
+	list_free(ws->channels, ws->nchannels);
 	free(ws->path);
 	free(ws->key);
 	free(ws->data_dir);
@@ -140,6 +146,30 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
+/* The first creator's string lists (env, channels): copies, NULL when
+ * empty. */
+static char **list_dup(const char *const *v, size_t n)
+{
+	if (n == 0)
+		return NULL;
+	char **out = calloc(n, sizeof(*out));
+	if (out == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		out[i] = xstrdup(v[i]);
+	return out;
+}
+
+static int list_equal(char *const *have, size_t nhave, const char *const *want, size_t nwant)
+{
+	if (nhave != nwant)
+		return 0;
+	for (size_t i = 0; i < nhave; i++)
+		if (strcmp(have[i], want[i]) != 0)
+			return 0;
+	return 1;
+}
+
 static claims_ws_t *ws_new(claims_t *c, const claims_create_t *req)
 {
 	claims_ws_t *ws = calloc(1, sizeof(*ws));
@@ -151,14 +181,10 @@ static claims_ws_t *ws_new(claims_t *c, const claims_create_t *req)
 	ws->yolo = req->yolo;
 	ws->debug = req->debug;
 	ws->data_dir = xstrdup(req->data_dir);
-	if (req->nenv > 0) {
-		ws->env = calloc(req->nenv, sizeof(*ws->env));
-		if (ws->env == NULL)
-			abort();
-		for (size_t i = 0; i < req->nenv; i++)
-			ws->env[i] = xstrdup(req->env[i]);
-		ws->nenv = req->nenv;
-	}
+	ws->env = list_dup(req->env, req->nenv);
+	ws->nenv = req->nenv;
+	ws->channels = list_dup(req->channels, req->nchannels);
+	ws->nchannels = req->nchannels;
 	ws->state = WS_STARTING;
 	hmap_put(&c->workspaces, &ws->by_id, ws->id);
 	hmap_put(&c->index, &ws->by_key, ws->key);
@@ -319,20 +345,12 @@ static void client_answered(claims_t *c, claims_client_t *cl, uint64_t now)
 		timer_arm(c, &cl->hold, CLAIMS_T_CREATE, now);
 }
 
-static int env_equal(const claims_ws_t *ws, const claims_create_t *req)
-{
-	if (ws->nenv != req->nenv)
-		return 0;
-	for (size_t i = 0; i < ws->nenv; i++)
-		if (strcmp(ws->env[i], req->env[i]) != 0)
-			return 0;
-	return 1;
-}
-
 static int flags_equal(const claims_ws_t *ws, const claims_create_t *req)
 {
 	return ws->yolo == req->yolo && ws->debug == req->debug &&
-	       strcmp(ws->data_dir, req->data_dir ? req->data_dir : "") == 0 && env_equal(ws, req);
+	       strcmp(ws->data_dir, req->data_dir ? req->data_dir : "") == 0 &&
+	       list_equal(ws->env, ws->nenv, req->env, req->nenv) &&
+	       list_equal(ws->channels, ws->nchannels, req->channels, req->nchannels);
 }
 
 int claims_create(claims_t *c, const claims_create_t *req, uint64_t now, claims_ws_t **out, char *err,

@@ -66,6 +66,8 @@ struct claims_ws {
 	char *data_dir; /* as sent; "" when not sent */
 	char **env;	/* as sent */
 	size_t nenv;
+	char **channels; /* MCP servers opted in as channels, as sent */
+	size_t nchannels;
 	claims_ws_state_t state;
 	hmap_t clients;			      /* claims_client_t by id; refcount = clients.count */
 	unsigned streams;		      /* sum of the clients' streams */
@@ -87,6 +89,8 @@ typedef struct claims_create {
 	const char *data_dir; /* "" when not sent */
 	const char *const *env;
 	size_t nenv;
+	const char *const *channels;
+	size_t nchannels;
 } claims_create_t;
 
 typedef struct claims_effects {

@@ -20,80 +20,18 @@
 #include "common/utf8.h"
 #include "common/version.h"
 #include "supervisor/body.h"
+#include "supervisor/forward.h"
+#include "supervisor/reply.h"
 #include "supervisor/route.h"
 
 /* --- responses */
-
-/* A JSON body already serialised (h2o copies it). */
-static void send_text(h2o_req_t *req, int status, const char *reason, const char *text, size_t len)
-{
-	req->res.status = status;
-	req->res.reason = reason;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-		       H2O_STRLIT("application/json"));
-	req->res.content_length = len;
-	h2o_send_inline(req, text, len);
-}
-
-static void send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
-{
-	char *text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	send_text(req, status, reason, text ? text : "", text ? strlen(text) : 0);
-	free(text);
-}
-
-static const char *reason_of(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 409:
-		return "Conflict";
-	case 413:
-		return "Payload Too Large";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	default:
-		return "Service Unavailable";
-	}
-}
-
-/* The one error writer: {"message": "..."} as application/json. */
-static int send_error(h2o_req_t *req, int status, const char *message)
-{
-	/* A message may quote a worker's reason, which may quote a path. */
-	send_json(req, status, reason_of(status), json_pack("{s:o}", "message", utf8_json_string(message)));
-	return 0;
-}
-
-static void send_empty(h2o_req_t *req)
-{
-	req->res.status = 200;
-	req->res.reason = "OK";
-	req->res.content_length = 0;
-	/* No body buffer at all: an empty one costs h2o a second write. */
-	static h2o_generator_t none = {NULL, NULL};
-	h2o_start_response(req, &none);
-	h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-}
 
 static void send_workspace(http_handler_t *h, h2o_req_t *req, workspace_t *w)
 {
 	buf_t *b = &h->scratch;
 	buf_reset(b);
 	workspace_json(b, w);
-	send_text(req, 200, "OK", buf_data(b), buf_size(b));
+	reply_text(req, 200, buf_data(b), buf_size(b));
 }
 
 /* --- request parsing */
@@ -113,11 +51,11 @@ static int query_client_id(h2o_req_t *req, char out[ID_LEN + 1])
 	char raw[128];
 	int n = query_param(req, "client_id", raw, sizeof(raw));
 	if (n < 0) {
-		send_error(req, 400, "client_id is required");
+		reply_error(req, 400, "client_id is required");
 		return -1;
 	}
 	if (id_parse(raw, (size_t)n, out) != 0) {
-		send_error(req, 400, "invalid client_id");
+		reply_error(req, 400, "invalid client_id");
 		return -1;
 	}
 	return 0;
@@ -130,7 +68,7 @@ static int refuse(http_handler_t *h, h2o_req_t *req, limit_id_t id, const char *
 	limits_t *l = h->env.limits;
 	snprintf(msg, sizeof(msg), "too many %s (limit %llu)", what, (unsigned long long)l->max[id]);
 	limits_refuse(l, id, clock_ms(), NULL);
-	return send_error(req, 429, msg);
+	return reply_error(req, 429, msg);
 }
 
 /* --- waiting creates */
@@ -161,11 +99,11 @@ void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 		if (err == NULL)
 			send_workspace(h, wt->req, w);
 		else
-			send_error(wt->req,
-				   claims_stopping(h->env.claims) ? 503
-				   : w->fail_status		  ? w->fail_status
-								  : 500,
-				   err);
+			reply_error(wt->req,
+				    claims_stopping(h->env.claims) ? 503
+				    : w->fail_status		   ? w->fail_status
+								   : 500,
+				    err);
 	}
 }
 
@@ -173,15 +111,15 @@ void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 
 static int on_health(h2o_req_t *req)
 {
-	send_empty(req);
+	reply_empty(req);
 	return 0;
 }
 
 static int on_version(h2o_req_t *req)
 {
-	send_json(req, 200, "OK",
-		  json_pack("{s:s, s:s, s:s}", "version", CRUSH_VERSION, "commit", crush_commit, "platform",
-			    crush_platform));
+	reply_json(req, 200,
+		   json_pack("{s:s, s:s, s:s}", "version", CRUSH_VERSION, "commit", crush_commit, "platform",
+			     crush_platform));
 	return 0;
 }
 
@@ -200,7 +138,7 @@ static int on_list(http_handler_t *h, h2o_req_t *req)
 	buf_append(b, "[", 1);
 	claims_foreach(h->env.claims, list_one, b);
 	buf_append(b, "]", 1);
-	send_text(req, 200, "OK", buf_data(b), buf_size(b));
+	reply_text(req, 200, buf_data(b), buf_size(b));
 	return 0;
 }
 
@@ -208,7 +146,7 @@ static int on_get(http_handler_t *h, h2o_req_t *req, const char *id)
 {
 	claims_ws_t *ws = claims_find(h->env.claims, id);
 	if (ws == NULL)
-		return send_error(req, 404, "workspace not found");
+		return reply_error(req, 404, "workspace not found");
 	send_workspace(h, req, ws->shell);
 	return 0;
 }
@@ -228,6 +166,8 @@ static void create_resolved(http_handler_t *h, h2o_req_t *req, create_body_t *b)
 	    .data_dir = b->data_dir,
 	    .env = b->env,
 	    .nenv = b->nenv,
+	    .channels = b->channels,
+	    .nchannels = b->nchannels,
 	};
 	claims_ws_t *ws;
 	char err[256] = "", why[320];
@@ -247,10 +187,10 @@ static void create_resolved(http_handler_t *h, h2o_req_t *req, create_body_t *b)
 		break;
 	}
 	case CLAIMS_ESTOPPING:
-		send_error(req, 503, "server is shutting down");
+		reply_error(req, 503, "server is shutting down");
 		break;
 	case CLAIMS_ERETIRED:
-		send_error(req, 409, "client is retired");
+		reply_error(req, 409, "client is retired");
 		break;
 	case CLAIMS_ELIMIT:
 		refuse(h, req, LIMIT_WORKSPACES, "workspaces");
@@ -258,7 +198,7 @@ static void create_resolved(http_handler_t *h, h2o_req_t *req, create_body_t *b)
 	default:
 		log_error("Worker failed to start", "path", b->key, "error", err, NULL);
 		snprintf(why, sizeof(why), "worker failed to start: %s", err);
-		send_error(req, 500, why);
+		reply_error(req, 500, why);
 		break;
 	}
 }
@@ -293,7 +233,7 @@ static void create_job_done(offload_job_t *j)
 	if (cj->req != NULL) {
 		*cj->slot = NULL;
 		if (cj->rc != 0)
-			send_error(cj->req, 400, cj->msg);
+			reply_error(cj->req, 400, cj->msg);
 		else
 			create_resolved(cj->h, cj->req, &cj->body);
 	}
@@ -313,10 +253,10 @@ static int on_create(http_handler_t *h, h2o_req_t *req)
 	const char *msg;
 	create_job_t *cj = calloc(1, sizeof(*cj));
 	if (cj == NULL)
-		return send_error(req, 503, "out of memory");
+		return reply_error(req, 503, "out of memory");
 	if (create_body_parse(&cj->body, req->entity.base, req->entity.len, &msg) != 0) {
 		free(cj);
-		return send_error(req, 400, msg);
+		return reply_error(req, 400, msg);
 	}
 	cj->h = h;
 	cj->req = req;
@@ -334,7 +274,7 @@ static int on_delete(http_handler_t *h, h2o_req_t *req, const char *id)
 	if (query_client_id(req, client_id) != 0)
 		return 0;
 	claims_release(h->env.claims, id, client_id, clock_ms());
-	send_empty(req);
+	reply_empty(req);
 	return 0;
 }
 
@@ -353,7 +293,7 @@ static int last_event_id(h2o_req_t *req, uint64_t *after)
 		return 0;
 	}
 	if (route_event_id(v, (size_t)n, after) != 0) {
-		send_error(req, 400, "invalid last_event_id");
+		reply_error(req, 400, "invalid last_event_id");
 		return -1;
 	}
 	return 1;
@@ -378,9 +318,9 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 	case CLAIMS_OK:
 		break;
 	case CLAIMS_ERETIRED:
-		return send_error(req, 409, "client is retired");
+		return reply_error(req, 409, "client is retired");
 	default:
-		return send_error(req, 404, "workspace not found");
+		return reply_error(req, 404, "workspace not found");
 	}
 	stream_open(&((workspace_t *)ws->shell)->feed, req, client_id, resume, after);
 	return 0;
@@ -391,11 +331,11 @@ static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 {
 	char client_id[ID_LEN + 1];
 	if (id_parse(raw, strlen(raw), client_id) != 0)
-		return send_error(req, 400, "invalid client_id");
+		return reply_error(req, 400, "invalid client_id");
 	log_info("Client retired", "client_id", client_id, NULL);
 	stream_end_client(h->env.streams, client_id);
 	claims_retire(h->env.claims, client_id, clock_ms());
-	send_empty(req);
+	reply_empty(req);
 	return 0;
 }
 
@@ -409,13 +349,61 @@ static int on_control(http_handler_t *h, h2o_req_t *req)
 	int known = c != NULL && (strcmp(c, "shutdown_if_idle") == 0 || strcmp(c, "shutdown") == 0);
 	json_decref(body); /* c and cmd die with it */
 	if (c == NULL)
-		return send_error(req, 400, "failed to decode request");
+		return reply_error(req, 400, "failed to decode request");
 	if (!known)
-		return send_error(req, 400, "unknown command");
+		return reply_error(req, 400, "unknown command");
 	if (claims_live_count(h->env.claims) > 0)
-		return send_error(req, 409, "workspaces are live");
-	send_empty(req);
+		return reply_error(req, 409, "workspaces are live");
+	reply_empty(req);
 	h->env.shutdown(h->env.arg, "control");
+	return 0;
+}
+
+/* Anything else under a workspace: its worker answers (forward.c). The
+ * client id is optional there, checked when given. */
+static int on_forward(http_handler_t *h, h2o_req_t *req, const char *id, const char *path, size_t pathlen)
+{
+	char raw[128], client_id[ID_LEN + 1] = "";
+	int n = query_param(req, "client_id", raw, sizeof(raw));
+	if (n >= 0 && id_parse(raw, (size_t)n, client_id) != 0)
+		return reply_error(req, 400, "invalid client_id");
+	claims_ws_t *ws = claims_find(h->env.claims, id);
+	if (ws == NULL || ws->state == WS_CLOSING)
+		return reply_error(req, 404, "workspace not found");
+	forward_start(h->env.forwarder, req, ws->shell, client_id, path, pathlen);
+	return 0;
+}
+
+/* POST /v1/workspaces/{id}/current-session?client_id= {"session_id"}
+ * (upstream-later): which session a client shows. Only a client with an
+ * open stream may set it: 409 "client not attached" otherwise, not 404,
+ * which upstream clients read as "workspace gone". */
+static int on_current_session(http_handler_t *h, h2o_req_t *req, const char *id)
+{
+	char client_id[ID_LEN + 1];
+	if (query_client_id(req, client_id) != 0)
+		return 0;
+	claims_ws_t *ws = claims_find(h->env.claims, id);
+	if (ws == NULL || ws->state == WS_CLOSING)
+		return reply_error(req, 404, "workspace not found");
+	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+	json_t *sid = json_is_object(body) ? json_object_get(body, "session_id") : NULL;
+	if (!json_is_string(sid) && !json_is_null(sid) && sid != NULL) {
+		json_decref(body);
+		return reply_error(req, 400, "failed to decode request: session_id must be a string");
+	}
+	if (!json_is_object(body)) {
+		json_decref(body);
+		return reply_error(req, 400, "failed to decode request");
+	}
+	claims_client_t *cl = claims_find_client(ws, client_id);
+	if (cl == NULL || cl->streams == 0) {
+		json_decref(body);
+		return reply_error(req, 409, "client not attached");
+	}
+	workspace_set_session(ws->shell, client_id, json_is_string(sid) ? json_string_value(sid) : "");
+	json_decref(body);
+	reply_empty(req);
 	return 0;
 }
 
@@ -426,21 +414,23 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	http_handler_t *h = (http_handler_t *)self;
 	switch (conns_request(h->env.conns, req, clock_ms())) {
 	case -1:
-		return send_error(req, 431, "request headers too many or too large");
+		return reply_error(req, 431, "request headers too many or too large");
 	case -2:
-		return send_error(req, 429, "connection closed for abuse");
+		return reply_error(req, 429, "connection closed for abuse");
 	}
-	if (req->entity.base != NULL && req->entity.len > HTTP_MAX_BODY)
-		return send_error(req, 413, "request body too large");
 	route_t r;
 	route_match(req->path_normalized.base, req->path_normalized.len, &r);
 	unsigned m = route_method(req->method.base, req->method.len);
+	/* Only a workspace's worker takes bodies past 1 MiB. */
+	size_t max = r.id == ROUTE_FORWARD ? HTTP_MAX_FORWARD_BODY : HTTP_MAX_BODY;
+	if (req->entity.base != NULL && req->entity.len > max)
+		return reply_error(req, 413, "request body too large");
 	if (r.id == ROUTE_NONE)
-		return send_error(req, 404, "not found");
+		return reply_error(req, 404, "not found");
 	if ((r.methods & m) == 0) {
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, r.allow,
 			       strlen(r.allow));
-		return send_error(req, 405, "method not allowed");
+		return reply_error(req, 405, "method not allowed");
 	}
 	switch (r.id) {
 	case ROUTE_HEALTH:
@@ -457,8 +447,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		return on_control(h, req);
 	case ROUTE_CLIENT:
 		return on_retire(h, req, r.param);
+	case ROUTE_CURRENT_SESSION:
+		return on_current_session(h, req, r.param);
+	case ROUTE_FORWARD:
+		return on_forward(h, req, r.param, req->path_normalized.base + r.rest,
+				  req->path_normalized.len - r.rest);
 	default:
-		return send_error(req, 404, "not found");
+		return reply_error(req, 404, "not found");
 	}
 }
 

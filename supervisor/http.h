@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "supervisor/claims.h"
 #include "supervisor/conns.h"
+#include "supervisor/forward.h"
 #include "supervisor/limits.h"
 #include "supervisor/offload.h"
 #include "supervisor/stream.h"
@@ -23,8 +24,9 @@
  * refuses bodies over HTTP_HARD_MAX_BODY before buffering them (a 413 on
  * HTTP/1.1, a stream reset on HTTP/2), which bounds what one request can
  * make us hold. */
-#define HTTP_MAX_BODY	   (1024 * 1024)
-#define HTTP_HARD_MAX_BODY (2 * HTTP_MAX_BODY)
+#define HTTP_MAX_BODY	      (1024 * 1024)
+#define HTTP_MAX_FORWARD_BODY (64u << 20) /* a routed request's body (SPEC §8) */
+#define HTTP_HARD_MAX_BODY    (HTTP_MAX_FORWARD_BODY + HTTP_MAX_BODY)
 
 /* What the API needs from its owner. */
 typedef struct http_env {
@@ -32,6 +34,7 @@ typedef struct http_env {
 	stream_hub_t *streams;
 	limits_t *limits;
 	conns_t *conns;
+	forwarder_t *forwarder;
 	offload_t *offload; /* where create paths are resolved */
 	/* POST /v1/control asked the server to stop. */
 	void (*shutdown)(void *arg, const char *why);

@@ -19,6 +19,7 @@ static const char *const names[LIMIT_N] = {
     [LIMIT_IDLE] = "idle",
     [LIMIT_SLOW_READERS] = "slow_readers",
     [LIMIT_QUEUED_BYTES] = "queued_bytes",
+    [LIMIT_CALLS] = "calls",
 };
 
 void limits_init(limits_t *l)
@@ -31,6 +32,7 @@ void limits_init(limits_t *l)
 	l->max[LIMIT_HEADERS] = LIMIT_DEFAULT_HEADERS;
 	l->max[LIMIT_IDLE] = LIMIT_DEFAULT_IDLE_MS;
 	l->max[LIMIT_QUEUED_BYTES] = LIMIT_DEFAULT_QUEUED_BYTES;
+	l->max[LIMIT_CALLS] = 64;
 }
 
 const char *limit_name(limit_id_t id)

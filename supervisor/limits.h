@@ -19,6 +19,7 @@ typedef enum limit_id {
 	LIMIT_IDLE,	      /* a connection with no request in flight, past its deadline */
 	LIMIT_SLOW_READERS,   /* streams ended for not reading */
 	LIMIT_QUEUED_BYTES,   /* bytes queued to all streams at once */
+	LIMIT_CALLS,	      /* routed requests waiting or in flight per worker */
 	LIMIT_N
 } limit_id_t;
 

@@ -43,6 +43,18 @@ struct proc {
 	char reason[200];      /* why we killed it, if we did */
 	char fail_reason[200]; /* why it gave up (FAIL), if it did */
 	char fail_code[PROTO_FAIL_CODE_MAX + 1];
+	h2o_linklist_t calls; /* proc_call_t.link, in flight */
+	unsigned ncalls;
+};
+
+struct proc_call {
+	h2o_linklist_t link; /* proc.calls */
+	proc_t *p;
+	uint32_t id;
+	const proc_call_cb_t *cb;
+	void *arg;    /* NULL once cancelled */
+	int got_head; /* RESPONSE seen */
+	unsigned unacked;
 };
 
 #define WORKER_FD 3
@@ -94,6 +106,7 @@ static void on_read(h2o_socket_t *sock, const char *err);
 static void drain(proc_t *p);
 static void on_resume(h2o_timeout_entry_t *te);
 static void flush_out(proc_t *p);
+static void fail_calls(proc_t *p, const char *why);
 
 static void proc_close_sock(proc_t *p)
 {
@@ -207,6 +220,7 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 		abort();
 	p->ps = ps;
 	p->pid = pid;
+	h2o_linklist_init_anchor(&p->calls);
 	p->arg = arg;
 	snprintf(p->ws_id, sizeof(p->ws_id), "%s", spec->ws_id);
 	p->dec = (proto_decoder_t)PROTO_DECODER_INIT;
@@ -280,6 +294,7 @@ void proc_kill(proc_t *p, const char *reason)
 		h2o_timeout_unlink(&p->ping_te);
 	signal_group(p, SIGKILL);
 	proc_close_sock(p);
+	fail_calls(p, p->reason);
 }
 
 /* --- frames to the worker: one h2o write at a time, the rest queued */
@@ -400,6 +415,164 @@ static int take_fail(proc_t *p, const proto_frame_t *f)
 	return 0;
 }
 
+/* --- routed requests */
+
+static proc_call_t *find_call(proc_t *p, uint32_t id)
+{
+	for (h2o_linklist_t *l = p->calls.next; l != &p->calls; l = l->next) {
+		proc_call_t *c = H2O_STRUCT_FROM_MEMBER(proc_call_t, link, l);
+		if (c->id == id)
+			return c;
+	}
+	return NULL;
+}
+
+static void call_free(proc_call_t *c)
+{
+	h2o_linklist_unlink(&c->link);
+	c->p->ncalls--;
+	free(c);
+}
+
+/* Every call of p ends without its answer (the worker is gone). */
+static void fail_calls(proc_t *p, const char *why)
+{
+	while (!h2o_linklist_is_empty(&p->calls)) {
+		proc_call_t *c = H2O_STRUCT_FROM_MEMBER(proc_call_t, link, p->calls.next);
+		void *arg = c->arg;
+		const proc_call_cb_t *cb = c->cb;
+		call_free(c);
+		if (arg != NULL)
+			cb->fail(arg, why);
+	}
+}
+
+static uint32_t next_id(proc_t *p)
+{
+	do {
+		if (++p->next_req_id == 0)
+			p->next_req_id = 1;
+	} while (p->next_req_id == p->setup_pending || p->next_req_id == p->ping_pending ||
+		 find_call(p, p->next_req_id) != NULL);
+	return p->next_req_id;
+}
+
+int proc_call(proc_t *p, const char *head, const char *body, size_t len, const proc_call_cb_t *cb, void *arg,
+	      proc_call_t **out)
+{
+	*out = NULL;
+	if (p->sock == NULL || !p->ready || p->stopping || p->reason[0] != '\0')
+		return PROC_CALL_GONE;
+	if (p->ncalls >= PROC_MAX_CALLS)
+		return PROC_CALL_BUSY;
+	proc_call_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->p = p;
+	c->id = next_id(p);
+	c->cb = cb;
+	c->arg = arg;
+	h2o_linklist_insert(&p->calls, &c->link);
+	p->ncalls++;
+	if (proto_encode(&p->out, PROTO_REQUEST, c->id, head, strlen(head)) != 0)
+		abort(); /* the caller's head is one line of JSON under a frame */
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < PROTO_MAX_PAYLOAD ? len - off : PROTO_MAX_PAYLOAD;
+		proto_encode(&p->out, PROTO_DATA, c->id, body + off, n);
+		off += n;
+	}
+	proto_encode(&p->out, PROTO_END, c->id, NULL, 0);
+	flush_out(p);
+	*out = c;
+	return PROC_CALL_OK;
+}
+
+void proc_call_ack(proc_call_t *c)
+{
+	proc_t *p = c->p;
+	if (c->unacked == 0 || p->sock == NULL)
+		return;
+	c->unacked--;
+	proto_encode(&p->out, PROTO_ACK, c->id, NULL, 0);
+	flush_out(p);
+}
+
+void proc_call_cancel(proc_call_t *c)
+{
+	proc_t *p = c->p;
+	c->arg = NULL;
+	if (p->sock == NULL)
+		return;
+	/* The worker still answers (499, or END cutting its answer short):
+	 * the call goes when that END comes. */
+	proto_encode(&p->out, PROTO_CANCEL, c->id, NULL, 0);
+	flush_out(p);
+}
+
+unsigned proc_calls(const proc_t *p)
+{
+	return p->ncalls;
+}
+
+int proc_ready(const proc_t *p)
+{
+	return p->ready && !p->stopping && p->sock != NULL && p->reason[0] == '\0';
+}
+
+/* RESPONSE, DATA or END of a call. -1 (after proc_kill) on a breach: a
+ * frame for no call, a second head, a body before the head, more DATA
+ * than the window allows. */
+static int call_frame(proc_t *p, const proto_frame_t *f)
+{
+	proc_call_t *c = find_call(p, f->id);
+	const char *breach = NULL;
+	if (c == NULL)
+		breach = "protocol error: answer to no request";
+	else if (f->type == PROTO_RESPONSE && c->got_head)
+		breach = "protocol error: request answered twice";
+	else if (f->type != PROTO_RESPONSE && !c->got_head)
+		breach = "protocol error: answer body before its head";
+	else if (f->type == PROTO_DATA && c->unacked >= PROTO_WINDOW)
+		breach = "protocol error: answer past its window";
+	if (breach != NULL) {
+		proc_kill(p, breach);
+		return -1;
+	}
+	switch (f->type) {
+	case PROTO_RESPONSE: {
+		json_t *j = json_loadb(f->payload, f->len, 0, NULL);
+		json_int_t status = json_integer_value(json_object_get(j, "status"));
+		const char *ct = json_string_value(json_object_get(j, "content_type"));
+		char type[128];
+		snprintf(type, sizeof(type), "%s", ct && strlen(ct) < sizeof(type) ? ct : "application/json");
+		json_decref(j);
+		if (status < 100 || status > 599) {
+			proc_kill(p, "protocol error: malformed answer head");
+			return -1;
+		}
+		c->got_head = 1;
+		if (c->arg != NULL)
+			c->cb->head(c->arg, (int)status, type);
+		return 0;
+	}
+	case PROTO_DATA:
+		c->unacked++;
+		if (c->arg != NULL)
+			c->cb->data(c->arg, f->payload, f->len);
+		else
+			proc_call_ack(c); /* nobody reads it: let the worker go on */
+		return 0;
+	default: { /* END */
+		void *arg = c->arg;
+		const proc_call_cb_t *cb = c->cb;
+		call_free(c);
+		if (arg != NULL)
+			cb->end(arg);
+		return 0;
+	}
+	}
+}
+
 /* One frame from the worker. Returns -1 (after proc_kill) when it broke
  * the protocol. */
 static int handle_frame(proc_t *p, const proto_frame_t *f)
@@ -443,7 +616,7 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		if (p->ps->ping_ms > 0)
 			h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
 		if (p->arg != NULL && !p->stopping)
-			p->ps->cb.ready(p->ps, p->arg);
+			p->ps->cb.ready(p->ps, p->arg, f->payload, f->len);
 		return 0;
 	case PROTO_EVENT: {
 		/* Events go out verbatim as SSE data: they must be one JSON
@@ -460,9 +633,14 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 			p->ps->cb.event(p->ps, p->arg, f->payload, f->len);
 		return 0;
 	}
+	case PROTO_DATA:
+	case PROTO_END:
+		return call_frame(p, f);
 	case PROTO_RESPONSE:
-		/* Only the setup and pings are asked for: any other id is a
-		 * protocol error. */
+		if (find_call(p, f->id) != NULL)
+			return call_frame(p, f);
+		/* Besides calls, only the setup and pings are asked for: any
+		 * other id is a protocol error. */
 		if (f->id != 0 && f->id == p->setup_pending)
 			return handle_setup_response(p, f);
 		if (f->id == 0 || f->id != p->ping_pending) {
@@ -634,6 +812,7 @@ void procs_reap(procs_t *ps)
 		if (h2o_timeout_is_linked(&p->resume_te))
 			h2o_timeout_unlink(&p->resume_te);
 		proc_close_sock(p);
+		fail_calls(p, why);
 		proto_decoder_free(&p->dec);
 		buf_free(&p->out);
 		buf_free(&p->inflight);

@@ -40,7 +40,8 @@ typedef struct procs procs_t;
 /* What a worker reports to its owner (arg of proc_spawn); ps is the set
  * it belongs to, from which the owner's owner is recovered. */
 typedef struct proc_callbacks {
-	void (*ready)(procs_t *ps, void *arg);
+	/* READY; payload is its JSON ({"pid","config"}). */
+	void (*ready)(procs_t *ps, void *arg, const char *payload, size_t len);
 	/* One event: a JSON object with a string "type", one line. */
 	void (*event)(procs_t *ps, void *arg, const char *json, size_t len);
 	/*
@@ -104,5 +105,44 @@ void proc_disown(proc_t *p);
 void proc_stop(proc_t *p);
 /* SIGKILL now (protocol error, start timeout); reason is reported at reap. */
 void proc_kill(proc_t *p, const char *reason);
+
+/*
+ * Routed requests (PROTOCOL.md, "Routed requests"): a call sends a
+ * REQUEST head, the body in DATA frames and END, and reports the worker's
+ * RESPONSE head, each DATA frame and END through its callbacks, in order.
+ * The worker sends at most PROTO_WINDOW DATA frames ahead of
+ * proc_call_ack, so a slow client holds at most that much here.
+ * Ownership: proc owns each call until END (or the worker's end); after
+ * proc_call_cancel no callback runs and the caller forgets the call.
+ */
+#define PROC_MAX_CALLS 64 /* in flight per worker */
+
+typedef struct proc_call proc_call_t;
+
+typedef struct proc_call_cb {
+	/* The RESPONSE head: status and its JSON ({"status","content_type"}). */
+	void (*head)(void *arg, int status, const char *content_type);
+	/* One DATA frame; ack it with proc_call_ack once it is consumed. */
+	void (*data)(void *arg, const char *data, size_t len);
+	/* END: the answer is whole. The call is gone after. */
+	void (*end)(void *arg);
+	/* No (whole) answer will come: the worker died, broke the protocol or
+	 * answered badly. The call is gone after. */
+	void (*fail)(void *arg, const char *why);
+} proc_call_cb_t;
+
+enum { PROC_CALL_OK = 0, PROC_CALL_BUSY = -1, PROC_CALL_GONE = -2 };
+
+/* Starts a call on a ready worker: head is the REQUEST's JSON, body the
+ * request body (copied). PROC_CALL_BUSY past PROC_MAX_CALLS,
+ * PROC_CALL_GONE when the worker is not ready or going. */
+int proc_call(proc_t *p, const char *head, const char *body, size_t len, const proc_call_cb_t *cb, void *arg,
+	      proc_call_t **out);
+void proc_call_ack(proc_call_t *c);
+/* The client left: the worker is told (CANCEL); no callback runs again. */
+void proc_call_cancel(proc_call_t *c);
+/* Calls in flight on p. */
+unsigned proc_calls(const proc_t *p);
+int proc_ready(const proc_t *p);
 
 #endif

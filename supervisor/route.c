@@ -13,7 +13,9 @@ unsigned route_method(const char *m, size_t len)
 		return ROUTE_POST;
 	if (len == 6 && memcmp(m, "DELETE", 6) == 0)
 		return ROUTE_DELETE;
-	return 0;
+	if (len == 3 && memcmp(m, "PUT", 3) == 0)
+		return ROUTE_PUT;
+	return ROUTE_OTHER;
 }
 
 static int is(const char *p, size_t len, const char *lit)
@@ -34,6 +36,7 @@ void route_match(const char *p, size_t len, route_t *r)
 
 	set(r, ROUTE_NONE, 0, "");
 	r->param[0] = '\0';
+	r->rest = 0;
 	if (is(p, len, "/v1/health"))
 		set(r, ROUTE_HEALTH, ROUTE_GET, "GET");
 	else if (is(p, len, "/v1/version"))
@@ -48,6 +51,12 @@ void route_match(const char *p, size_t len, route_t *r)
 			set(r, ROUTE_WORKSPACE, ROUTE_GET | ROUTE_DELETE, "GET, DELETE");
 		else if (is(rest, rlen, "/events"))
 			set(r, ROUTE_EVENTS, ROUTE_GET, "GET");
+		else if (is(rest, rlen, "/current-session"))
+			set(r, ROUTE_CURRENT_SESSION, ROUTE_POST, "POST");
+		else if (rlen > 1) {
+			set(r, ROUTE_FORWARD, ROUTE_ANY, "");
+			r->rest = (size_t)(rest - p);
+		}
 	} else if ((rest = route_segment(p, len, "/v1/clients/", r->param, sizeof(r->param))) != NULL &&
 		   rest == p + len) {
 		set(r, ROUTE_CLIENT, ROUTE_DELETE, "DELETE");

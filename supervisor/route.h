@@ -10,17 +10,20 @@
 #include <stdint.h>
 
 typedef enum route_id {
-	ROUTE_NONE,	  /* unknown path: 404 */
-	ROUTE_HEALTH,	  /* /v1/health */
-	ROUTE_VERSION,	  /* /v1/version */
-	ROUTE_WORKSPACES, /* /v1/workspaces */
-	ROUTE_WORKSPACE,  /* /v1/workspaces/{id} */
-	ROUTE_EVENTS,	  /* /v1/workspaces/{id}/events */
-	ROUTE_CONTROL,	  /* /v1/control */
-	ROUTE_CLIENT,	  /* /v1/clients/{id} */
+	ROUTE_NONE,	       /* unknown path: 404 */
+	ROUTE_HEALTH,	       /* /v1/health */
+	ROUTE_VERSION,	       /* /v1/version */
+	ROUTE_WORKSPACES,      /* /v1/workspaces */
+	ROUTE_WORKSPACE,       /* /v1/workspaces/{id} */
+	ROUTE_EVENTS,	       /* /v1/workspaces/{id}/events */
+	ROUTE_CONTROL,	       /* /v1/control */
+	ROUTE_CLIENT,	       /* /v1/clients/{id} */
+	ROUTE_CURRENT_SESSION, /* /v1/workspaces/{id}/current-session */
+	ROUTE_FORWARD,	       /* /v1/workspaces/{id}/<anything else>: the worker's */
 } route_id_t;
 
-enum { ROUTE_GET = 1, ROUTE_POST = 2, ROUTE_DELETE = 4 };
+enum { ROUTE_GET = 1, ROUTE_POST = 2, ROUTE_DELETE = 4, ROUTE_PUT = 8, ROUTE_OTHER = 16 };
+#define ROUTE_ANY (ROUTE_GET | ROUTE_POST | ROUTE_DELETE | ROUTE_PUT | ROUTE_OTHER)
 
 #define ROUTE_ID_MAX 127 /* longest {id} copied out; longer ones are ROUTE_NONE */
 
@@ -29,9 +32,10 @@ typedef struct route {
 	unsigned methods;	      /* ROUTE_* bits the route answers */
 	const char *allow;	      /* the same, as an Allow header value */
 	char param[ROUTE_ID_MAX + 1]; /* {id}, as sent (not validated) */
+	size_t rest;		      /* ROUTE_FORWARD: offset of the path below the workspace */
 } route_t;
 
-/* The ROUTE_* bit of an HTTP method, 0 for any other. */
+/* The ROUTE_* bit of an HTTP method: ROUTE_OTHER for any other token. */
 unsigned route_method(const char *m, size_t len);
 
 /* Matches a normalised path (no query). Always fills r; r->id is

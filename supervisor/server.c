@@ -29,7 +29,7 @@ static workspace_t *shell_of(claims_ws_t *ws)
 
 /* --- from worker processes (proc callbacks; arg is the workspace) */
 
-static void on_worker_ready(procs_t *ps, void *arg)
+static void on_worker_ready(procs_t *ps, void *arg, const char *payload, size_t len)
 {
 	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, procs, ps);
 	workspace_t *w = arg;
@@ -38,8 +38,18 @@ static void on_worker_ready(procs_t *ps, void *arg)
 	int restarted = w->ws->state == WS_RESTARTING;
 	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", w->ws->id, "pid", pidstr,
 		 NULL);
+	/* The worker's config goes into the Workspace object (upstream
+	 * clients read it there). */
+	json_t *j = json_loadb(payload, len, 0, NULL);
+	json_t *cfg = json_object_get(j, "config");
+	char *text = json_is_object(cfg) ? json_dumps(cfg, JSON_COMPACT) : NULL;
+	if (text != NULL)
+		workspace_set_config(w, text, strlen(text));
+	free(text);
+	json_decref(j);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
+	forward_ready(w);
 }
 
 static void on_worker_event(procs_t *ps, void *arg, const char *json, size_t len)
@@ -136,6 +146,7 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 	stream_publish_workspace(&w->feed, ws->failed ? "failed" : "closing", reason);
 	stream_feed_end(&w->feed);
 	http_answer_waiters(s->http, w, "workspace closed");
+	forward_fail_waiting(w, 404, "workspace not found");
 	if (w->proc != NULL)
 		proc_stop(w->proc);
 }
@@ -357,6 +368,10 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	limits_init(&s->limits);
+	s->request_timeout_ms = REQUEST_TIMEOUT_MS;
+	const char *rt = getenv("CRUSH_SERVER_REQUEST_TIMEOUT");
+	if (rt != NULL && options_parse_secs(rt, &s->request_timeout_ms) != 0)
+		s->request_timeout_ms = REQUEST_TIMEOUT_MS;
 	claims_config_t cc = {
 	    .create_grace_ms = opts->create_grace_ms,
 	    .detach_grace_ms = opts->detach_grace_ms,
@@ -389,6 +404,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .streams = &s->hub,
 	    .limits = &s->limits,
 	    .conns = &s->conns,
+	    .forwarder = &s->forwarder,
 	    .shutdown = on_control_shutdown,
 	    .arg = s,
 	};
@@ -415,6 +431,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	if (ht != NULL && options_parse_secs(ht, &header_ms) != 0)
 		header_ms = HEADER_TIMEOUT_MS;
 	conns_init(&s->conns, s->loop, &s->limits, header_ms);
+	forwarder_init(&s->forwarder, s->loop, s->request_timeout_ms, &s->limits);
 	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);
 	s->resume_accept_te.cb = on_resume_accept;
 	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);

@@ -4,6 +4,7 @@
 #include "supervisor/workspace.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
 	w->ws = ws;
 	stream_feed_init(&w->feed, hub, ws->id);
 	h2o_linklist_init_anchor(&w->waiters);
+	h2o_linklist_init_anchor(&w->fwd_waiting);
 	time_t t = time(NULL);
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -30,10 +32,59 @@ workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
 	return w;
 }
 
+typedef struct workspace_session {
+	hmap_node_t node;
+	char client_id[ID_LEN + 1];
+	char *session_id;
+} workspace_session_t;
+
+#define SESSION_OF(n) ((workspace_session_t *)((char *)(n)-offsetof(workspace_session_t, node)))
+
+void workspace_set_session(workspace_t *w, const char *client_id, const char *session_id)
+{
+	hmap_node_t *n = hmap_get(&w->sessions, client_id);
+	workspace_session_t *s = n ? SESSION_OF(n) : NULL;
+	if (s == NULL) {
+		if (*session_id == '\0')
+			return;
+		if ((s = calloc(1, sizeof(*s))) == NULL)
+			abort();
+		snprintf(s->client_id, sizeof(s->client_id), "%s", client_id);
+		hmap_put(&w->sessions, &s->node, s->client_id);
+	}
+	free(s->session_id);
+	if ((s->session_id = strdup(session_id)) == NULL)
+		abort();
+}
+
+const char *workspace_session(const workspace_t *w, const char *client_id)
+{
+	hmap_node_t *n = hmap_get(&w->sessions, client_id);
+	return n ? SESSION_OF(n)->session_id : "";
+}
+
+void workspace_set_config(workspace_t *w, const char *json, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy == NULL)
+		abort();
+	memcpy(copy, json, len);
+	copy[len] = '\0';
+	free(w->config_json);
+	w->config_json = copy;
+}
+
 void workspace_free(workspace_t *w)
 {
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&w->sessions, n, nxt) {
+		free(SESSION_OF(n)->session_id);
+		free(SESSION_OF(n));
+	}
+	hmap_free(&w->sessions);
 	stream_feed_free(&w->feed);
 	free(w->fixed_json);
+	free(w->config_json);
 	w->ws->shell = NULL;
 	free(w);
 }
@@ -58,10 +109,14 @@ static const char *fixed_fields(workspace_t *w)
 	json_t *env = json_array();
 	for (size_t i = 0; i < ws->nenv; i++)
 		json_array_append_new(env, utf8_json_string(ws->env[i]));
-	json_t *j = json_pack("{s:s, s:o, s:o, s:b, s:b, s:o, s:s, s:o, s:s}", "id", ws->id, "path",
-			      utf8_json_string(ws->path), "resolved_path", utf8_json_string(ws->key), "yolo",
-			      ws->yolo, "debug", ws->debug, "data_dir", utf8_json_string(data_dir), "version",
-			      CRUSH_VERSION, "env", env, "created_at", w->created_at);
+	json_t *channels = json_array();
+	for (size_t i = 0; i < ws->nchannels; i++)
+		json_array_append_new(channels, utf8_json_string(ws->channels[i]));
+	json_t *j =
+	    json_pack("{s:s, s:o, s:o, s:b, s:b, s:o, s:s, s:o, s:o, s:[], s:s}", "id", ws->id, "path",
+		      utf8_json_string(ws->path), "resolved_path", utf8_json_string(ws->key), "yolo",
+		      ws->yolo, "debug", ws->debug, "data_dir", utf8_json_string(data_dir), "version",
+		      CRUSH_VERSION, "env", env, "channels", channels, "skills", "created_at", w->created_at);
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	if (text == NULL)
@@ -74,6 +129,23 @@ static const char *fixed_fields(workspace_t *w)
 void workspace_json(buf_t *out, workspace_t *w)
 {
 	const claims_ws_t *ws = w->ws;
-	buf_appendf(out, "%s,\"pid\":%d,\"state\":\"%s\",\"clients\":%zu,\"streams\":%u}", fixed_fields(w),
-		    (int)w->feed.pid, claims_state_name(ws->state), claims_ws_clients(ws), ws->streams);
+	buf_appendf(
+	    out, "%s,\"pid\":%d,\"state\":\"%s\",\"clients\":%zu,\"streams\":%u,\"config\":", fixed_fields(w),
+	    (int)w->feed.pid, claims_state_name(ws->state), claims_ws_clients(ws), ws->streams);
+	if (w->config_json != NULL) {
+		buf_append(out, w->config_json, strlen(w->config_json));
+	} else {
+		/* Before the worker's: what upstream's client dereferences. */
+		char data_dir[PATH_MAX + 8];
+		workspace_data_dir(ws, data_dir, sizeof(data_dir));
+		json_t *j = json_pack("{s:{s:o}, s:{}}", "options", "data_directory",
+				      utf8_json_string(data_dir), "providers");
+		char *text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		if (text == NULL)
+			abort();
+		buf_append(out, text, strlen(text));
+		free(text);
+	}
+	buf_append(out, "}", 1);
 }

@@ -13,6 +13,7 @@
 #include <h2o.h>
 
 #include "common/buf.h"
+#include "common/hmap.h"
 #include "supervisor/claims.h"
 #include "supervisor/stream.h"
 
@@ -20,16 +21,26 @@ struct proc;
 
 typedef struct workspace {
 	claims_ws_t *ws;
-	struct proc *proc;	/* live worker process, or NULL */
-	stream_feed_t feed;	/* its events; feed.pid is the worker's */
-	h2o_linklist_t waiters; /* creates waiting for ready (http.c) */
-	char created_at[32];	/* RFC 3339, UTC */
-	int fail_status;	/* HTTP status of a failed start: 500, or 503 (resources) */
-	char *fixed_json;	/* the object's fixed fields, made once */
+	struct proc *proc;	    /* live worker process, or NULL */
+	stream_feed_t feed;	    /* its events; feed.pid is the worker's */
+	h2o_linklist_t waiters;	    /* creates waiting for ready (http.c) */
+	h2o_linklist_t fwd_waiting; /* routed requests waiting for ready (forward.c) */
+	unsigned fwd_count;	    /* routed requests waiting or in flight */
+	char *config_json;	    /* the worker's config (from READY), or NULL */
+	hmap_t sessions;	    /* current session per client (workspace_session_t) */
+	char created_at[32];	    /* RFC 3339, UTC */
+	int fail_status;	    /* HTTP status of a failed start: 500, or 503 (resources) */
+	char *fixed_json;	    /* the object's fixed fields, made once */
 } workspace_t;
 
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub);
 void workspace_free(workspace_t *w);
+
+/* A client's current session ("" clears it); the session shown to it. */
+void workspace_set_session(workspace_t *w, const char *client_id, const char *session_id);
+const char *workspace_session(const workspace_t *w, const char *client_id);
+/* The worker's config (READY's "config"); kept as its JSON text. */
+void workspace_set_config(workspace_t *w, const char *json, size_t len);
 
 /* The one data_dir default: as the first creator sent it, else
  * <resolved_path>/.crush. */

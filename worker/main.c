@@ -33,6 +33,8 @@
 #include "common/utf8.h"
 #include "common/version.h"
 #include "proto/proto.h"
+#include "worker/api.h"
+#include "worker/calls.h"
 #include "worker/msg.h"
 #include "worker/root.h"
 #include "worker/watch.h"
@@ -71,7 +73,10 @@ struct worker {
 	proto_decoder_t in;
 	buf_t out;
 	watch_t *watch;
+	calls_t *calls; /* routed requests (calls.c), answered by api.c */
+	api_t *api;
 	ev_io sock_r, sock_w, inotify;
+	ev_prepare flush_w; /* before each poll: send what any callback queued */
 	ev_signal sigterm, sigint;
 };
 
@@ -250,7 +255,10 @@ static void send_ready(struct worker *wk)
 	char pid[16];
 
 	wk->ready = 1;
-	send_json(wk, PROTO_READY, 0, json_pack("{s:i}", "pid", (int)getpid()));
+	/* The config goes with READY: the supervisor puts it in the Workspace
+	 * object, which upstream clients read it from. */
+	send_json(wk, PROTO_READY, 0,
+		  json_pack("{s:i, s:o}", "pid", (int)getpid(), "config", api_config(wk->api)));
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	/* Not "Worker ready": the supervisor logs that once it gets READY. */
 	log_debug(watch_active(wk->watch) ? "Watching workspace directory"
@@ -323,6 +331,12 @@ static void handle_setup(struct worker *wk, uint32_t id, const json_t *req)
 	send_ready(wk);
 }
 
+static void protocol_error(struct worker *wk, const char *why)
+{
+	log_error("Protocol error from supervisor", "workspace_id", wk->id, "err", why, NULL);
+	stop(wk, 1);
+}
+
 static void handle_request(struct worker *wk, const proto_frame_t *f)
 {
 	json_error_t err;
@@ -339,6 +353,10 @@ static void handle_request(struct worker *wk, const proto_frame_t *f)
 		send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "pong"));
 	} else if (strcmp(method, "setup") == 0) {
 		handle_setup(wk, f->id, req);
+	} else if (strcmp(method, "http") == 0) {
+		const char *why;
+		if (calls_request(wk->calls, f->id, f->payload, f->len, &why) != 0)
+			protocol_error(wk, why);
 	} else {
 		snprintf(text, sizeof(text), "unknown method: %.64s", method);
 		respond_error(wk, f->id, text);
@@ -370,14 +388,20 @@ static void on_sock_read(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	proto_feed(&wk->in, buf, (size_t)n);
 	while (!wk->stopping && (r = proto_next(&wk->in, &f)) == 1) {
-		if (f.type != PROTO_REQUEST || f.id == 0) {
-			log_error("Protocol error from supervisor: unexpected frame", "workspace_id", wk->id,
-				  "type", f.type == PROTO_REQUEST ? "request with id 0" : "not a request",
-				  NULL);
-			stop(wk, 1);
+		const char *why = NULL;
+		if (f.id == 0)
+			why = "a frame with id 0";
+		else if (f.type == PROTO_REQUEST)
+			handle_request(wk, &f);
+		else if (f.type == PROTO_DATA || f.type == PROTO_END || f.type == PROTO_CANCEL ||
+			 f.type == PROTO_ACK)
+			calls_frame(wk->calls, &f, &why);
+		else
+			why = "a frame type the supervisor does not send";
+		if (why != NULL) {
+			protocol_error(wk, why);
 			return;
 		}
-		handle_request(wk, &f);
 	}
 	if (r < 0) {
 		log_error("Protocol error from supervisor", "workspace_id", wk->id, "err", wk->in.err, NULL);
@@ -385,6 +409,17 @@ static void on_sock_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	flush(wk);
+}
+
+/* Frames queued outside a socket callback (a timer answering a routed
+ * request) go out before the loop sleeps. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct worker *wk = w->data;
+
+	(void)loop, (void)revents;
+	if (!wk->stopping && buf_size(&wk->out) > 0 && !ev_is_active(&wk->sock_w))
+		flush(wk);
 }
 
 static void on_sock_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -522,6 +557,9 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 
 static void free_worker(struct worker *wk)
 {
+	if (wk->calls != NULL)
+		calls_free(wk->calls);
+	api_free(wk->api);
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
 	buf_free(&wk->out);
@@ -604,6 +642,19 @@ int main(int argc, char **argv)
 	ev_signal_start(wk.loop, &wk.sigterm);
 	ev_signal_start(wk.loop, &wk.sigint);
 	ev_io_start(wk.loop, &wk.sock_r);
+	ev_prepare_init(&wk.flush_w, on_prepare);
+	wk.flush_w.data = &wk;
+	ev_prepare_start(wk.loop, &wk.flush_w);
+	char abs_data[PATH_MAX * 2 + 2];
+	if (data_dir == NULL)
+		snprintf(abs_data, sizeof(abs_data), "%s/.crush", wk.root);
+	else if (data_dir[0] != '/')
+		snprintf(abs_data, sizeof(abs_data), "%s/%s", wk.root, data_dir);
+	else
+		snprintf(abs_data, sizeof(abs_data), "%s", data_dir);
+	const char *tr = getenv("CRUSH_TEST_ROUTES"); /* test-only: /_test/... routes */
+	wk.api = api_new(wk.loop, abs_data, tr != NULL && strcmp(tr, "1") == 0);
+	wk.calls = calls_new(&wk.out, api_dispatch, wk.api);
 
 	flush(&wk);
 

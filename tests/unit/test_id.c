@@ -27,8 +27,8 @@ static void test_fresh_ids_are_lowercase_v4_and_parse(void **state)
 		memset(id, 'x', sizeof(id));
 		id_new(id);
 		assert_int_equal(strlen(id), ID_LEN);
-		assert_int_equal(id[14], '4');                  /* version 4 */
-		assert_non_null(strchr("89ab", id[19]));       /* RFC 4122 variant */
+		assert_int_equal(id[14], '4');		 /* version 4 */
+		assert_non_null(strchr("89ab", id[19])); /* RFC 4122 variant */
 		for (size_t k = 0; k < ID_LEN; k++)
 			assert_true(id[k] == '-' || (id[k] >= '0' && id[k] <= '9') ||
 				    (id[k] >= 'a' && id[k] <= 'f'));
@@ -111,7 +111,10 @@ static void test_non_hex_digits_are_rejected(void **state)
 	assert_int_equal(parse("123e4567-e89b-42d3-a456-42661417400g", out), -1);
 	assert_int_equal(parse("z23e4567-e89b-42d3-a456-426614174000", out), -1);
 	assert_int_equal(parse("123e4567-e89b-42d3-a456-42661417 000", out), -1);
-	assert_int_equal(id_parse("123e4567-e89b-42d3-a456-42661417\0" "000", ID_LEN, out), -1);
+	assert_int_equal(id_parse("123e4567-e89b-42d3-a456-42661417\0"
+				  "000",
+				  ID_LEN, out),
+			 -1);
 }
 
 static void test_braces_and_urn_prefix_are_rejected(void **state)
@@ -127,15 +130,15 @@ static void test_braces_and_urn_prefix_are_rejected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fresh_ids_are_lowercase_v4_and_parse),
-		cmocka_unit_test(test_fresh_ids_differ),
-		cmocka_unit_test(test_canonical_id_is_accepted_unchanged),
-		cmocka_unit_test(test_upper_case_is_normalised_to_lower),
-		cmocka_unit_test(test_len_bounds_the_input_without_a_nul),
-		cmocka_unit_test(test_wrong_length_is_rejected),
-		cmocka_unit_test(test_misplaced_hyphens_are_rejected),
-		cmocka_unit_test(test_non_hex_digits_are_rejected),
-		cmocka_unit_test(test_braces_and_urn_prefix_are_rejected),
+	    cmocka_unit_test(test_fresh_ids_are_lowercase_v4_and_parse),
+	    cmocka_unit_test(test_fresh_ids_differ),
+	    cmocka_unit_test(test_canonical_id_is_accepted_unchanged),
+	    cmocka_unit_test(test_upper_case_is_normalised_to_lower),
+	    cmocka_unit_test(test_len_bounds_the_input_without_a_nul),
+	    cmocka_unit_test(test_wrong_length_is_rejected),
+	    cmocka_unit_test(test_misplaced_hyphens_are_rejected),
+	    cmocka_unit_test(test_non_hex_digits_are_rejected),
+	    cmocka_unit_test(test_braces_and_urn_prefix_are_rejected),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

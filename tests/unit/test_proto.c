@@ -249,13 +249,42 @@ static void test_bad_version_is_rejected(void **state)
 	expect_header_rejected(0, PROTO_VERSION + 1, PROTO_EVENT, 0);
 }
 
-static void test_fail_is_the_last_known_type(void **state)
+static void test_ack_is_the_last_known_type(void **state)
 {
-	/* PROTO_TYPE_MAX moves with the enum: FAIL (6) decodes, 7 does not. */
+	/* PROTO_TYPE_MAX moves with the enum: ACK (10) decodes, 11 does not. */
 	(void)state;
 	assert_int_equal(PROTO_FAIL, 6);
-	assert_int_equal(PROTO_TYPE_MAX, PROTO_FAIL);
-	expect_header_rejected(0, PROTO_VERSION, 7, 0);
+	assert_int_equal(PROTO_ACK, 10);
+	assert_int_equal(PROTO_TYPE_MAX, PROTO_ACK);
+	expect_header_rejected(0, PROTO_VERSION, 11, 0);
+}
+
+/* DATA carries raw body bytes, newlines included; END, CANCEL and ACK
+ * carry nothing (a payload on them is a protocol error, both ways). */
+static void test_data_is_raw_and_control_frames_are_empty(void **state)
+{
+	buf_t b = BUF_INIT;
+	proto_decoder_t d = PROTO_DECODER_INIT;
+	proto_frame_t f;
+
+	(void)state;
+	assert_int_equal(proto_encode(&b, PROTO_DATA, 7, "a\nb\0c", 5), 0);
+	assert_int_equal(proto_encode(&b, PROTO_END, 7, NULL, 0), 0);
+	assert_int_equal(proto_encode(&b, PROTO_END, 7, "x", 1), -1);
+	assert_int_equal(proto_encode(&b, PROTO_ACK, 7, "x", 1), -1);
+	assert_int_equal(proto_encode(&b, PROTO_CANCEL, 7, "x", 1), -1);
+	proto_feed(&d, buf_data(&b), buf_size(&b));
+	assert_int_equal(proto_next(&d, &f), 1);
+	assert_int_equal(f.type, PROTO_DATA);
+	assert_int_equal(f.len, 5);
+	assert_memory_equal(f.payload, "a\nb\0c", 5);
+	assert_int_equal(proto_next(&d, &f), 1);
+	assert_int_equal(f.type, PROTO_END);
+	assert_int_equal(f.id, 7);
+	proto_decoder_free(&d);
+	buf_free(&b);
+	expect_header_rejected(1, PROTO_VERSION, PROTO_ACK, 0);
+	expect_header_rejected(1, PROTO_VERSION, PROTO_CANCEL, 0);
 }
 
 static void test_unknown_type_is_rejected(void **state)
@@ -382,9 +411,10 @@ int main(void)
 	    cmocka_unit_test(test_oversize_length_is_rejected_from_the_header_alone),
 	    cmocka_unit_test(test_bad_version_is_rejected),
 	    cmocka_unit_test(test_unknown_type_is_rejected),
-	    cmocka_unit_test(test_fail_is_the_last_known_type),
+	    cmocka_unit_test(test_ack_is_the_last_known_type),
 	    cmocka_unit_test(test_non_zero_flags_are_rejected),
 	    cmocka_unit_test(test_newline_in_payload_is_rejected),
+	    cmocka_unit_test(test_data_is_raw_and_control_frames_are_empty),
 	    cmocka_unit_test(test_garbage_bytes_are_rejected),
 	    cmocka_unit_test(test_errors_are_sticky_even_after_valid_frames),
 	    cmocka_unit_test(test_partial_header_waits_for_more),

@@ -51,6 +51,27 @@ static void test_workspace_paths_carry_their_id(void **state)
 	assert_int_equal(r.methods, ROUTE_DELETE);
 }
 
+/* Everything else below a workspace is the worker's, whatever the method;
+ * rest is where the worker's path starts. */
+static void test_other_workspace_paths_are_forwarded_with_their_rest(void **state)
+{
+	const char *p = "/v1/workspaces/abc/sessions/s1/messages";
+	route_t r = match(p);
+
+	(void)state;
+	assert_int_equal(r.id, ROUTE_FORWARD);
+	assert_string_equal(r.param, "abc");
+	assert_string_equal(p + r.rest, "/sessions/s1/messages");
+	assert_int_equal(r.methods, ROUTE_ANY);
+	r = match("/v1/workspaces/abc/event");
+	assert_int_equal(r.id, ROUTE_FORWARD);
+	r = match("/v1/workspaces/abc/events/x");
+	assert_int_equal(r.id, ROUTE_FORWARD);
+	r = match("/v1/workspaces/abc/current-session");
+	assert_int_equal(r.id, ROUTE_CURRENT_SESSION);
+	assert_int_equal(r.methods, ROUTE_POST);
+}
+
 static void test_unknown_paths_match_nothing(void **state)
 {
 	static const char *const paths[] = {
@@ -61,8 +82,7 @@ static void test_unknown_paths_match_nothing(void **state)
 	    "/v1/health/",
 	    "/v1/workspaces/",
 	    "/v1/workspaces//events",
-	    "/v1/workspaces/abc/event",
-	    "/v1/workspaces/abc/events/x",
+	    "/v1/workspaces/abc/",
 	    "/v1/clients/",
 	    "/v1/clients/a/b",
 	    "/v2/workspaces",
@@ -95,9 +115,9 @@ static void test_methods_are_exact_and_case_sensitive(void **state)
 	assert_int_equal(route_method("GET", 3), ROUTE_GET);
 	assert_int_equal(route_method("POST", 4), ROUTE_POST);
 	assert_int_equal(route_method("DELETE", 6), ROUTE_DELETE);
-	assert_int_equal(route_method("get", 3), 0);
-	assert_int_equal(route_method("GETS", 4), 0);
-	assert_int_equal(route_method("PUT", 3), 0);
+	assert_int_equal(route_method("PUT", 3), ROUTE_PUT);
+	assert_int_equal(route_method("get", 3), ROUTE_OTHER);
+	assert_int_equal(route_method("GETS", 4), ROUTE_OTHER);
 }
 
 static int param(const char *q, const char *name, char *out, size_t outlen)
@@ -168,6 +188,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed_paths_name_their_routes_and_methods),
 	    cmocka_unit_test(test_workspace_paths_carry_their_id),
+	    cmocka_unit_test(test_other_workspace_paths_are_forwarded_with_their_rest),
 	    cmocka_unit_test(test_unknown_paths_match_nothing),
 	    cmocka_unit_test(test_an_id_longer_than_the_limit_matches_nothing),
 	    cmocka_unit_test(test_methods_are_exact_and_case_sensitive),

@@ -1,0 +1,271 @@
+/*
+ * forward: routed requests (see forward.h).
+ */
+#include "supervisor/forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/utf8.h"
+#include "supervisor/proc.h"
+#include "supervisor/reply.h"
+
+typedef struct fwd {
+	h2o_generator_t gen;
+	h2o_req_t *req;
+	forwarder_t *fw;
+	workspace_t *w;		  /* counted in w->fwd_count until done; NULL after */
+	h2o_linklist_t wait_link; /* w->fwd_waiting while waiting for ready */
+	h2o_timeout_entry_t timeout_te;
+	proc_call_t *call; /* NULL before dispatch and once over */
+	char *head;	   /* the REQUEST head, until dispatched */
+	buf_t pending, inflight;
+	unsigned pending_frames, inflight_frames;
+	int started; /* response head sent to h2o */
+	int sending; /* a batch is with h2o: wait for proceed */
+	int ending;  /* END came: finish once pending is out */
+	int done;    /* final sent, or the client stopped us */
+} fwd_t;
+
+static void release(fwd_t *f)
+{
+	if (f->w == NULL)
+		return;
+	f->w->fwd_count--;
+	f->w = NULL;
+}
+
+static void stop_timer(fwd_t *f)
+{
+	if (h2o_timeout_is_linked(&f->timeout_te))
+		h2o_timeout_unlink(&f->timeout_te);
+}
+
+/* The answer cannot be had: an error if nothing was sent yet, else the
+ * connection is cut so the client sees a broken answer, not a short one. */
+static void fail(fwd_t *f, int status, const char *why)
+{
+	stop_timer(f);
+	f->call = NULL;
+	release(f);
+	if (f->done)
+		return;
+	if (!f->started) {
+		f->done = 1;
+		reply_error(f->req, status, why);
+		return;
+	}
+	f->done = 1;
+	h2o_conn_t *conn = f->req->conn;
+	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+	if (sock != NULL)
+		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
+static void flush(fwd_t *f)
+{
+	if (f->sending || f->done)
+		return;
+	if (buf_size(&f->pending) > 0) {
+		buf_t t = f->inflight;
+		f->inflight = f->pending;
+		f->pending = t;
+		buf_reset(&f->pending);
+		f->inflight_frames = f->pending_frames;
+		f->pending_frames = 0;
+		f->sending = 1;
+		h2o_iovec_t iov = h2o_iovec_init(buf_data(&f->inflight), buf_size(&f->inflight));
+		h2o_send(f->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+		return;
+	}
+	if (f->ending) {
+		f->done = 1;
+		h2o_send(f->req, NULL, 0, H2O_SEND_STATE_FINAL);
+	}
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+	(void)req;
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, gen, gen);
+	f->sending = 0;
+	buf_reset(&f->inflight);
+	/* The worker may send as many frames as the client has taken. */
+	for (; f->inflight_frames > 0; f->inflight_frames--)
+		if (f->call != NULL)
+			proc_call_ack(f->call);
+	flush(f);
+}
+
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+	(void)req;
+	H2O_STRUCT_FROM_MEMBER(fwd_t, gen, gen)->done = 1;
+}
+
+/* --- the call's callbacks */
+
+static void on_head(void *arg, int status, const char *content_type)
+{
+	fwd_t *f = arg;
+	stop_timer(f); /* the answer has begun: it streams from here */
+	h2o_req_t *req = f->req;
+	req->res.status = status;
+	req->res.reason = reply_reason(status);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       h2o_strdup(&req->pool, content_type, SIZE_MAX).base, strlen(content_type));
+	f->started = 1;
+	h2o_start_response(req, &f->gen);
+}
+
+static void on_data(void *arg, const char *data, size_t len)
+{
+	fwd_t *f = arg;
+	buf_append(&f->pending, data, len);
+	f->pending_frames++;
+	flush(f);
+}
+
+static void on_end(void *arg)
+{
+	fwd_t *f = arg;
+	f->call = NULL;
+	f->ending = 1;
+	release(f);
+	flush(f);
+}
+
+static void on_fail(void *arg, const char *why)
+{
+	char msg[320];
+	snprintf(msg, sizeof(msg), "workspace worker gave no answer: %s", why);
+	fail(arg, 502, msg);
+}
+
+static const proc_call_cb_t call_cb = {on_head, on_data, on_end, on_fail};
+
+/* Sends f's request to its worker (which is ready). */
+static void dispatch(fwd_t *f)
+{
+	h2o_req_t *req = f->req;
+	int r = proc_call(f->w->proc, f->head, req->entity.base, req->entity.base ? req->entity.len : 0,
+			  &call_cb, f, &f->call);
+	free(f->head);
+	f->head = NULL;
+	if (r == PROC_CALL_BUSY) {
+		limits_refuse(f->fw->limits, LIMIT_CALLS, clock_ms(), f->w->ws->id);
+		fail(f, 429, "too many requests in flight for this workspace");
+	} else if (r != PROC_CALL_OK) {
+		fail(f, 503, "workspace worker is not available");
+	}
+}
+
+static void on_timeout(h2o_timeout_entry_t *te)
+{
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, timeout_te, te);
+	if (h2o_linklist_is_linked(&f->wait_link))
+		h2o_linklist_unlink(&f->wait_link);
+	if (f->call != NULL)
+		proc_call_cancel(f->call);
+	fail(f, 504,
+	     f->call != NULL || f->head == NULL ? "workspace worker did not answer in time"
+						: "workspace worker not ready in time");
+}
+
+static void on_dispose(void *p)
+{
+	fwd_t *f = p;
+	stop_timer(f);
+	if (h2o_linklist_is_linked(&f->wait_link))
+		h2o_linklist_unlink(&f->wait_link);
+	if (f->call != NULL)
+		proc_call_cancel(f->call); /* the client left */
+	release(f);
+	free(f->head);
+	buf_free(&f->pending);
+	buf_free(&f->inflight);
+}
+
+/* The REQUEST head: method, path below the workspace, query, client. */
+static char *make_head(h2o_req_t *req, const char *client_id, const char *path, size_t pathlen)
+{
+	const char *q = "";
+	size_t qlen = 0;
+	if (req->query_at != SIZE_MAX) {
+		q = req->path.base + req->query_at + 1;
+		qlen = req->path.len - req->query_at - 1;
+	}
+	json_t *j = json_pack("{s:s, s:s%, s:o, s:o, s:s}", "method", "http", "verb", req->method.base,
+			      req->method.len, "path", utf8_json_stringn(path, pathlen), "query",
+			      utf8_json_stringn(q, qlen), "client_id", client_id);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return text;
+}
+
+void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
+		   size_t pathlen)
+{
+	if (w->fwd_count >= FORWARD_MAX_PER_WORKER) {
+		limits_refuse(fw->limits, LIMIT_CALLS, clock_ms(), w->ws->id);
+		reply_error(req, 429, "too many requests in flight for this workspace");
+		return;
+	}
+	fwd_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_dispose);
+	memset(f, 0, sizeof(*f));
+	f->gen.proceed = on_proceed;
+	f->gen.stop = on_stop;
+	f->req = req;
+	f->fw = fw;
+	f->w = w;
+	f->timeout_te.cb = on_timeout;
+	if ((f->head = make_head(req, client_id, path, pathlen)) == NULL) {
+		reply_error(req, 400, "bad request target");
+		f->w = NULL;
+		return;
+	}
+	w->fwd_count++;
+	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
+	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
+		dispatch(f);
+	else
+		h2o_linklist_insert(&w->fwd_waiting, &f->wait_link);
+}
+
+void forward_ready(workspace_t *w)
+{
+	while (!h2o_linklist_is_empty(&w->fwd_waiting)) {
+		fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, wait_link, w->fwd_waiting.next);
+		h2o_linklist_unlink(&f->wait_link);
+		dispatch(f);
+	}
+}
+
+void forward_fail_waiting(workspace_t *w, int status, const char *why)
+{
+	while (!h2o_linklist_is_empty(&w->fwd_waiting)) {
+		fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, wait_link, w->fwd_waiting.next);
+		h2o_linklist_unlink(&f->wait_link);
+		fail(f, status, why);
+	}
+}
+
+void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, limits_t *limits)
+{
+	memset(fw, 0, sizeof(*fw));
+	fw->loop = loop;
+	fw->timeout_ms = timeout_ms;
+	fw->limits = limits;
+	h2o_timeout_init(loop, &fw->timeout, timeout_ms);
+}
+
+void forwarder_dispose(forwarder_t *fw)
+{
+	(void)fw;
+}

@@ -1,0 +1,249 @@
+/*
+ * calls: routed requests on the worker's side (see calls.h).
+ */
+#include "worker/calls.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/hmap.h"
+#include "common/utf8.h"
+
+#define CALL_OF(n) ((call_t *)((char *)(n)-offsetof(call_t, node)))
+
+enum call_state {
+	CALL_BODY,    /* collecting DATA until END */
+	CALL_WAITING, /* dispatched, unanswered */
+	CALL_SENDING, /* answered, DATA frames going out as ACKs allow */
+};
+
+struct call {
+	hmap_node_t node; /* cs->by_id, key = idkey */
+	calls_t *cs;
+	uint32_t id;
+	char idkey[12];
+	enum call_state state;
+	json_t *head;  /* the request head; owns the strings of req */
+	buf_t body;    /* request body, then the answer's body */
+	int too_large; /* the body passed CALLS_MAX_BODY: answer 413 */
+	unsigned unacked;
+	void (*on_cancel)(call_t *c, void *data);
+	void *cancel_data;
+};
+
+struct calls {
+	hmap_t by_id;
+	buf_t *out;
+	calls_dispatch_cb dispatch;
+	void *arg;
+};
+
+calls_t *calls_new(buf_t *out, calls_dispatch_cb dispatch, void *arg)
+{
+	calls_t *cs = calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		abort();
+	cs->out = out;
+	cs->dispatch = dispatch;
+	cs->arg = arg;
+	return cs;
+}
+
+static void call_free(call_t *c)
+{
+	hmap_del(&c->cs->by_id, &c->node);
+	json_decref(c->head);
+	buf_free(&c->body);
+	free(c);
+}
+
+void calls_free(calls_t *cs)
+{
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&cs->by_id, n, nxt) {
+		call_free(CALL_OF(n));
+	}
+	hmap_free(&cs->by_id);
+	free(cs);
+}
+
+unsigned calls_active(const calls_t *cs)
+{
+	return (unsigned)cs->by_id.count;
+}
+
+static call_t *find(calls_t *cs, uint32_t id)
+{
+	char key[12];
+	snprintf(key, sizeof(key), "%u", id);
+	hmap_node_t *n = hmap_get(&cs->by_id, key);
+	return n ? CALL_OF(n) : NULL;
+}
+
+static void frame(calls_t *cs, uint8_t type, uint32_t id, const void *p, size_t len)
+{
+	if (proto_encode(cs->out, type, id, p, len) != 0)
+		abort(); /* our own frames: sized and typed to fit */
+}
+
+/* Sends what the window allows of an answer under way; END after the
+ * last byte. */
+static void pump(call_t *c)
+{
+	while (buf_size(&c->body) > 0 && c->unacked < PROTO_WINDOW) {
+		size_t n = buf_size(&c->body) < CALLS_CHUNK ? buf_size(&c->body) : CALLS_CHUNK;
+		frame(c->cs, PROTO_DATA, c->id, buf_data(&c->body), n);
+		buf_consume(&c->body, n);
+		c->unacked++;
+	}
+	if (buf_size(&c->body) == 0) {
+		frame(c->cs, PROTO_END, c->id, NULL, 0);
+		call_free(c);
+	}
+}
+
+void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len)
+{
+	char head[160];
+	int n = snprintf(head, sizeof(head), "{\"status\":%d,\"content_type\":\"%s\"}", status,
+			 content_type ? content_type : "application/json");
+	frame(c->cs, PROTO_RESPONSE, c->id, head, (size_t)n);
+	buf_reset(&c->body);
+	buf_append(&c->body, body, len);
+	c->state = CALL_SENDING;
+	c->on_cancel = NULL;
+	pump(c);
+}
+
+void calls_error(call_t *c, int status, const char *msg)
+{
+	json_t *j = json_pack("{s:o}", "message", utf8_json_string(msg));
+	char *text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (text == NULL)
+		abort();
+	calls_respond(c, status, NULL, text, strlen(text));
+	free(text);
+}
+
+void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data)
+{
+	c->on_cancel = hook;
+	c->cancel_data = data;
+}
+
+int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
+{
+	if (find(cs, id) != NULL) {
+		*err = "a second request head for one id";
+		return -1;
+	}
+	if (cs->by_id.count >= CALLS_MAX_ACTIVE) {
+		*err = "too many routed requests at once";
+		return -1;
+	}
+	json_t *j = json_loadb(head, len, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		*err = "a request head that is not a JSON object";
+		return -1;
+	}
+	call_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		abort();
+	c->cs = cs;
+	c->id = id;
+	c->head = j;
+	snprintf(c->idkey, sizeof(c->idkey), "%u", id);
+	hmap_put(&cs->by_id, &c->node, c->idkey);
+	return 0;
+}
+
+static const char *field(const json_t *head, const char *name)
+{
+	const char *s = json_string_value(json_object_get(head, name));
+	return s ? s : "";
+}
+
+/* The body is whole: hand the request over. */
+static void dispatch(call_t *c)
+{
+	c->state = CALL_WAITING;
+	if (c->too_large) {
+		calls_error(c, 413, "request body too large");
+		return;
+	}
+	const char *verb = field(c->head, "verb"), *path = field(c->head, "path");
+	if (*verb == '\0' || path[0] != '/') {
+		calls_error(c, 400, "bad routed request: verb and path are required");
+		return;
+	}
+	buf_append(&c->body, "", 1); /* a NUL after the body, for parsers */
+	call_req_t req = {
+	    .verb = verb,
+	    .path = path,
+	    .query = field(c->head, "query"),
+	    .client_id = field(c->head, "client_id"),
+	    .body = buf_data(&c->body),
+	    .body_len = buf_size(&c->body) - 1,
+	};
+	c->cs->dispatch(c->cs->arg, c, &req);
+}
+
+int calls_frame(calls_t *cs, const proto_frame_t *f, const char **err)
+{
+	call_t *c = find(cs, f->id);
+	if (c == NULL) {
+		/* A CANCEL or ACK may cross the END that finished the call. */
+		if (f->type == PROTO_CANCEL || f->type == PROTO_ACK)
+			return 0;
+		*err = "a body frame for no request";
+		return -1;
+	}
+	switch (f->type) {
+	case PROTO_DATA:
+		if (c->state != CALL_BODY) {
+			*err = "request body after its end";
+			return -1;
+		}
+		if (buf_size(&c->body) + f->len > CALLS_MAX_BODY) {
+			c->too_large = 1;
+			buf_free(&c->body);
+		} else if (!c->too_large) {
+			buf_append(&c->body, f->payload, f->len);
+		}
+		return 0;
+	case PROTO_END:
+		if (c->state != CALL_BODY) {
+			*err = "a second end of a request body";
+			return -1;
+		}
+		dispatch(c);
+		return 0;
+	case PROTO_ACK:
+		if (c->state == CALL_SENDING && c->unacked > 0) {
+			c->unacked--;
+			pump(c);
+		}
+		return 0;
+	case PROTO_CANCEL:
+		if (c->state == CALL_SENDING) {
+			/* Cut the answer short: END now, the rest is dropped. */
+			buf_reset(&c->body);
+			pump(c);
+		} else {
+			if (c->on_cancel != NULL)
+				c->on_cancel(c, c->cancel_data);
+			c->state = CALL_WAITING;
+			calls_error(c, 499, "request cancelled by the client");
+		}
+		return 0;
+	default:
+		*err = "unexpected frame type";
+		return -1;
+	}
+}
