@@ -311,7 +311,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 
 	for (int i = 0; i < opts->nhosts; i++) {
 		char err[512];
-		if (listener_open(&s->listeners[i], opts->hosts[i], err, sizeof(err)) != 0) {
+		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
+				  sizeof(err)) != 0) {
 			fprintf(stderr, "crush-supervisor: %s\n", err);
 			log_error("Cannot listen", "error", err, NULL);
 			for (int j = 0; j < i; j++) {
