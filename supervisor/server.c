@@ -213,6 +213,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 		h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
 		if (sock == NULL)
 			return;
+		if (gate_accept(&s->gate, sock) != 0) /* issue 8: unix peer of another user */
+			continue;
 		h2o_accept(&s->accept_ctx, sock);
 	}
 }
@@ -309,6 +311,10 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		return -1;
 	}
 
+	if (gate_init(&s->gate, opts) != 0) { /* issue 8: token, origins */
+		close(sfd);
+		return -1;
+	}
 	for (int i = 0; i < opts->nhosts; i++) {
 		char err[512];
 		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
@@ -358,6 +364,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .arg = s,
 	};
 	s->http = http_register(&s->config, &env);
+	gate_register(&s->gate, &s->config); /* issue 8: after every handler */
 	s->loop = h2o_evloop_create();
 	h2o_context_init(&s->ctx, s->loop, &s->config);
 	s->accept_ctx.ctx = &s->ctx;

@@ -11,6 +11,7 @@
 #include <h2o.h>
 
 #include "supervisor/claims.h"
+#include "supervisor/gate.h" /* issue 8 */
 #include "supervisor/http.h"
 #include "supervisor/listen.h"
 #include "supervisor/options.h"
@@ -35,6 +36,7 @@ typedef struct server {
 	http_handler_t *http;
 	stream_hub_t hub;
 	procs_t procs;
+	gate_t gate; /* issue 8: who may talk (gate.h, guard.h) */
 	listener_t listeners[OPTIONS_MAX_HOSTS];
 	h2o_socket_t *listen_socks[OPTIONS_MAX_HOSTS];
 	int nlisteners;
