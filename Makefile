@@ -30,7 +30,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SUP_LIBS    := -lh2o-evloop $(JSON_LIBS) $(UUID_LIBS) -lm
 WORKER_LIBS := -lev $(JSON_LIBS) $(UUID_LIBS)
 
-.PHONY: all deps run test unit-bins clean format bench fuzz soak
+.PHONY: all deps run test test-browser unit-bins clean format bench fuzz soak
 # Keep the unit tests' objects between runs.
 .SECONDARY:
 all: $(BUILD)/crush-supervisor $(BUILD)/crush-worker
@@ -67,6 +67,14 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit-bins
 	@sh tests/run.sh $(ASAN_BUILD)
+
+# SPEC §7 in a real browser (not part of test: it installs Chromium):
+# headless Chromium on an allowed and a foreign page origin. See
+# tests/browser/run.py.
+test-browser: deps
+	@WITH_BROWSER=1 sh scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@/usr/bin/python3 tests/browser/run.py --build $(BUILD)
 
 # Benchmarks (not part of test): the daemon beside this machine's own
 # ceilings, one table. See bench/README.md.

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import selectors
 import shutil
 import signal
@@ -50,6 +51,10 @@ ROUNDS = 3 if QUICK else 7  # HTTP rounds (each: ours and the anchor, back to ba
 DUR = 2  # seconds per load-generator run
 CONNS = 32
 H2_STREAMS = 10  # h2load -m: concurrent streams per h2c connection
+# The daemon's tcp listener needs a bearer token (SPEC §7); every tcp
+# client here sends it (the h2o anchor gets the same header, unread).
+TOKEN = secrets.token_hex(32)
+AUTH = f"Authorization: Bearer {TOKEN}"
 CREATES = 200  # fresh directories for create -> ready
 FAN_STREAMS = 200
 FAN_EVENTS = 20000  # ~1.16 MB per stream per burst
@@ -198,7 +203,8 @@ class Http:
 
     def request(self, method, target, body=None):
         data = b"" if body is None else json.dumps(body).encode()
-        head = f"{method} {target} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(data)}\r\n"
+        head = f"{method} {target} HTTP/1.1\r\nHost: {'bench' if self.path else '127.0.0.1'}\r\n"
+        head += f"Content-Length: {len(data)}\r\n" + ("" if self.path else AUTH + "\r\n")
         if body is not None:
             head += "Content-Type: application/json\r\n"
         if time.monotonic() - self.used > 5:  # may have been closed as idle
@@ -477,6 +483,7 @@ def start_supervisor(name, tcp_port=None, worker=None, cpus=None, create_grace=5
     argv = [SUP, "-H", f"unix://{sock}"]
     if tcp_port:
         argv += ["-H", f"tcp://127.0.0.1:{tcp_port}"]
+        env = dict(env or os.environ, CRUSH_SERVER_TOKEN=TOKEN)
     if worker:
         argv += ["--worker", worker]
     argv += ["--create-grace", str(create_grace), "--detach-grace", "0", "--idle-timeout", "600",
@@ -528,7 +535,7 @@ def create(http, path, client_id=None):
 
 
 def run_wrk(url, server_pid, cpus, script=None, env=None):
-    argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{DUR}s"]
+    argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{DUR}s", "-H", AUTH]
     if script:
         argv += ["-s", script]
     argv.append(url)
@@ -549,7 +556,7 @@ def run_wrk(url, server_pid, cpus, script=None, env=None):
 
 
 def run_h2load(url, server_pid, cpus):
-    argv = ["h2load", f"-c{CONNS}", f"-m{H2_STREAMS}", "-t1", "-D", str(DUR), url]
+    argv = ["h2load", f"-c{CONNS}", f"-m{H2_STREAMS}", "-t1", "-D", str(DUR), "-H", AUTH, url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus] + argv
     c0, t0 = cpu_secs(server_pid), time.monotonic()
@@ -646,7 +653,7 @@ def phase_http(server_cpus, client_cpus):
     hold = Streams(sup.sock)
     hold.open(ws["id"], holder)
     hold.pump(lambda: hold.count("connected") == 1, 10)
-    env = dict(os.environ, BENCH_JOIN_PATH=jdir)
+    env = dict(os.environ, BENCH_JOIN_PATH=jdir, BENCH_TOKEN=TOKEN)
     join = paired("join", lambda: run_wrk(base + "/", sup.pid, client_cpus, os.path.join(ROOT, "bench/join.lua"),
                                           env),
                   lambda: run_wrk(anchor_url, h2o.pid, client_cpus))

@@ -5,6 +5,8 @@
 -- The path comes from the environment: BENCH_JOIN_PATH.
 
 local path = os.getenv("BENCH_JOIN_PATH") or "/tmp/crush-bench-join"
+-- the daemon's tcp bearer token (SPEC §7), from bench.py
+local auth = "Authorization: Bearer " .. (os.getenv("BENCH_TOKEN") or "") .. "\r\n"
 local random, format = math.random, string.format
 
 function init(args)
@@ -22,6 +24,6 @@ end
 
 function request()
    local body = '{"path":"' .. path .. '","client_id":"' .. uuid4() .. '"}'
-   return "POST /v1/workspaces HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n" ..
+   return "POST /v1/workspaces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" .. auth ..
       "Content-Length: " .. #body .. "\r\n\r\n" .. body
 end

@@ -190,7 +190,7 @@ static void create_resolved(http_handler_t *h, h2o_req_t *req, create_body_t *b)
 		reply_error(req, 503, "server is shutting down");
 		break;
 	case CLAIMS_ERETIRED:
-		reply_error(req, 409, "client is retired");
+		reply_error(req, 409, "client has been retired");
 		break;
 	case CLAIMS_ELIMIT:
 		refuse(h, req, LIMIT_WORKSPACES, "workspaces");
@@ -318,7 +318,7 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 	case CLAIMS_OK:
 		break;
 	case CLAIMS_ERETIRED:
-		return reply_error(req, 409, "client is retired");
+		return reply_error(req, 409, "client has been retired");
 	default:
 		return reply_error(req, 404, "workspace not found");
 	}
@@ -340,7 +340,9 @@ static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 }
 
 /* POST /v1/control {"command": "shutdown_if_idle" | "shutdown"}: both
- * are conditional, as upstream: 409 while any workspace is live. */
+ * are conditional, as upstream: 409 while any workspace is live. A pinned
+ * daemon refuses (409 "server is pinned"), so an upstream client of
+ * another version keeps using it instead of replacing it (restartIfStale). */
 static int on_control(http_handler_t *h, h2o_req_t *req)
 {
 	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
@@ -352,8 +354,10 @@ static int on_control(http_handler_t *h, h2o_req_t *req)
 		return reply_error(req, 400, "failed to decode request");
 	if (!known)
 		return reply_error(req, 400, "unknown command");
+	if (h->env.pinned)
+		return reply_error(req, 409, "server is pinned");
 	if (claims_live_count(h->env.claims) > 0)
-		return reply_error(req, 409, "workspaces are live");
+		return reply_error(req, 409, "server is hosting live workspaces");
 	reply_empty(req);
 	h->env.shutdown(h->env.arg, "control");
 	return 0;

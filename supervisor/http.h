@@ -35,6 +35,7 @@ typedef struct http_env {
 	limits_t *limits;
 	conns_t *conns;
 	forwarder_t *forwarder;
+	int pinned;	    /* --pinned: shutdown_if_idle is 409 */
 	offload_t *offload; /* where create paths are resolved */
 	/* POST /v1/control asked the server to stop. */
 	void (*shutdown)(void *arg, const char *why);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "supervisor/guard.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -42,6 +43,34 @@ static int unix_is_live(const struct sockaddr_un *sa)
 	return !(e == ECONNREFUSED || e == ENOENT);
 }
 
+/*
+ * The directory a socket goes in must not let another user swap what we
+ * bind or remove: owned by us or root, and writable by no one else unless
+ * sticky (as /tmp is). Checked by lstat on the directory itself.
+ */
+static int dir_is_safe(const char *path, char *err, size_t errlen, const char *url)
+{
+	char dir[108];
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	size_t n = slash == path ? 1 : (size_t)(slash - path);
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	if (lstat(dir, &st) != 0)
+		return fail(err, errlen, "%s: %s: %s", url, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(err, errlen, "%s: %s is not a directory", url, dir);
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return fail(err, errlen, "%s: directory %s belongs to uid %u; refusing to put a socket there",
+			    url, dir, (unsigned)st.st_uid);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)
+		return fail(err, errlen,
+			    "%s: directory %s is writable by other users and not sticky; refusing to put a "
+			    "socket there",
+			    url, dir);
+	return 0;
+}
+
 static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -52,10 +81,23 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return fail(err, errlen, "%s: socket path too long", l->url);
 	strcpy(sa.sun_path, path);
+	if (dir_is_safe(path, err, errlen, l->url) != 0)
+		return -1;
 
+	/* lstat: a symlink is judged as itself, never followed. Only a stale
+	 * socket of our own is removed; in a sticky /tmp nobody else can then
+	 * replace it before the unlink, and bind() below never follows a
+	 * symlink planted after it (it fails with EADDRINUSE instead). */
 	if (lstat(path, &st) == 0) {
+		if (S_ISLNK(st.st_mode))
+			return fail(err, errlen, "%s: %s is a symbolic link; refusing to use or remove it",
+				    l->url, path);
 		if (!S_ISSOCK(st.st_mode))
 			return fail(err, errlen, "%s: %s exists and is not a socket", l->url, path);
+		if (st.st_uid != geteuid())
+			return fail(err, errlen,
+				    "%s: %s belongs to uid %u, not to us; refusing to use or remove it",
+				    l->url, path, (unsigned)st.st_uid);
 		if (unix_is_live(&sa))
 			return fail(err, errlen, "%s: address already in use", l->url);
 		log_warn("Removing stale socket", "path", path, NULL);
@@ -87,13 +129,14 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 		l->ino = st.st_ino;
 		l->dev = st.st_dev;
 	}
-	chmod(path, 0600);
+	/* Never follows a link: the umask made it 0600 already. */
+	fchmodat(AT_FDCWD, path, 0600, AT_SYMLINK_NOFOLLOW);
 	l->fd = fd;
 	snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
 	return 0;
 }
 
-static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errlen)
+static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char *err, size_t errlen)
 {
 	char host[256];
 	const char *colon = strrchr(hostport, ':');
@@ -113,6 +156,20 @@ static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errle
 	int gai = getaddrinfo(h, colon + 1, &hints, &res);
 	if (gai != 0)
 		return fail(err, errlen, "%s: %s", l->url, gai_strerror(gai));
+	/* Without a token the operator chose, the generated one must not be
+	 * the only thing between the network and the API: every address the
+	 * name resolves to must be loopback (0.0.0.0, :: and public ones are
+	 * not). */
+	for (struct addrinfo *a = res; a != NULL && !allow_remote; a = a->ai_next) {
+		if (!guard_addr_is_loopback(a->ai_addr)) {
+			freeaddrinfo(res);
+			return fail(
+			    err, errlen,
+			    "%s: refusing to listen on a non-loopback address without an explicit "
+			    "token (give --token-file or CRUSH_SERVER_TOKEN, or use 127.0.0.1 / [::1])",
+			    l->url);
+		}
+	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		freeaddrinfo(res);
@@ -132,7 +189,7 @@ static int open_tcp(listener_t *l, const char *hostport, char *err, size_t errle
 	return 0;
 }
 
-int listener_open(listener_t *l, const char *url, char *err, size_t errlen)
+int listener_open(listener_t *l, const char *url, int allow_remote, char *err, size_t errlen)
 {
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
@@ -140,7 +197,7 @@ int listener_open(listener_t *l, const char *url, char *err, size_t errlen)
 	if (strncmp(url, "unix://", 7) == 0)
 		return open_unix(l, url + 7, err, errlen);
 	if (strncmp(url, "tcp://", 6) == 0)
-		return open_tcp(l, url + 6, err, errlen);
+		return open_tcp(l, url + 6, allow_remote, err, errlen);
 	return fail(err, errlen, "%s: want unix:///path or tcp://host:port", url);
 }
 

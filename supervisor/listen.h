@@ -17,12 +17,16 @@ typedef struct listener {
 } listener_t;
 
 /*
- * Binds url. A unix socket file that exists is probed: a live listener is
- * "address already in use" (never unlinked); a dead one is removed with a
- * warning. Unix sockets are created mode 0600. Returns 0, or -1 with a
- * message in err.
+ * Binds url. Unix sockets are created mode 0600, in a directory no other
+ * user can write to (or a sticky one, like /tmp). A path that exists is
+ * used only when it is a socket of ours: a symlink or another user's file
+ * is refused, never followed or removed. Our socket is probed: a live
+ * listener is "address already in use" (never unlinked); a dead one is
+ * removed with a warning. A tcp address that is not loopback is refused
+ * unless allow_remote (a token was given explicitly, SPEC §7). Returns 0,
+ * or -1 with a message in err.
  */
-int listener_open(listener_t *l, const char *url, char *err, size_t errlen);
+int listener_open(listener_t *l, const char *url, int allow_remote, char *err, size_t errlen);
 /* Removes the unix socket file if it is still the one we bound. */
 void listener_remove_file(listener_t *l);
 

@@ -233,6 +233,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 				pause_accepting(s);
 			return;
 		}
+		if (gate_accept(&s->gate, sock) != 0) /* a unix peer of another user */
+			continue;
 		conns_add(&s->conns, sock, clock_ms());
 		h2o_accept(&s->accept_ctx, sock);
 	}
@@ -352,9 +354,14 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		return -1;
 	}
 
+	if (gate_init(&s->gate, opts) != 0) { /* issue 8: token, origins */
+		close(sfd);
+		return -1;
+	}
 	for (int i = 0; i < opts->nhosts; i++) {
 		char err[512];
-		if (listener_open(&s->listeners[i], opts->hosts[i], err, sizeof(err)) != 0) {
+		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
+				  sizeof(err)) != 0) {
 			fprintf(stderr, "crush-supervisor: %s\n", err);
 			log_error("Cannot listen", "error", err, NULL);
 			for (int j = 0; j < i; j++) {
@@ -368,10 +375,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	limits_init(&s->limits);
-	s->request_timeout_ms = REQUEST_TIMEOUT_MS;
-	const char *rt = getenv("CRUSH_SERVER_REQUEST_TIMEOUT");
-	if (rt != NULL && options_parse_secs(rt, &s->request_timeout_ms) != 0)
-		s->request_timeout_ms = REQUEST_TIMEOUT_MS;
+	s->limits.max[LIMIT_WORKSPACES] = opts->max_workspaces;
+	s->limits.max[LIMIT_STREAMS] = opts->max_streams;
 	claims_config_t cc = {
 	    .create_grace_ms = opts->create_grace_ms,
 	    .detach_grace_ms = opts->detach_grace_ms,
@@ -405,6 +410,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .limits = &s->limits,
 	    .conns = &s->conns,
 	    .forwarder = &s->forwarder,
+	    .pinned = opts->pinned,
 	    .shutdown = on_control_shutdown,
 	    .arg = s,
 	};
@@ -412,6 +418,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	s->offload = offload_new(s->loop);
 	env.offload = s->offload;
 	s->http = http_register(&s->config, &env);
+	gate_register(&s->gate, &s->config); /* after every handler: it puts itself first */
 	const char *delay = getenv("CRUSH_TEST_RESOLVE_DELAY_MS");
 	s->http->resolve_delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
 	h2o_context_init(&s->ctx, s->loop, &s->config);
@@ -431,7 +438,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	if (ht != NULL && options_parse_secs(ht, &header_ms) != 0)
 		header_ms = HEADER_TIMEOUT_MS;
 	conns_init(&s->conns, s->loop, &s->limits, header_ms);
-	forwarder_init(&s->forwarder, s->loop, s->request_timeout_ms, &s->limits);
+	forwarder_init(&s->forwarder, s->loop, opts->request_timeout_ms, &s->limits);
 	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);
 	s->resume_accept_te.cb = on_resume_accept;
 	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);

@@ -13,6 +13,7 @@
 #include "supervisor/claims.h"
 #include "supervisor/conns.h"
 #include "supervisor/forward.h"
+#include "supervisor/gate.h"
 #include "supervisor/http.h"
 #include "supervisor/limits.h"
 #include "supervisor/listen.h"
@@ -31,9 +32,6 @@
  * conns.h); CRUSH_SERVER_HEADER_TIMEOUT overrides it. Longer than h2o's own
  * 10 s idle timeouts, so only a connection that trickles bytes hits it. */
 #define HEADER_TIMEOUT_MS 15000
-/* How long a routed request may wait for its worker (ready, then the
- * head of its answer); CRUSH_SERVER_REQUEST_TIMEOUT overrides it. */
-#define REQUEST_TIMEOUT_MS 30000
 /* Out of descriptors: stop accepting for this long. */
 #define ACCEPT_PAUSE_MS 100
 
@@ -47,11 +45,11 @@ typedef struct server {
 	limits_t limits;
 	conns_t conns;
 	forwarder_t forwarder;
-	uint64_t request_timeout_ms;
 	offload_t *offload;
 	http_handler_t *http;
 	stream_hub_t hub;
 	procs_t procs;
+	gate_t gate; /* issue 8: who may talk (gate.h, guard.h) */
 	listener_t listeners[OPTIONS_MAX_HOSTS];
 	h2o_socket_t *listen_socks[OPTIONS_MAX_HOSTS];
 	int nlisteners;

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -87,18 +88,29 @@ def stays_true(cond, duration, interval=0.02, what=None):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the daemon listens: ("unix", path) or ("tcp", (host, port))."""
+    """Where the daemon listens: ("unix", path) or ("tcp", (host, port)).
+    A tcp endpoint's token, when set, goes out as Authorization: Bearer on
+    every request that does not carry its own Authorization header."""
     kind: str
     address: object
+    token: str = None
 
     @classmethod
-    def parse(cls, url):
+    def parse(cls, url, token=None):
         if url.startswith("unix://"):
             return cls("unix", url[len("unix://"):])
         if url.startswith("tcp://"):
             host, _, port = url[len("tcp://"):].rpartition(":")
-            return cls("tcp", (host, int(port)))
+            return cls("tcp", (host, int(port)), token)
         raise ValueError(url)
+
+    def auth_headers(self, headers=None):
+        """headers plus the bearer token (tcp with a token, and no
+        Authorization given; a None value drops a header)."""
+        out = dict(headers or {})
+        if self.kind == "tcp" and self.token and not any(k.lower() == "authorization" for k in out):
+            out["Authorization"] = "Bearer " + self.token
+        return {k: v for k, v in out.items() if v is not None}
 
     @property
     def url(self):
@@ -153,7 +165,7 @@ class Response:
 
 
 def http_request(endpoint, method, path, body=None, headers=None, timeout=WAIT):
-    hdrs = dict(headers or {})
+    hdrs = endpoint.auth_headers(headers)
     if body is not None and not isinstance(body, (bytes, str)):
         body = json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
@@ -276,6 +288,8 @@ class EventStream:
                 q += f"{'&' if client_id is not None else '?'}last_event_id={last_event_id}"
             else:
                 extra = f"Last-Event-ID: {last_event_id}\r\n"
+        for k, v in endpoint.auth_headers().items():
+            extra += f"{k}: {v}\r\n"
         req = (f"GET {q} HTTP/1.1\r\nHost: localhost\r\n"
                f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{extra}\r\n")
         self.sock.sendall(req.encode())
@@ -647,7 +661,16 @@ class Supervisor:
             # "{sock}" in a host URL stands for this supervisor's private socket path.
             self.hosts = [h.format(sock=self.sock) for h in hosts] if hosts is not None \
                 else ["unix://" + self.sock]
-        self.endpoint = Endpoint.parse(self.hosts[0]) if self.hosts else Endpoint("unix", self.sock)
+        # A tcp listener needs a bearer token (SPEC §7): each daemon gets
+        # its own, so no test reads or writes the user's shared token file,
+        # unless the test chose (env CRUSH_SERVER_TOKEN, even "", or
+        # token_file).
+        self.token = (env or {}).get("CRUSH_SERVER_TOKEN") or None
+        if (any(h.startswith("tcp://") for h in self.hosts) and "CRUSH_SERVER_TOKEN" not in (env or {})
+                and opts.get("token_file") is None):
+            self.token = secrets.token_hex(16)
+            self.env["CRUSH_SERVER_TOKEN"] = self.token
+        self.endpoint = Endpoint.parse(self.hosts[0], self.token) if self.hosts else Endpoint("unix", self.sock)
         self.api = Api(self.endpoint)
         self.roots = [str(r) for r in roots]
         options = dict(self.DEFAULTS)

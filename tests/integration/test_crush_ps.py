@@ -87,7 +87,7 @@ def test_crush_ps_over_tcp(start_supervisor, wsdir):
     port = free_tcp_port()
     sup = start_supervisor(hosts=["unix://{sock}", f"tcp://127.0.0.1:{port}"])
     ws = sup.api.create(wsdir)
-    p = crush_ps("-H", f"tcp://127.0.0.1:{port}")
+    p = crush_ps("-H", f"tcp://127.0.0.1:{port}", env={"CRUSH_SERVER_TOKEN": sup.token})
     assert p.returncode == 0, p.stderr
     assert ws["id"] in p.stdout
 

@@ -56,7 +56,7 @@ def test_live_socket_is_not_stolen(start_supervisor, wsdir):
 def test_tcp_listener_serves_the_api(start_supervisor, wsdir):
     port = free_tcp_port()
     sup = start_supervisor(hosts=["unix://{sock}", f"tcp://127.0.0.1:{port}"])
-    tcp = Api(Endpoint("tcp", ("127.0.0.1", port)))
+    tcp = Api(Endpoint("tcp", ("127.0.0.1", port), sup.token))
     assert tcp.health().status == 200
     ws = tcp.create(wsdir)
     assert sup.api.workspace(ws["id"]) is not None, "both listeners serve one daemon"
@@ -120,7 +120,8 @@ def test_h2c_event_stream_gets_headers_at_once(sup, wsdir):
 
 def test_h2c_over_tcp(start_supervisor):
     port = free_tcp_port()
-    start_supervisor(hosts=["unix://{sock}", f"tcp://127.0.0.1:{port}"])
-    p = curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+    sup = start_supervisor(hosts=["unix://{sock}", f"tcp://127.0.0.1:{port}"])
+    p = curl(["--http2-prior-knowledge", "-H", f"Authorization: Bearer {sup.token}",
+              "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
               f"http://127.0.0.1:{port}/v1/health"])
     assert p.stdout.split() == ["200", "2"], (p.stdout, p.stderr)
