@@ -319,3 +319,25 @@ def test_out_of_descriptors_the_daemon_does_not_spin_and_recovers(start_supervis
         for c in conns:
             c.close()
     crush.wait_until(lambda: sup.api.health().status == 200, what="served again")
+
+
+def test_a_create_flood_hits_429_while_a_legitimate_client_is_served(start_supervisor, make_dir):
+    """140 creates on new paths exhausted the uid's inotify instances and
+    everyone else got 500. Now new workspaces past --max-workspaces are
+    429 (logged once per episode), and a client joining an existing
+    workspace is still served."""
+    sup = start_supervisor(max_workspaces=8)
+    legit_dir = make_dir("legit")
+    legit = sup.api.create(legit_dir)
+    statuses = []
+    for i in range(24):
+        r = sup.api.create_raw(make_dir(f"flood{i}"), crush.new_client_id())
+        statuses.append(r.status)
+        if r.status != 200:
+            assert r.status == 429, r.describe()
+            assert "limit 8" in r.json()["message"]
+    assert statuses.count(200) == 7 and statuses.count(429) == 17, statuses
+    # Joining what exists still works; so does everything else.
+    assert sup.api.create(legit_dir)["id"] == legit["id"]
+    assert sup.api.health().status == 200
+    assert sup.stderr().count("limit=workspaces") == 1
