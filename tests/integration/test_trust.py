@@ -341,3 +341,37 @@ def test_a_create_flood_hits_429_while_a_legitimate_client_is_served(start_super
     assert sup.api.create(legit_dir)["id"] == legit["id"]
     assert sup.api.health().status == 200
     assert sup.stderr().count("limit=workspaces") == 1
+
+
+# ---- issue 10: current sessions, and attached_clients reaching the worker
+
+def test_current_session_needs_a_stream_and_its_presence_reaches_the_worker(start_supervisor, wsdir):
+    sup = start_supervisor(env={"CRUSH_TEST_ROUTES": "1"})
+    a, b, c = (crush.new_client_id() for _ in range(3))
+    ws = sup.api.create(wsdir, a)
+    base = f"/v1/workspaces/{ws['id']}"
+
+    def current(client, sid):
+        return sup.api.request("POST", f"{base}/current-session?client_id={client}", {"session_id": sid})
+
+    def attached(sid):
+        r = sup.api.request("GET", f"{base}/_test/presence?sid={sid}")
+        assert r.status == 200, r.describe()
+        return r.json()["attached_clients"]
+
+    assert current(a, "S1").status == 409  # a create claim only: not attached
+    assert current(a, "S1").json()["message"] == "client not attached"
+    assert sup.api.request("POST", f"/v1/workspaces/{crush.new_client_id()}/current-session?client_id={a}",
+                           {"session_id": "S1"}).status == 404
+    sa, sb = sup.api.events(ws["id"], a), sup.api.events(ws["id"], b)
+    try:
+        assert current(a, "S1").status == 200
+        assert current(b, "S1").status == 200
+        crush.wait_until(lambda: attached("S1") == 2, what="two clients view S1")
+        assert current(b, "S2").status == 200
+        crush.wait_until(lambda: attached("S1") == 1 and attached("S2") == 1, what="one each")
+        assert current(c, "S1").status == 409
+    finally:
+        sb.close()
+    crush.wait_until(lambda: attached("S2") == 0, what="a closed stream no longer counts")
+    sa.close()
