@@ -172,7 +172,7 @@ def http_request(endpoint, method, path, body=None, headers=None, timeout=WAIT):
         conn.close()
 
 
-def _parse_head(head):
+def parse_head(head):
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     status = int(parts[1])
@@ -202,7 +202,7 @@ def raw_exchange(endpoint, data, timeout=WAIT):
                 raise AssertionError(f"connection closed before a response head: {buf!r}")
             buf += chunk
         head, _, rest = buf.partition(b"\r\n\r\n")
-        status, headers = _parse_head(head)
+        status, headers = parse_head(head)
         n = int(headers.get("content-length", "-1"))
         while n < 0 or len(rest) < n:
             s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -287,7 +287,7 @@ class EventStream:
                     f"no response head for the event stream within {header_timeout}s "
                     f"(eof={self.eof}, got {self._raw[:300]!r})")
         head, _, self._raw = self._raw.partition(b"\r\n\r\n")
-        self.status, self.headers = _parse_head(head)
+        self.status, self.headers = parse_head(head)
         self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self._consume()
 
