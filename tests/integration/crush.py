@@ -479,6 +479,51 @@ class Api:
 
 
 # --------------------------------------------------------------------------
+# Predicates on a workspace, for wait_until() and stays_true(): each returns
+# the Workspace while it holds (so a wait hands it back), else a falsy value.
+
+
+def alive(sup, ws, streams=None, clients=None):
+    """The workspace `ws` (as created) is listed, with the given stream and
+    client counts when those are not None, and its worker (the pid the
+    create answered) runs."""
+    def check():
+        w = sup.api.workspace(ws["id"])
+        if w is None or not pid_live(ws["pid"]):
+            return False
+        if streams is not None and w["streams"] != streams:
+            return False
+        if clients is not None and w["clients"] != clients:
+            return False
+        return w
+    check.__name__ = f"workspace {ws['id']} alive (streams={streams}, clients={clients})"
+    return check
+
+
+def ready_with(sup, ws_id, pid=None):
+    """The workspace is listed `ready` (with that pid, when not None) and
+    its listed worker runs; for a workspace whose worker may have been
+    replaced since the create."""
+    def check():
+        w = sup.api.workspace(ws_id)
+        if not w or w["state"] != "ready" or not pid_live(w["pid"]):
+            return None
+        if pid is not None and w["pid"] != pid:
+            return None
+        return w
+    check.__name__ = f"workspace {ws_id} ready (pid {pid})"
+    return check
+
+
+def wait_gone(sup, ws, timeout=WAIT):
+    """Waits until the workspace answers 404 and its worker is reaped."""
+    wait_until(lambda: sup.api.workspace(ws["id"]) is None, timeout,
+               what=f"workspace {ws['id']} torn down")
+    wait_until(lambda: not pid_exists(ws["pid"]), timeout,
+               what=f"worker {ws['pid']} reaped (gone from /proc, not a zombie)")
+
+
+# --------------------------------------------------------------------------
 # /proc
 
 

@@ -10,30 +10,7 @@ import random
 import threading
 import time
 
-from crush import WAIT, new_client_id, pid_exists, pid_live, stays_true, wait_until
-
-
-def alive(sup, ws, streams=None, clients=None):
-    """A predicate: the workspace is listed (with the given counts) and its
-    worker runs."""
-    def check():
-        w = sup.api.workspace(ws["id"])
-        if w is None or not pid_live(ws["pid"]):
-            return False
-        if streams is not None and w["streams"] != streams:
-            return False
-        if clients is not None and w["clients"] != clients:
-            return False
-        return w
-    check.__name__ = f"workspace {ws['id']} alive (streams={streams}, clients={clients})"
-    return check
-
-
-def wait_gone(sup, ws, timeout=WAIT):
-    wait_until(lambda: sup.api.workspace(ws["id"]) is None, timeout,
-               what=f"workspace {ws['id']} torn down")
-    wait_until(lambda: not pid_exists(ws["pid"]), timeout,
-               what=f"worker {ws['pid']} reaped (gone from /proc, not a zombie)")
+from crush import WAIT, alive, new_client_id, pid_live, stays_true, wait_gone, wait_until
 
 
 def test_unattached_workspace_is_torn_down_after_create_grace(start_supervisor, wsdir):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from crush import (WAIT, all_pids, is_worker_cmdline, new_client_id, open_fds, pid_exists, pid_live,
-                   proc_cmdline, proc_stat, unix_socket_inodes, wait_until)
+                   proc_cmdline, proc_stat, ready_with, unix_socket_inodes, wait_until)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
@@ -227,11 +227,7 @@ def test_killed_worker_is_reaped_and_the_supervisor_stays_healthy(sup, wsdir):
     # (a join may answer while the workspace is still "restarting").
     again = sup.api.create(wsdir, new_client_id())
 
-    def ready():
-        w = sup.api.workspace(again["id"])
-        return w if w and w["state"] == "ready" and pid_live(w["pid"]) else None
-
-    w = wait_until(ready, what="workspace ready again with a live worker")
+    w = wait_until(ready_with(sup, again["id"]), what="workspace ready again with a live worker")
     assert w["pid"] != ws["pid"]
     wait_until(lambda: [p.pid for p in sup.workers(path=wsdir)] == [w["pid"]],
                what="exactly one worker for the directory, the listed one")
