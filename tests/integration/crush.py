@@ -478,6 +478,49 @@ class Api:
         return s
 
 
+class Claim:
+    """One client's hold on a workspace, the sequence most lifetime tests
+    start with: a new client id creates the workspace for `path`, then
+    (attach=True) opens an event stream on it, then (release=True) releases
+    its create claim, so that the stream is its only hold (SPEC §4).
+    Closes its streams on exit; releases nothing on its own."""
+
+    def __init__(self, sup, path, attach=True, release=False):
+        self.sup = sup
+        self.cid = new_client_id()
+        self.ws = sup.api.create(path, self.cid)
+        self.streams = []
+        if attach:
+            self.attach()
+        if release:
+            self.release()
+
+    @property
+    def stream(self):
+        """The first stream it opened."""
+        return self.streams[0]
+
+    def attach(self):
+        """Opens one more event stream (expects 200) and returns it."""
+        s = self.sup.api.events(self.ws["id"], self.cid)
+        self.streams.append(s)
+        return s
+
+    def release(self):
+        return self.sup.api.release(self.ws["id"], self.cid)
+
+    def close(self):
+        """Closes every stream it opened (closing one twice is harmless)."""
+        for s in self.streams:
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # --------------------------------------------------------------------------
 # Predicates on a workspace, for wait_until() and stays_true(): each returns
 # the Workspace while it holds (so a wait hands it back), else a falsy value.
