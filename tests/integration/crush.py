@@ -10,11 +10,13 @@ be polled: wait_until() and stays_true() are the only clocks.
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -79,6 +81,111 @@ def stays_true(cond, duration, interval=0.02, what=None):
         if time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Races
+
+
+class Race:
+    """Steers and tallies a race test that accepts two outcomes, so that it
+    can prove it raced: each outcome it covers must actually occur.
+
+    Every iteration runs the race's two sides `delay` seconds apart (see
+    run_apart()) and record()s the outcome. `early` is the outcome a smaller
+    delay favours, `late` the one a larger delay favours. The delay is a
+    staircase: after each outcome it steps toward the other one, the step
+    doubling while the same outcome repeats and starting again from `step`
+    when it flips, clamped to [lo, hi]; each iteration adds a jitter of up
+    to half a step (seeded: the same outcomes give the same delays). So the
+    iterations gather where either side can win, wherever the machine's
+    load has moved that point, and an outcome that is rare at `start` is
+    reached within a few iterations. Iterates `n` times, then on while an
+    outcome is still missing, up to `max_n` iterations and `budget` seconds
+    in all; assert_covered() then fails the test unless both occurred."""
+
+    def __init__(self, early, late, n, start, step, lo, hi, max_n=None, budget=2 * WAIT):
+        assert early != late and lo <= start <= hi and step > 0
+        self.early, self.late = early, late
+        self.n = n
+        self.max_n = max_n if max_n is not None else 3 * n
+        self.budget = budget
+        self.step, self.lo, self.hi = step, lo, hi
+        self.delay = start
+        self._used = start
+        self._rnd = random.Random(0)
+        self._step = step
+        self._last = None
+        self.counts = {early: 0, late: 0}
+        self.history = []  # (delay, outcome) per iteration
+
+    def missing(self):
+        return [o for o, c in self.counts.items() if c == 0]
+
+    def __iter__(self):
+        t0 = time.monotonic()
+        i = 0
+        while i < self.n or (self.missing() and i < self.max_n and time.monotonic() - t0 < self.budget):
+            jitter = self._rnd.uniform(-self.step, self.step) / 2
+            self._used = min(self.hi, max(self.lo, self.delay + jitter))
+            yield self._used
+            i += 1
+            assert len(self.history) == i, "each iteration of a Race must record() its outcome"
+
+    def record(self, outcome):
+        assert outcome in self.counts, f"outcome {outcome!r} is not one of {list(self.counts)}"
+        self.counts[outcome] += 1
+        self.history.append((self._used, outcome))
+        self._step = self._step * 2 if outcome == self._last else self.step
+        self._last = outcome
+        self.delay += self._step if outcome == self.early else -self._step
+        self.delay = min(self.hi, max(self.lo, self.delay))
+
+    def summary(self):
+        counts = ", ".join(f"{o} {c}" for o, c in self.counts.items())
+        steps = " ".join(f"{d * 1000:.1f}:{o}" for d, o in self.history)
+        return f"{counts} in {len(self.history)} iterations (delay ms:outcome {steps})"
+
+    def assert_covered(self):
+        """Fails unless every outcome occurred; prints the tally (pytest -rP shows it)."""
+        print(f"race: {self.summary()}")
+        assert not self.missing(), f"the race never ended {' or '.join(self.missing())}: {self.summary()}"
+
+
+def run_apart(in_thread, here, delay, timeout=WAIT):
+    """The two sides of one race: in_thread() runs in a new thread and here()
+    in this one, here() starting `delay` seconds after the thread started
+    (delay < 0: the thread starts -delay seconds after here() returned).
+    Returns in_thread()'s value once both are done, or raises what it
+    raised; fails if it takes longer than timeout."""
+    import threading
+    result = {}
+
+    def run():
+        try:
+            result["value"] = in_thread()
+        except BaseException as e:  # handed to the caller
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    if delay >= 0:
+        t.start()
+        try:
+            if delay > 0:
+                time.sleep(delay)
+            here()
+        finally:
+            t.join(timeout)
+    else:
+        here()
+        time.sleep(-delay)
+        t.start()
+        t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"the racing thread did not finish within {timeout}s")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 # --------------------------------------------------------------------------
@@ -930,7 +1037,6 @@ class StreamDrainer:
     manager; events accumulate in stream.events (appends are atomic)."""
 
     def __init__(self, stream):
-        import threading
         self.stream = stream
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -8,11 +8,9 @@ stream on it and, with release=True, releases its create claim.
 """
 
 import os
-import random
-import threading
 import time
 
-from crush import WAIT, alive, new_client_id, pid_live, stays_true, wait_gone, wait_until
+from crush import Race, alive, new_client_id, pid_live, run_apart, stays_true, wait_gone, wait_until
 
 
 def test_unattached_workspace_is_torn_down_after_create_grace(start_supervisor, wsdir):
@@ -198,59 +196,65 @@ def test_attach_after_teardown_is_404(sup, wsdir, claim):
 def test_attach_racing_teardown_ends_whole(start_supervisor, make_dir, claim):
     """The seed's AttachClient-vs-teardown race, from outside: the attach
     either wins (live workspace with that client) or gets 404 (gone, with
-    nothing of that client left)."""
+    nothing of that client left). The attach starts `delay` seconds before
+    a's last stream closes (after, when negative); the Race steers that
+    delay around the point where either can win, and both must occur."""
     sup = start_supervisor(create_grace=30, detach_grace=0)
-    outcomes = {"attached": 0, "refused": 0}
-    for i in range(10):
+    race = Race(early="refused", late="attached", n=10, start=0.0, step=0.0005, lo=-0.1, hi=0.1)
+    for i, delay in enumerate(race):
         a = claim(sup, make_dir(f"race{i}"), release=True)  # a's stream is now its only claim
         ws, b = a.ws, new_client_id()
-        result = {}
 
         def attach():
             try:
-                result["stream"] = sup.api.events(ws["id"], b)
+                return sup.api.events(ws["id"], b)
             except AssertionError as e:
-                result["error"] = str(e)
+                return str(e)
 
-        t = threading.Thread(target=attach)
-        t.start()
-        a.close()
-        t.join(WAIT)
-        if "stream" in result:
-            outcomes["attached"] += 1
-            sb = result["stream"]
+        got = run_apart(attach, a.close, delay)
+        if not isinstance(got, str):
+            race.record("attached")
             w = wait_until(alive(sup, ws, streams=1, clients=1),
                            what="attach won: workspace alive with only b in it")
             assert w["pid"] == ws["pid"]
-            assert sb.pump(0.05), "attach won but its stream was ended"
-            sb.close()
+            assert got.pump(0.05), "attach won but its stream was ended"
+            got.close()
             wait_gone(sup, ws)
         else:
-            outcomes["refused"] += 1
-            assert "404" in result.get("error", ""), result
+            race.record("refused")
+            assert "404" in got, got
             wait_gone(sup, ws)
+    race.assert_covered()
     assert sup.api.list() == []
     assert sup.zombies() == []
 
 
 def test_attach_racing_hold_expiry_ends_whole(start_supervisor, make_dir, claim):
+    """The attach comes `delay` seconds after the create's answer, around
+    the 0.2 s create grace: it either wins (the stream holds the workspace,
+    same worker) or gets 404 (expired). The Race steers the delay around the
+    expiry, and both must occur."""
     sup = start_supervisor(create_grace=0.2, detach_grace=0)
-    rnd = random.Random(1)
-    for i in range(8):
+    race = Race(early="attached", late="refused", n=8, start=0.2, step=0.01, lo=0.0, hi=0.6)
+    for i, delay in enumerate(race):
         c = claim(sup, make_dir(f"exp{i}"), attach=False)
         ws = c.ws
-        time.sleep(rnd.uniform(0.1, 0.3))  # aim at the expiry on purpose
+        time.sleep(delay)
         s = None
         try:
             s = c.attach()
         except AssertionError as e:
             assert "404" in str(e), e
         if s is not None:
+            race.record("attached")
             w = wait_until(alive(sup, ws, streams=1, clients=1))
             stays_true(alive(sup, ws, streams=1, clients=1), 0.3)
             assert w["pid"] == ws["pid"]
             s.close()
+        else:
+            race.record("refused")
         wait_gone(sup, ws)
+    race.assert_covered()
     assert sup.zombies() == []
 
 
