@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from crush import is_fs, new_client_id, wait_until
+from crush import is_fs, new_client_id, ready_with, wait_until
 
 
 def write(path, text, mode="w"):
@@ -261,11 +261,7 @@ def test_crashed_worker_is_restarted_and_streams_are_told(sup, wsdir):
     newpid = restarted.payload.get("pid")
     assert newpid and newpid != ws["pid"]
 
-    def ready():
-        w = sup.api.workspace(ws["id"])
-        return w if w and w["state"] == "ready" else None
-
-    assert wait_until(ready, what="workspace ready after the restart")["pid"] == newpid
+    assert wait_until(ready_with(sup, ws["id"]), what="workspace ready after the restart")["pid"] == newpid
     # And it still publishes fs events on the same stream.
     write(os.path.join(wsdir, "after.txt"), "")
     stream.wait_for(lambda e: is_fs(e, "created", "after.txt"))
