@@ -238,6 +238,7 @@ def test_h2_rapid_reset_of_creates_closes_the_connection_and_spawns_little(sup, 
         s.close()
     assert "limit=resets" in sup.stderr()
     started = sup.stderr().count('msg="Worker started"')
+    print(f"rapid reset: {sent} creates abandoned on one connection, {started} workers started")
     assert started < 150, f"{started} workers spawned for {sent} abandoned creates"
     assert sup.api.health().status == 200
     sup.api.create(make_dir("legit"))  # everyone else is still served
@@ -314,6 +315,7 @@ def test_out_of_descriptors_the_daemon_does_not_spin_and_recovers(start_supervis
         t0, c0 = time.monotonic(), cpu()
         time.sleep(1.0)
         used = (cpu() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+        print(f"out of descriptors: the daemon used {used:.1%} of a core")
         assert used < 0.3, f"the daemon used {used:.0%} of a core while out of descriptors"
     finally:
         for c in conns:
