@@ -299,11 +299,20 @@ void proc_kill(proc_t *p, const char *reason)
 
 /* --- frames to the worker: one h2o write at a time, the rest queued */
 
+static void read_last_words(proc_t *p);
+
 static void on_written(h2o_socket_t *sock, const char *err)
 {
 	proc_t *p = sock->data;
 	buf_reset(&p->inflight);
 	if (err != NULL) {
+		/* A worker that gave up (FAIL) and exited before reading its
+		 * setup: its reason is the one to tell, not our broken write. */
+		read_last_words(p);
+		if (p->failed) {
+			proc_close_sock(p);
+			return;
+		}
 		proc_kill(p, "socketpair write failed");
 		return;
 	}
