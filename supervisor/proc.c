@@ -183,11 +183,14 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 			fdarg,
 			"--parent",
 			parent,
-			"--data-dir",
-			(char *)spec->data_dir,
 			"--log-level",
 			(char *)spec->log_level,
+			"--data-dir", /* last: cut off when not given */
+			(char *)spec->data_dir,
 			NULL};
+	/* Without one the worker resolves the data dir as upstream does. */
+	if (spec->data_dir == NULL || spec->data_dir[0] == '\0')
+		argv[9] = NULL;
 	char *setup = setup_request(spec, err, errlen);
 	if (setup == NULL)
 		return NULL;

@@ -46,6 +46,8 @@ static void on_worker_ready(procs_t *ps, void *arg, const char *payload, size_t 
 	if (text != NULL)
 		workspace_set_config(w, text, strlen(text));
 	free(text);
+	if (json_is_string(json_object_get(j, "data_dir")))
+		workspace_set_data_dir(w, json_string_value(json_object_get(j, "data_dir")));
 	json_decref(j);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
@@ -130,12 +132,10 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 {
 	server_t *s = ud;
 	workspace_t *w = shell_of(ws);
-	char data_dir[PATH_MAX + 8];
-	workspace_data_dir(ws, data_dir, sizeof(data_dir));
 	proc_spec_t spec = {
 	    .ws_id = ws->id,
-	    .path = ws->key, /* resolved once, here: never the client's path */
-	    .data_dir = data_dir,
+	    .path = ws->key,	      /* resolved once, here: never the client's path */
+	    .data_dir = ws->data_dir, /* "" unless sent: the worker resolves it */
 	    .log_level = level_name(log_min_level),
 	    .env = ws->env,
 	    .nenv = ws->nenv,
