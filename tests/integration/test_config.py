@@ -168,6 +168,15 @@ def test_a_lock_held_by_another_process_is_409_naming_its_pid_and_leaves_nothing
     assert read_json(os.path.join(dd, "crush.lock"))["pid"] == ws["pid"]
 
 
+def test_crush_skip_datadir_lock_is_upstreams_escape_hatch(start_supervisor, home, wsdir):
+    sup = start_supervisor(env=dict(home, CRUSH_SKIP_DATADIR_LOCK="true"))
+    dd = os.path.join(wsdir, ".crush")
+    os.makedirs(dd)
+    with open(os.path.join(dd, "crush.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert sup.api.create(wsdir)["state"] == "ready"
+
+
 def test_a_second_daemon_on_the_same_directory_gets_409_until_the_first_lets_go(start_supervisor, home, wsdir):
     a = start_supervisor(env=home)
     b = start_supervisor(env=home)
@@ -340,6 +349,16 @@ def test_a_broken_file_is_reported_with_its_place_and_never_overwritten(csup, ws
     assert get_config(csup, ws)["options"]["data_directory"] == ws["data_dir"]
 
 
+def test_a_parse_error_never_quotes_a_secret(csup, wsdir):
+    ws = csup.api.create(wsdir)
+    path = os.path.join(ws["data_dir"], "crush.json")
+    write(path, '{"providers": {"x": {"api_key" "%s"}}}' % SECRET)  # the parser stops at the secret
+    msg = json_error(route(csup, ws, "POST", "/config/set", {"scope": 1, "key": "a", "value": 1}), 500)
+    assert path in msg and "line 1" in msg and SECRET not in msg, msg
+    wait_until(lambda: "Config not reloaded" in csup.stderr(), what="the failed reload logged")
+    assert SECRET not in csup.stderr()
+
+
 def test_a_create_with_a_broken_config_file_names_it(csup, wsdir):
     path = os.path.join(wsdir, "crush.json")
     write(path, '{"options": [}')
@@ -361,6 +380,10 @@ def test_project_needs_init_init_and_init_prompt(csup, wsdir):
         return r.json()["needs_init"]
 
     assert needs() is False  # nothing visible in it
+    write(os.path.join(wsdir, ".hidden"), "x")
+    write(os.path.join(wsdir, "debug.log"), "x")
+    os.makedirs(os.path.join(wsdir, "node_modules", "m"))
+    assert needs() is False  # nor with what upstream's listing ignores
     write(os.path.join(wsdir, "main.go"), "package main\n")
     assert needs() is True
     write(os.path.join(wsdir, "claude.md"), "# ctx\n")  # any case of a context file
