@@ -300,8 +300,11 @@ int config_set(json_t *root, const char *key, json_t *value)
 				return json_object_set_new(node, seg, value) == 0 ? 0 : -1;
 			json_t *child = json_object_get(node, seg);
 			if (!json_is_object(child) && !json_is_array(child)) {
-				child = json_object();
-				json_object_set_new(node, seg, child);
+				/* A key jansson refuses (not UTF-8) frees child. */
+				if (json_object_set_new(node, seg, child = json_object()) != 0) {
+					json_decref(value);
+					return -1;
+				}
 			}
 			node = child;
 		}
