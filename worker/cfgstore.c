@@ -89,32 +89,32 @@ static void global_paths(char *config, char *data, size_t len)
 /* The chain before the workspace file (cfgstore.h lists it). */
 static void build_chain(cfgstore_t *s)
 {
-	char config[PATH_MAX + 16], dirs[64][PATH_MAX], cur[PATH_MAX], path[PATH_MAX + 16];
-	size_t nd = 0;
+	char config[PATH_MAX + 16], path[PATH_MAX + 16];
+	size_t lens[PATH_MAX / 2], nd = 0, n = strlen(s->root);
 
 	global_paths(config, s->global_data, sizeof(config));
 	push(s, SYSTEM_CONFIG);
 	push(s, config);
 	push(s, s->global_data);
-	/* From the workspace up to the boundary, then walked back down so
-	 * the nearest file is merged last (upstream reverses its lookup). */
-	snprintf(cur, sizeof(cur), "%s", s->root);
+	/* The directories from the workspace up to the boundary are prefixes
+	 * of root: their lengths, nearest first. */
 	for (;;) {
-		if (nd < 64)
-			snprintf(dirs[nd++], PATH_MAX, "%s", cur);
-		char *slash = strrchr(cur, '/');
-		if (strcmp(cur, s->boundary) == 0 || slash == NULL || strcmp(cur, "/") == 0)
+		lens[nd++] = n;
+		if ((n == strlen(s->boundary) && strncmp(s->root, s->boundary, n) == 0) || n <= 1)
 			break;
-		if (slash == cur)
-			cur[1] = '\0';
-		else
-			*slash = '\0';
+		while (n > 1 && s->root[n - 1] != '/')
+			n--;
+		if (n > 1)
+			n--; /* the slash: "/a/b" -> "/a"; "/a" -> "/" */
 	}
+	/* Walked back down so the nearest file is merged last (upstream
+	 * reverses its lookup); within one, crush.json before .crush.json. */
 	while (nd-- > 0) {
-		const char *sep = strcmp(dirs[nd], "/") == 0 ? "" : "/";
-		snprintf(path, sizeof(path), "%s%s%s", dirs[nd], sep, CONFIG_NAME);
+		int len = (int)lens[nd];
+		const char *sep = len == 1 ? "" : "/";
+		snprintf(path, sizeof(path), "%.*s%s%s", len, s->root, sep, CONFIG_NAME);
 		push(s, path);
-		snprintf(path, sizeof(path), "%s%s.%s", dirs[nd], sep, CONFIG_NAME);
+		snprintf(path, sizeof(path), "%.*s%s.%s", len, s->root, sep, CONFIG_NAME);
 		push(s, path);
 	}
 }
