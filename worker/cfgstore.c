@@ -25,6 +25,7 @@
 #define MAX_FILE      (8u << 20) /* a config file past this is refused */
 #define LOCK_TRIES    20	 /* a scope file's .lock: 20 x 5 ms, then 500 */
 #define LOCK_WAIT_US  5000
+#define CHAIN_GLOBALS 3 /* system, global config, global data */
 #define WHY_LEN	      (PATH_MAX + 256)
 
 /* What tells a file changed without reading it. */
@@ -212,8 +213,17 @@ static json_t *load_chain(cfgstore_t *s, char *why, size_t whylen)
 	json_t *merged = json_object();
 	char err[256];
 
+	/* Project files (after the three global ones) count only when the
+	 * workspace's owner owns them, and not at all while it is not there,
+	 * as upstream's bounded lookup (fsext.probeEnt) has it. */
+	uid_t owner = 0;
+	int have_owner = datadir_owner(s->root, &owner) == 0;
 	for (size_t i = 0; i < s->nchain; i++) {
 		json_t *obj = NULL;
+		struct stat st;
+		if (i >= CHAIN_GLOBALS &&
+		    (!have_owner || (stat(s->chain[i], &st) == 0 && st.st_uid != owner)))
+			continue;
 		int r = load_file(s->chain[i], &obj, NULL, why, whylen);
 		if (r < 0) {
 			json_decref(merged);

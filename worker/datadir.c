@@ -53,13 +53,25 @@ void datadir_clean(const char *base, const char *path, char *out, size_t len)
 	out[n] = '\0';
 }
 
-static int exists(const char *path, int want_dir)
+/* There (through symlinks, as Go's os.Stat), a directory when want_dir,
+ * and owned by uid ((uid_t)-1: anyone), as fsext's probeEnt demands. */
+static int exists(const char *path, int want_dir, uid_t uid)
 {
 	struct stat st;
 
-	if (lstat(path, &st) != 0)
+	if (stat(path, &st) != 0)
 		return 0;
-	return !want_dir || S_ISDIR(st.st_mode);
+	return (!want_dir || S_ISDIR(st.st_mode)) && (uid == (uid_t)-1 || st.st_uid == uid);
+}
+
+int datadir_owner(const char *dir, uid_t *uid)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return -1;
+	*uid = st.st_uid;
+	return 0;
 }
 
 /* The parent of path (absolute, clean) in place; 0 at "/". */
@@ -84,7 +96,9 @@ void datadir_git_root(const char *dir, char *out, size_t len)
 	out[0] = '\0';
 	do {
 		snprintf(probe, sizeof(probe), "%s%s.git", cur, strcmp(cur, "/") == 0 ? "" : "/");
-		if (exists(probe, 0)) {
+		/* git refuses a repository of another user ("dubious
+		 * ownership"), so upstream's `git rev-parse` finds none. */
+		if (exists(probe, 0, geteuid())) {
 			snprintf(out, len, "%s", cur);
 			return;
 		}
@@ -96,6 +110,7 @@ void datadir_resolve(const char *root, const char *boundary, const char *option,
 {
 	char cur[PATH_MAX], probe[PATH_MAX + 16];
 	const char *home = getenv("HOME");
+	uid_t owner;
 
 	if (option != NULL && option[0] != '\0') {
 		datadir_clean(root, option, out, len);
@@ -109,9 +124,11 @@ void datadir_resolve(const char *root, const char *boundary, const char *option,
 	 * boundary; one found in $HOME does not count (the user's, not a
 	 * project's). */
 	snprintf(cur, sizeof(cur), "%s", root);
-	for (;;) {
+	/* Only a .crush of the workspace's owner counts; a workspace that is
+	 * not there has none (upstream's lookup fails, then defaults). */
+	while (datadir_owner(root, &owner) == 0) {
 		snprintf(probe, sizeof(probe), "%s%s%s", cur, strcmp(cur, "/") == 0 ? "" : "/", DATADIR_NAME);
-		if (exists(probe, 1)) {
+		if (exists(probe, 1, owner)) {
 			if (home == NULL || strcmp(cur, home) != 0) {
 				snprintf(out, len, "%s", probe);
 				return;

@@ -11,9 +11,13 @@
 #define CRUSH_DATADIR_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define DATADIR_NAME	  ".crush"
 #define DATADIR_LOCK_FILE "crush.lock"
+
+/* The owner of dir (through symlinks): 0, or -1 with errno. */
+int datadir_owner(const char *dir, uid_t *uid);
 
 /* The git working tree that holds dir (the nearest ancestor, dir
  * included, with a .git entry), or "" when none: upstream's project
@@ -29,7 +33,8 @@ void datadir_clean(const char *base, const char *path, char *out, size_t len);
  * data_dir), else configured (the chain's options.data_directory), else
  * the nearest existing ".crush" from root up to boundary (never $HOME's),
  * else <root>/.crush. Relative values are taken from root. NULL or "" is
- * "not given".
+ * "not given". As upstream's fsext lookup, a .crush only counts when its
+ * owner is root's; a .git only when it is ours (git's ownership check).
  */
 void datadir_resolve(const char *root, const char *boundary, const char *option, const char *configured,
 		     char *out, size_t len);
