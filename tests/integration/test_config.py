@@ -218,6 +218,21 @@ def test_the_chain_merges_in_upstreams_order(csup, home, make_dir):
     assert get_config(csup, {"id": csup.api.list()[0]["id"]}) == cfg
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_files_of_another_owner_are_not_adopted(csup, make_dir):
+    repo = make_dir("shared")
+    os.mkdir(os.path.join(repo, ".git"))
+    sub = make_dir("shared/ws")
+    planted = os.path.join(repo, "crush.json")
+    write_json(planted, {"planted": True})
+    os.mkdir(os.path.join(repo, ".crush"))
+    for p in (planted, os.path.join(repo, ".crush")):
+        os.chown(p, 65534, 65534)
+    ws = csup.api.create(sub)
+    assert "planted" not in ws["config"]
+    assert ws["data_dir"] == os.path.join(sub, ".crush")
+
+
 def test_config_is_never_null_and_has_what_the_client_dereferences(csup, wsdir):
     ws = csup.api.create(wsdir)
     for cfg in (ws["config"], get_config(csup, ws)):
