@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 OUT=build/fuzz
 SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-3}
-TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http"}
+TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http config"}
 
 case "${1:-60}" in
 --smoke) MODE=smoke ;;
@@ -39,6 +39,7 @@ srcs() {
 	watch) echo worker/relpath.c common/path.c ;;
 	utf8) echo common/utf8.c common/buf.c ;;
 	http) echo supervisor/route.c ;;
+	config) echo worker/config.c common/utf8.c common/buf.c ;;
 	esac
 }
 libs() {

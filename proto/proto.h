@@ -58,6 +58,7 @@ enum proto_type {
 #define PROTO_FAIL_PERMISSION	     "permission_denied" /* the directory cannot be read */
 #define PROTO_FAIL_DIR_CHANGED	     "directory_changed" /* the key now goes through a symlink */
 #define PROTO_FAIL_WRONG_PARENT	     "wrong_parent"	 /* not exec'd by the supervisor (a wrapper) */
+#define PROTO_FAIL_DATA_DIR_LOCKED   "data_dir_locked"	 /* another process holds <data_dir>/crush.lock */
 #define PROTO_FAIL_ERROR	     "error"		 /* anything else */
 #define PROTO_FAIL_CODE_MAX	     32
 

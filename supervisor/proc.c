@@ -187,11 +187,14 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 			fdarg,
 			"--parent",
 			parent,
-			"--data-dir",
-			(char *)spec->data_dir,
 			"--log-level",
 			(char *)spec->log_level,
+			"--data-dir", /* last: cut off when not given */
+			(char *)spec->data_dir,
 			NULL};
+	/* Without one the worker resolves the data dir as upstream does. */
+	if (spec->data_dir == NULL || spec->data_dir[0] == '\0')
+		argv[9] = NULL;
 	char *setup = setup_request(spec, err, errlen);
 	if (setup == NULL)
 		return NULL;
@@ -303,11 +306,20 @@ void proc_kill(proc_t *p, const char *reason)
 
 /* --- frames to the worker: one h2o write at a time, the rest queued */
 
+static void read_last_words(proc_t *p);
+
 static void on_written(h2o_socket_t *sock, const char *err)
 {
 	proc_t *p = sock->data;
 	buf_reset(&p->inflight);
 	if (err != NULL) {
+		/* A worker that gave up (FAIL) and exited before reading its
+		 * setup: its reason is the one to tell, not our broken write. */
+		read_last_words(p);
+		if (p->failed) {
+			proc_close_sock(p);
+			return;
+		}
 		proc_kill(p, "socketpair write failed");
 		return;
 	}

@@ -74,7 +74,8 @@ typedef struct proc_spec {
 	const char *ws_id;    /* its hello must name it */
 	const char *path;     /* argv[2]: the resolved key, never the client's path (the
 			       * worker does not resolve it again, SPEC invariant 1) */
-	const char *data_dir; /* --data-dir */
+	const char *data_dir; /* --data-dir as the creator sent it; NULL or "": the
+			       * worker resolves it (the nearest .crush up to the git root) */
 	const char *log_level;
 	char *const *env; /* KEY=VALUE entries, sent in the setup request as data; the
 			   * worker's environment is ours, whatever they say */

@@ -46,6 +46,8 @@ static void on_worker_ready(procs_t *ps, void *arg, const char *payload, size_t 
 	if (text != NULL)
 		workspace_set_config(w, text, strlen(text));
 	free(text);
+	if (json_is_string(json_object_get(j, "data_dir")))
+		workspace_set_data_dir(w, json_string_value(json_object_get(j, "data_dir")));
 	json_decref(j);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
@@ -58,6 +60,19 @@ static void on_worker_event(procs_t *ps, void *arg, const char *json, size_t len
 {
 	(void)ps;
 	workspace_t *w = arg;
+	/* config_changed carries the worker's new (redacted) config: the
+	 * Workspace object shows it from now on. */
+	static const char cc[] = "{\"type\":\"config_changed\"";
+	if (len > sizeof(cc) - 1 && memcmp(json, cc, sizeof(cc) - 1) == 0) {
+		json_t *j = json_loadb(json, len, 0, NULL);
+		json_t *cfg =
+		    json_object_get(json_object_get(json_object_get(j, "payload"), "payload"), "config");
+		char *text = json_is_object(cfg) ? json_dumps(cfg, JSON_COMPACT) : NULL;
+		if (text != NULL)
+			workspace_set_config(w, text, strlen(text));
+		free(text);
+		json_decref(j);
+	}
 	stream_publish(&w->feed, json, len);
 }
 
@@ -68,8 +83,14 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 	const char *code = procs_exited_code(ps);
 	w->proc = NULL;
 	/* Out of a per-user kernel resource: the machine is busy, not broken
-	 * (503, the sysctl named in the reason). */
-	w->fail_status = code != NULL && strncmp(code, "inotify_", 8) == 0 ? 503 : 500;
+	 * (503, the sysctl named in the reason). The data dir owned by another
+	 * process (a Go crush, another daemon): 409, as upstream's conflict. */
+	if (code != NULL && strncmp(code, "inotify_", 8) == 0)
+		w->fail_status = 503;
+	else if (code != NULL && strcmp(code, "data_dir_locked") == 0)
+		w->fail_status = 409;
+	else
+		w->fail_status = 500;
 	claims_worker_exited(s->claims, w->ws, reason, clock_ms());
 }
 
@@ -116,12 +137,10 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 {
 	server_t *s = ud;
 	workspace_t *w = shell_of(ws);
-	char data_dir[PATH_MAX + 8];
-	workspace_data_dir(ws, data_dir, sizeof(data_dir));
 	proc_spec_t spec = {
 	    .ws_id = ws->id,
-	    .path = ws->key, /* resolved once, here: never the client's path */
-	    .data_dir = data_dir,
+	    .path = ws->key,	      /* resolved once, here: never the client's path */
+	    .data_dir = ws->data_dir, /* "" unless sent: the worker resolves it */
 	    .log_level = level_name(log_min_level),
 	    .env = ws->env,
 	    .nenv = ws->nenv,

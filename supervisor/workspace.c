@@ -121,6 +121,7 @@ void workspace_free(workspace_t *w)
 	free(w->fixed_json);
 	free(w->config_json);
 	free(w->presence_sent);
+	free(w->data_dir);
 	w->ws->shell = NULL;
 	free(w);
 }
@@ -133,13 +134,27 @@ void workspace_data_dir(const claims_ws_t *ws, char *out, size_t len)
 		snprintf(out, len, "%s/.crush", ws->key);
 }
 
+void workspace_set_data_dir(workspace_t *w, const char *dir)
+{
+	if (w->data_dir != NULL && strcmp(w->data_dir, dir) == 0)
+		return;
+	free(w->data_dir);
+	if ((w->data_dir = strdup(dir)) == NULL)
+		abort();
+	free(w->fixed_json); /* made again with it */
+	w->fixed_json = NULL;
+}
+
 static const char *fixed_fields(workspace_t *w)
 {
 	if (w->fixed_json != NULL)
 		return w->fixed_json;
 	const claims_ws_t *ws = w->ws;
 	char data_dir[PATH_MAX + 8];
-	workspace_data_dir(ws, data_dir, sizeof(data_dir));
+	if (w->data_dir != NULL)
+		snprintf(data_dir, sizeof(data_dir), "%s", w->data_dir);
+	else
+		workspace_data_dir(ws, data_dir, sizeof(data_dir));
 	/* The resolved path (and a data_dir made from it) are filesystem bytes:
 	 * made valid UTF-8 here, the one place they enter JSON. */
 	json_t *env = json_array();

@@ -32,6 +32,7 @@ typedef struct workspace {
 	char created_at[32];	    /* RFC 3339, UTC */
 	int fail_status;	    /* HTTP status of a failed start: 500, or 503 (resources) */
 	char *fixed_json;	    /* the object's fixed fields, made once */
+	char *data_dir;		    /* the worker's resolved data dir (READY), or NULL */
 } workspace_t;
 
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub);
@@ -50,8 +51,11 @@ void workspace_presence_reset(workspace_t *w);
 void workspace_set_config(workspace_t *w, const char *json, size_t len);
 
 /* The one data_dir default: as the first creator sent it, else
- * <resolved_path>/.crush. */
+ * <resolved_path>/.crush; shown until the worker reports its own. */
 void workspace_data_dir(const claims_ws_t *ws, char *out, size_t len);
+/* The data dir the worker resolved (READY's "data_dir"), as upstream
+ * resolves it: the Workspace object's data_dir from now on. */
+void workspace_set_data_dir(workspace_t *w, const char *dir);
 
 /* Appends w's Workspace object. Its first creator's fields never change,
  * so they are serialised once; each call formats only the live ones

@@ -7,17 +7,24 @@
 #include <string.h>
 
 #include "common/utf8.h"
+#include "worker/cfgstore.h"
 
 struct api {
 	json_t *presence; /* {"<sid>": attached clients}, from the supervisor */
 	struct ev_loop *loop;
 	char *data_dir;
 	int test_routes;
+	cfgstore_t *cfg; /* the config service (cfgstore.c), not owned; NULL in tests */
 };
 
+/* The config and project routes are the config service's (cfgstore.c). */
 static void get_config(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
 {
-	(void)req, (void)params;
+	(void)params;
+	if (a->cfg != NULL) {
+		cfgstore_get(a->cfg, c, req);
+		return;
+	}
 	json_t *cfg = api_config(a);
 	char *text = json_dumps(cfg, JSON_COMPACT);
 	json_decref(cfg);
@@ -26,6 +33,21 @@ static void get_config(api_t *a, call_t *c, const call_req_t *req, const char *c
 	calls_respond(c, 200, NULL, text, strlen(text));
 	free(text);
 }
+
+#define CFG_ROUTE(name, fn)                                                                                  \
+	static void name(api_t *a, call_t *c, const call_req_t *req, const char *const *params)              \
+	{                                                                                                    \
+		(void)params;                                                                                \
+		if (a->cfg == NULL)                                                                          \
+			calls_error(c, 501, "not implemented by this workspace host");                       \
+		else                                                                                         \
+			fn(a->cfg, c, req);                                                                  \
+	}
+CFG_ROUTE(post_config_set, cfgstore_set)
+CFG_ROUTE(post_config_remove, cfgstore_remove)
+CFG_ROUTE(get_project_needs_init, cfgstore_needs_init)
+CFG_ROUTE(post_project_init, cfgstore_init)
+CFG_ROUTE(get_project_init_prompt, cfgstore_init_prompt)
 
 /* Upstream's per-workspace routes (internal/server/server.go), in its
  * order; NULL handler: 501. events, current-session and the workspace
@@ -66,16 +88,16 @@ const api_route_t api_routes[] = {
     {"POST", "/agent/sessions/{sid}/summarize", NULL},
     {"POST", "/agent/sessions/{sid}/shell", NULL},
     {"GET", "/agent/default-small-model", NULL},
-    {"POST", "/config/set", NULL},
-    {"POST", "/config/remove", NULL},
+    {"POST", "/config/set", post_config_set},
+    {"POST", "/config/remove", post_config_remove},
     {"POST", "/config/model", NULL},
     {"POST", "/config/compact", NULL},
     {"POST", "/config/provider-key", NULL},
     {"POST", "/config/import-copilot", NULL},
     {"POST", "/config/refresh-oauth", NULL},
-    {"GET", "/project/needs-init", NULL},
-    {"POST", "/project/init", NULL},
-    {"GET", "/project/init-prompt", NULL},
+    {"GET", "/project/needs-init", get_project_needs_init},
+    {"POST", "/project/init", post_project_init},
+    {"GET", "/project/init-prompt", get_project_init_prompt},
     {"GET", "/skills", NULL},
     {"POST", "/skills/read", NULL},
     {"POST", "/mcp/refresh-tools", NULL},
@@ -219,6 +241,8 @@ void api_dispatch(void *arg, call_t *c, const call_req_t *req)
 
 json_t *api_config(const api_t *a)
 {
+	if (a->cfg != NULL)
+		return cfgstore_config(a->cfg);
 	/* Upstream's client dereferences cfg.Options (DisableMetrics,
 	 * DataDirectory) and cfg.Providers without checks: both are always
 	 * here. The config service (the next issue) fills the rest. */
@@ -255,6 +279,11 @@ int api_attached_clients(const api_t *a, const char *session_id)
 {
 	json_t *n = a->presence ? json_object_get(a->presence, session_id) : NULL;
 	return n ? (int)json_integer_value(n) : 0;
+}
+
+void api_set_cfgstore(api_t *a, cfgstore_t *cfg)
+{
+	a->cfg = cfg;
 }
 
 void api_free(api_t *a)

@@ -13,12 +13,15 @@
 #include <jansson.h>
 
 #include "worker/calls.h"
+#include "worker/cfgstore.h"
 
 typedef struct api api_t;
 
 /* data_dir: absolute. test_routes: also serve /_test/... (bench, tests). */
 api_t *api_new(struct ev_loop *loop, const char *data_dir, int test_routes);
 void api_free(api_t *a);
+/* The config service the config and project routes use (not owned). */
+void api_set_cfgstore(api_t *a, cfgstore_t *cfg);
 /* The calls_dispatch_cb of the worker's calls. */
 void api_dispatch(void *arg, call_t *c, const call_req_t *req);
 /* The workspace's config as upstream's client reads it: never NULL, with

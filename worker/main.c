@@ -35,6 +35,7 @@
 #include "proto/proto.h"
 #include "worker/api.h"
 #include "worker/calls.h"
+#include "worker/cfgstore.h"
 #include "worker/msg.h"
 #include "worker/root.h"
 #include "worker/watch.h"
@@ -75,6 +76,7 @@ struct worker {
 	watch_t *watch;
 	calls_t *calls; /* routed requests (calls.c), answered by api.c */
 	api_t *api;
+	cfgstore_t *cfg; /* data dir lock and config (cfgstore.c) */
 	ev_io sock_r, sock_w, inotify;
 	ev_prepare flush_w; /* before each poll: send what any callback queued */
 	ev_signal sigterm, sigint;
@@ -250,15 +252,31 @@ static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir,
 	send_json(wk, PROTO_EVENT, 0, msg_fs_event(kind, path, is_dir, from));
 }
 
+/* cfgstore_publish_cb: config_changed, after READY only (the READY
+ * carries the config of its time). */
+static void on_config_event(void *arg, json_t *event)
+{
+	struct worker *wk = arg;
+
+	if (!wk->ready) {
+		json_decref(event);
+		return;
+	}
+	send_json(wk, PROTO_EVENT, 0, event);
+}
+
 static void send_ready(struct worker *wk)
 {
 	char pid[16];
 
 	wk->ready = 1;
-	/* The config goes with READY: the supervisor puts it in the Workspace
-	 * object, which upstream clients read it from. */
+	/* The config and the data dir as resolved go with READY: the
+	 * supervisor puts them in the Workspace object, which upstream
+	 * clients read them from. */
 	send_json(wk, PROTO_READY, 0,
-		  json_pack("{s:i, s:o}", "pid", (int)getpid(), "config", api_config(wk->api)));
+		  json_pack("{s:i, s:o, s:o}", "pid", (int)getpid(), "config", api_config(wk->api),
+			    "data_dir", utf8_json_string(cfgstore_data_dir(wk->cfg))));
+	cfgstore_start(wk->cfg);
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	/* Not "Worker ready": the supervisor logs that once it gets READY. */
 	log_debug(watch_active(wk->watch) ? "Watching workspace directory"
@@ -475,7 +493,8 @@ static void usage(FILE *f, int full)
 		   "  --parent PID    the supervisor; refuses to run under any other parent\n"
 		   "                  (a --worker wrapper must exec crush-worker)\n"
 		   "  --data-dir DIR  the workspace's data dir, whose changes are not reported\n"
-		   "                  (default <directory>/.crush)\n"
+		   "                  (default: as upstream Crush finds it, the nearest .crush\n"
+		   "                  up to the git root, else <directory>/.crush)\n"
 		   "  --log-level L   logfmt lines on stderr at L and above (default info)\n"
 		   "The environment is the supervisor's; a client's env arrives as data over\n"
 		   "the socketpair (the setup request) and is never applied to this process.\n");
@@ -565,6 +584,7 @@ static void free_worker(struct worker *wk)
 	if (wk->calls != NULL)
 		calls_free(wk->calls);
 	api_free(wk->api);
+	cfgstore_free(wk->cfg);
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
 	buf_free(&wk->out);
@@ -650,15 +670,22 @@ int main(int argc, char **argv)
 	ev_prepare_init(&wk.flush_w, on_prepare);
 	wk.flush_w.data = &wk;
 	ev_prepare_start(wk.loop, &wk.flush_w);
-	char abs_data[PATH_MAX * 2 + 2];
-	if (data_dir == NULL)
-		snprintf(abs_data, sizeof(abs_data), "%s/.crush", wk.root);
-	else if (data_dir[0] != '/')
-		snprintf(abs_data, sizeof(abs_data), "%s/%s", wk.root, data_dir);
-	else
-		snprintf(abs_data, sizeof(abs_data), "%s", data_dir);
+	/* The data dir (resolved as upstream does unless --data-dir names
+	 * it) is ours before READY, or the create fails: a Go crush or
+	 * another daemon holding its lock is a 409. */
+	char why[PATH_MAX * 2 + 256];
+	enum cfgstore_err cerr;
+	wk.cfg = cfgstore_open(wk.loop, wk.root, data_dir, wk.id, CRUSH_VERSION, on_config_event, &wk, &cerr,
+			       why, sizeof(why));
+	if (wk.cfg == NULL) {
+		fail(&wk, PROTO_FAIL_ERROR, "%s", why);
+		free_worker(&wk);
+		return 1;
+	}
+	const char *abs_data = cfgstore_data_dir(wk.cfg);
 	const char *tr = getenv("CRUSH_TEST_ROUTES"); /* test-only: /_test/... routes */
 	wk.api = api_new(wk.loop, abs_data, tr != NULL && strcmp(tr, "1") == 0);
+	api_set_cfgstore(wk.api, wk.cfg);
 	wk.calls = calls_new(&wk.out, api_dispatch, wk.api);
 
 	flush(&wk);
@@ -666,9 +693,16 @@ int main(int argc, char **argv)
 	/* READY means "watching and set up": a missing directory is waited
 	 * for inside the watch, so readiness never waits for it to appear;
 	 * READY goes out once the setup request is answered (handle_setup). */
-	wk.watch = watch_open(wk.root, data_dir, on_fs, &wk);
+	wk.watch = watch_open(wk.root, abs_data, on_fs, &wk);
 	if (wk.watch == NULL) {
 		fail_watch(&wk, errno);
+		free_worker(&wk);
+		return 1;
+	}
+	/* After the watch, whose refusal (permission, symlink) is the one to
+	 * report for a directory we cannot use at all. */
+	if (cfgstore_lock(wk.cfg, &cerr, why, sizeof(why)) < 0) {
+		fail(&wk, cerr == CFGSTORE_LOCKED ? PROTO_FAIL_DATA_DIR_LOCKED : PROTO_FAIL_ERROR, "%s", why);
 		free_worker(&wk);
 		return 1;
 	}
