@@ -13,12 +13,22 @@
 #include <jansson.h>
 
 #include "worker/calls.h"
+#include "worker/shell.h"
+#include "worker/store.h"
 
 typedef struct api api_t;
 
 /* data_dir: absolute. test_routes: also serve /_test/... (bench, tests). */
 api_t *api_new(struct ev_loop *loop, const char *data_dir, int test_routes);
 void api_free(api_t *a);
+/* Publishes one event envelope (consumed) to every client. */
+typedef void (*api_emit_cb)(void *arg, json_t *event);
+/* The session store and shell runs (borrowed; the owner frees them after
+ * api_free): the routes of sessions, messages, history, the file tracker
+ * and the shell. root: the workspace directory (file tracker paths are
+ * kept relative to it). Without them those routes answer 501. */
+void api_set_services(api_t *a, store_t *store, shell_t *shell, const char *root, api_emit_cb emit,
+		      void *arg);
 /* The calls_dispatch_cb of the worker's calls. */
 void api_dispatch(void *arg, call_t *c, const call_req_t *req);
 /* The workspace's config as upstream's client reads it: never NULL, with

@@ -37,6 +37,8 @@
 #include "worker/calls.h"
 #include "worker/msg.h"
 #include "worker/root.h"
+#include "worker/shell.h"
+#include "worker/store.h"
 #include "worker/watch.h"
 
 /* Backpressure: above OUT_HIGH pending bytes the producer (inotify reads)
@@ -75,6 +77,8 @@ struct worker {
 	watch_t *watch;
 	calls_t *calls; /* routed requests (calls.c), answered by api.c */
 	api_t *api;
+	store_t *store; /* <data_dir>/crush.db (store.c) */
+	shell_t *shell; /* shell runs (shell.c), reaped by its ev_child watchers */
 	ev_io sock_r, sock_w, inotify;
 	ev_prepare flush_w; /* before each poll: send what any callback queued */
 	ev_signal sigterm, sigint;
@@ -150,6 +154,12 @@ static void send_json(struct worker *wk, uint8_t type, uint32_t id, json_t *obj)
 {
 	if (msg_encode(&wk->out, type, id, obj) < 0)
 		log_error("Cannot encode frame; dropped", "workspace_id", wk->id, NULL);
+}
+
+/* An event of the store's or the shell's (api_emit_cb, shell_emit_cb). */
+static void on_service_event(void *arg, json_t *event)
+{
+	send_json(arg, PROTO_EVENT, 0, event);
 }
 
 static void say_hello(struct worker *wk)
@@ -327,6 +337,7 @@ static void handle_setup(struct worker *wk, uint32_t id, const json_t *req)
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	log_debug("Workspace setup", "workspace_id", wk->id, "pid", pid, "env_keys", buf_data(&keys), NULL);
 	buf_free(&keys);
+	shell_set_env(wk->shell, (const char *const *)wk->env);
 	send_json(wk, PROTO_RESPONSE, id, json_pack("{s:{s:I}}", "result", "env", (json_int_t)wk->nenv));
 	send_ready(wk);
 }
@@ -557,9 +568,11 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 
 static void free_worker(struct worker *wk)
 {
+	shell_free(wk->shell); /* first: TERM, KILL, reap every run */
 	if (wk->calls != NULL)
 		calls_free(wk->calls);
 	api_free(wk->api);
+	store_close(wk->store);
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
 	buf_free(&wk->out);
@@ -655,6 +668,14 @@ int main(int argc, char **argv)
 	const char *tr = getenv("CRUSH_TEST_ROUTES"); /* test-only: /_test/... routes */
 	wk.api = api_new(wk.loop, abs_data, tr != NULL && strcmp(tr, "1") == 0);
 	wk.calls = calls_new(&wk.out, api_dispatch, wk.api);
+	char why[512];
+	if ((wk.store = store_open(abs_data, why, sizeof(why))) == NULL) {
+		fail(&wk, PROTO_FAIL_ERROR, "cannot open the session store %s/crush.db: %s", abs_data, why);
+		free_worker(&wk);
+		return 1;
+	}
+	wk.shell = shell_new(wk.loop, wk.root, wk.store, on_service_event, &wk);
+	api_set_services(wk.api, wk.store, wk.shell, wk.root, on_service_event, &wk);
 
 	flush(&wk);
 
