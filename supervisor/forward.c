@@ -27,10 +27,11 @@ typedef struct fwd {
 	char *head;	   /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
-	int started; /* response head sent to h2o */
-	int sending; /* a batch is with h2o: wait for proceed */
-	int ending;  /* END came: finish once pending is out */
-	int done;    /* final sent, or the client stopped us */
+	int started;	  /* response head sent to h2o */
+	int sending;	  /* a batch is with h2o: wait for proceed */
+	int ending;	  /* END came: finish once pending is out */
+	int done;	  /* final sent, or the client stopped us */
+	int own_deadline; /* the worker bounds this answer itself (shell runs) */
 } fwd_t;
 
 static void release(fwd_t *f)
@@ -158,6 +159,11 @@ static void dispatch(fwd_t *f)
 			  &call_cb, f, &f->call);
 	free(f->head);
 	f->head = NULL;
+	/* A shell run ends by its own timeout (default 10 min, timeout_ms),
+	 * which the worker enforces and answers: --request-timeout bounds
+	 * only its wait for a ready worker. A dead worker still fails it. */
+	if (r == PROC_CALL_OK && f->own_deadline)
+		stop_timer(f);
 	if (r == PROC_CALL_BUSY) {
 		limits_refuse(f->fw->limits, LIMIT_CALLS, clock_ms(), f->w->ws->id);
 		fail(f, 429, "too many requests in flight for this workspace");
@@ -209,6 +215,17 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 	return text;
 }
 
+/* POST /agent/sessions/{sid}/shell */
+static int is_shell_run(h2o_req_t *req, const char *path, size_t len)
+{
+	static const char pre[] = "/agent/sessions/", post[] = "/shell";
+	size_t np = sizeof(pre) - 1, ns = sizeof(post) - 1;
+	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")) || len <= np + ns ||
+	    memcmp(path, pre, np) != 0 || memcmp(path + len - ns, post, ns) != 0)
+		return 0;
+	return memchr(path + np, '/', len - np - ns) == NULL;
+}
+
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
 		   size_t pathlen)
 {
@@ -230,6 +247,7 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 		f->w = NULL;
 		return;
 	}
+	f->own_deadline = is_shell_run(req, path, pathlen);
 	w->fwd_count++;
 	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
 	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
