@@ -478,11 +478,15 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
 		return;
 	}
 	int po[2] = {-1, -1}, pe[2] = {-1, -1};
-	if (pipe2(po, O_CLOEXEC | O_NONBLOCK) != 0 || pipe2(pe, O_CLOEXEC | O_NONBLOCK) != 0) {
+	/* Non-blocking on our end only: the command's writes block as usual. */
+	if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0 ||
+	    fcntl(po[0], F_SETFL, O_NONBLOCK) != 0 || fcntl(pe[0], F_SETFL, O_NONBLOCK) != 0) {
 		int e = errno;
 		for (int i = 0; i < 2; i++) {
 			if (po[i] >= 0)
 				close(po[i]);
+			if (pe[i] >= 0)
+				close(pe[i]);
 		}
 		json_decref(req);
 		log_error("Cannot start a shell command", "err", strerror(e), NULL);
