@@ -668,12 +668,7 @@ int main(int argc, char **argv)
 	const char *tr = getenv("CRUSH_TEST_ROUTES"); /* test-only: /_test/... routes */
 	wk.api = api_new(wk.loop, abs_data, tr != NULL && strcmp(tr, "1") == 0);
 	wk.calls = calls_new(&wk.out, api_dispatch, wk.api);
-	char why[512];
-	if ((wk.store = store_open(abs_data, why, sizeof(why))) == NULL) {
-		fail(&wk, PROTO_FAIL_ERROR, "cannot open the session store %s/crush.db: %s", abs_data, why);
-		free_worker(&wk);
-		return 1;
-	}
+	wk.store = store_new(abs_data);
 	wk.shell = shell_new(wk.loop, wk.root, wk.store, on_service_event, &wk);
 	api_set_services(wk.api, wk.store, wk.shell, wk.root, on_service_event, &wk);
 
@@ -685,6 +680,16 @@ int main(int argc, char **argv)
 	wk.watch = watch_open(wk.root, data_dir, on_fs, &wk);
 	if (wk.watch == NULL) {
 		fail_watch(&wk, errno);
+		free_worker(&wk);
+		return 1;
+	}
+	/* The store is opened now when the directory exists (a broken
+	 * database fails the start, saying why; after the watch, whose
+	 * reasons come first), else at its first use: opening creates the
+	 * data dir, which must not conjure a directory still waited for. */
+	char why[512];
+	if (access(wk.root, F_OK) == 0 && store_connect(wk.store, why, sizeof(why)) != 0) {
+		fail(&wk, PROTO_FAIL_ERROR, "cannot open the session store %s/crush.db: %s", abs_data, why);
 		free_worker(&wk);
 		return 1;
 	}

@@ -28,7 +28,8 @@
 #define BUSY_TIMEOUT_MS 2000
 
 struct store {
-	sqlite3 *db;
+	sqlite3 *db; /* NULL until connected */
+	char *data_dir;
 };
 
 /*
@@ -141,6 +142,8 @@ static void seterr(char *err, size_t errlen, const char *fmt, const char *what)
 static int exec(store_t *st, const char *sql, char *err, size_t errlen)
 {
 	char *msg = NULL;
+	if (st->db == NULL && store_connect(st, err, errlen) != 0)
+		return -1;
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) == SQLITE_OK)
 		return 0;
 	seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(st->db));
@@ -151,6 +154,8 @@ static int exec(store_t *st, const char *sql, char *err, size_t errlen)
 static sqlite3_stmt *prepare(store_t *st, const char *sql, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
+	if (st->db == NULL && store_connect(st, err, errlen) != 0)
+		return NULL;
 	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
 		seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
 		return NULL;
@@ -236,26 +241,34 @@ static int migrate(store_t *st, char *err, size_t errlen)
 	return 0;
 }
 
-store_t *store_open(const char *data_dir, char *err, size_t errlen)
+store_t *store_new(const char *data_dir)
+{
+	store_t *st = calloc(1, sizeof(*st));
+	if (st == NULL || (st->data_dir = strdup(data_dir)) == NULL)
+		abort();
+	return st;
+}
+
+int store_connect(store_t *st, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
-	if (make_dirs(data_dir) != 0) {
+	if (st->db != NULL)
+		return 0;
+	if (make_dirs(st->data_dir) != 0) {
 		seterr(err, errlen, "cannot create the data directory: %s", strerror(errno));
-		return NULL;
+		return -1;
 	}
-	if (snprintf(path, sizeof(path), "%s/crush.db", data_dir) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/crush.db", st->data_dir) >= (int)sizeof(path)) {
 		seterr(err, errlen, "%s", "data directory path too long");
-		return NULL;
+		return -1;
 	}
-	store_t *st = calloc(1, sizeof(*st));
-	if (st == NULL)
-		abort();
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
 	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
 		seterr(err, errlen, "cannot open crush.db: %s",
 		       st->db ? sqlite3_errmsg(st->db) : "out of memory");
-		store_close(st);
-		return NULL;
+		sqlite3_close_v2(st->db);
+		st->db = NULL;
+		return -1;
 	}
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	/* Upstream's pragmas (internal/db/connect.go), with a shorter wait. */
@@ -264,6 +277,17 @@ store_t *store_open(const char *data_dir, char *err, size_t errlen)
 		 "pragma secure_delete = on; pragma temp_store = memory; pragma cache_size = -8000;",
 		 err, errlen) != 0 ||
 	    migrate(st, err, errlen) != 0) {
+		sqlite3_close_v2(st->db);
+		st->db = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+store_t *store_open(const char *data_dir, char *err, size_t errlen)
+{
+	store_t *st = store_new(data_dir);
+	if (store_connect(st, err, errlen) != 0) {
 		store_close(st);
 		return NULL;
 	}
@@ -275,6 +299,7 @@ void store_close(store_t *st)
 	if (st == NULL)
 		return;
 	sqlite3_close_v2(st->db);
+	free(st->data_dir);
 	free(st);
 }
 

@@ -29,8 +29,15 @@ typedef struct store_cursor store_cursor_t;
 extern const int64_t store_versions[];
 extern const size_t store_nversions;
 
-/* Opens (creating the dir 0700 and the file when missing) and migrates.
- * NULL with err filled when it cannot. */
+/* A store for data_dir, not connected yet (no I/O). */
+store_t *store_new(const char *data_dir);
+/* Connects: creates the dir (0700) and the file when missing, migrates.
+ * Idempotent; every call below connects first when it must, so a
+ * workspace whose directory does not exist yet gets it created only when
+ * a session is used (as upstream creates it when it connects). 0, or -1
+ * with err. */
+int store_connect(store_t *st, char *err, size_t errlen);
+/* store_new + store_connect: NULL with err filled when it cannot. */
 store_t *store_open(const char *data_dir, char *err, size_t errlen);
 void store_close(store_t *st);
 
