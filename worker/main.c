@@ -106,6 +106,7 @@ static void update_flow(struct worker *wk)
 		wk->paused = 0;
 		log_debug("Output backlog drained; resuming producers", "workspace_id", wk->id, NULL);
 	}
+	shell_pause(wk->shell, wk->paused); /* shell output waits too */
 	if (wk->paused) {
 		ev_io_stop(wk->loop, &wk->inotify);
 		return;

@@ -75,6 +75,7 @@ struct shell {
 	char **env; /* the creator's entries */
 	run_t *runs;
 	unsigned nruns;
+	int paused; /* shell_pause: pipes not read */
 };
 
 shell_t *shell_new(struct ev_loop *loop, const char *root, store_t *store, shell_emit_cb emit, void *arg)
@@ -113,6 +114,21 @@ void shell_set_env(shell_t *sh, const char *const *env)
 unsigned shell_active(const shell_t *sh)
 {
 	return sh->nruns;
+}
+
+void shell_pause(shell_t *sh, int paused)
+{
+	if (sh == NULL || sh->paused == !!paused)
+		return;
+	sh->paused = !!paused;
+	for (run_t *r = sh->runs; r != NULL; r = r->next)
+		for (int i = 0; i < 2; i++)
+			if (r->in[i].open) {
+				if (paused)
+					ev_io_stop(sh->loop, &r->in[i].w);
+				else
+					ev_io_start(sh->loop, &r->in[i].w);
+			}
 }
 
 /* --- the environment: ours, then the creator's, then the forced ones;
@@ -537,7 +553,8 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
 		r->in[i].idx = i;
 		r->in[i].open = 1;
 		ev_io_init(&r->in[i].w, on_read, fds[i], EV_READ);
-		ev_io_start(sh->loop, &r->in[i].w);
+		if (!sh->paused)
+			ev_io_start(sh->loop, &r->in[i].w);
 	}
 	ev_child_init(&r->child, on_child, pid, 0);
 	ev_child_start(sh->loop, &r->child);

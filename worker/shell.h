@@ -53,6 +53,9 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
  * returns how many. */
 unsigned shell_cancel_session(shell_t *sh, const char *session_id);
 unsigned shell_active(const shell_t *sh);
+/* Backpressure: while paused, no run's output is read (its command
+ * blocks on a full pipe), so its events wait for the supervisor. */
+void shell_pause(shell_t *sh, int paused);
 /* At exit: TERM every run's group, KILL after SHELL_KILL_TIMEOUT, reap
  * all (blocking, bounded by the kill timeout), answer nothing. */
 void shell_free(shell_t *sh);
