@@ -28,7 +28,7 @@ WORKER_OBJ := $(call obj,$(WORKER_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 SUP_LIBS    := -lh2o-evloop $(JSON_LIBS) $(UUID_LIBS) -lm
-WORKER_LIBS := -lev $(JSON_LIBS) $(UUID_LIBS)
+WORKER_LIBS := -lev -lsqlite3 $(JSON_LIBS) $(UUID_LIBS)
 
 .PHONY: all deps run test test-browser unit-bins clean format bench fuzz soak
 # Keep the unit tests' objects between runs.
@@ -54,7 +54,7 @@ $(BUILD)/crush-worker: $(call obj,worker/main.c) $(BUILD)/libcrush.a
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libcrush.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LIBS) -lev
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(SUP_LIBS) -lev -lsqlite3
 
 # The sanitizer build lives beside the plain one; tests run against it.
 ASAN_BUILD := build/asan

@@ -1100,6 +1100,126 @@ def phase_scale():
 # --- the table
 
 
+# --- sessions and shell (issue 12)
+
+STORE_SESSIONS = 10000
+STORE_ROUNDS = 15 if QUICK else 40
+
+
+def _sse_until(sock, needle, buf, timeout=10.0):
+    """Reads the raw SSE socket until needle appears after buf's start."""
+    end = time.monotonic() + timeout
+    while needle not in buf:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        d = sock.recv(65536)
+        if not d:
+            raise ConnectionError("event stream ended")
+        buf += d
+    return buf[buf.index(needle) + len(needle):]
+
+
+def _read_response(sock, buf):
+    """Reads one response off sock (Content-Length or chunked); returns
+    what follows it."""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if m:
+        n = int(m.group(1))
+        while len(buf) < n:
+            buf += sock.recv(65536)
+        return buf[n:]
+    while True:  # chunked
+        while b"\r\n" not in buf:
+            buf += sock.recv(65536)
+        size, rest = buf.split(b"\r\n", 1)
+        n = int(size.split(b";")[0], 16)
+        while len(rest) < n + 2:
+            rest += sock.recv(65536)
+        buf = rest[n + 2:]
+        if n == 0:
+            return buf
+
+
+def phase_store():
+    import sqlite3
+    log(f"store: GET /sessions of {STORE_SESSIONS:,} sessions, session create -> event, shell `true`")
+    sup = start_supervisor("store")
+    d = os.path.join(TMP, "storews")
+    os.makedirs(d, exist_ok=True)
+    http = Http(path=sup.sock)
+    ws = create(http, d)
+    base = f"/v1/workspaces/{ws['id']}"
+    # A second client's stream, open from the start: it holds the
+    # workspace past the creator's grace, and times the session events.
+    ev = socket.socket(socket.AF_UNIX)
+    ev.connect(sup.sock)
+    ev.sendall(f"GET {base}/events?client_id={uuid.uuid4()} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    buf = _sse_until(ev, b"\r\n\r\n", b"")
+    st, _ = http.json("POST", base + "/sessions", {"title": "seed"})
+    assert st == 200, st
+    created = b'"type":"session","payload":{"type":"created"'
+    buf = _sse_until(ev, created, buf)  # the seed's own event
+    db = sqlite3.connect(os.path.join(d, ".crush", "crush.db"), timeout=10)
+    db.executemany("INSERT INTO sessions (id, title, updated_at, created_at) VALUES (?, ?, ?, ?)",
+                   [(f"bench-{i}", f"bench session {i}", 1000 + i, 1000 + i) for i in range(STORE_SESSIONS)])
+    db.commit()
+    db.close()
+    lst = []
+    for _ in range(STORE_ROUNDS):
+        t = time.perf_counter()
+        st, out = http.request("GET", base + "/sessions")
+        lst.append(time.perf_counter() - t)
+        assert st == 200 and out.count(b'"id"') == STORE_SESSIONS + 1, (st, len(out))
+    # Anchor: the same rows through Python's sqlite3 + json, in-process.
+    anchor = []
+    db = sqlite3.connect(os.path.join(d, ".crush", "crush.db"))
+    for _ in range(STORE_ROUNDS):
+        t = time.perf_counter()
+        rows = db.execute("SELECT * FROM sessions WHERE parent_session_id IS NULL ORDER BY updated_at DESC").fetchall()
+        json.dumps([list(r) for r in rows])
+        anchor.append(time.perf_counter() - t)
+    db.close()
+
+    # create -> the session event at a second client's stream
+    poster = socket.socket(socket.AF_UNIX)
+    poster.connect(sup.sock)
+    body = b'{"title":"bench"}'
+    req = (f"POST {base}/sessions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    evlat, pbuf = [], b""
+    for _ in range(STORE_ROUNDS):
+        t = time.perf_counter()
+        poster.sendall(req)
+        buf = _sse_until(ev, created, buf)
+        evlat.append(time.perf_counter() - t)
+        pbuf = _read_response(poster, pbuf)
+    poster.close()
+    ev.close()
+
+    # `true` through the shell route, against posix_spawn of /bin/sh -c true
+    sh, sp = [], []
+    for i in range(STORE_ROUNDS):
+        t = time.perf_counter()
+        st, out = http.json("POST", base + "/agent/sessions/bench-0/shell", {"command": "true"})
+        sh.append(time.perf_counter() - t)
+        assert st == 200 and out["exit_code"] == 0, (st, out)
+        t = time.perf_counter()
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ)
+        os.waitpid(pid, 0)
+        sp.append(time.perf_counter() - t)
+    http.close()
+    stop(sup)
+    res = {"list_p50": pct(lst, 50), "list_anchor_p50": pct(anchor, 50), "event_p50": pct(evlat, 50),
+           "shell_p50": pct(sh, 50), "spawn_p50": pct(sp, 50), "rounds": STORE_ROUNDS}
+    DETAILS["store"] = res
+    log(f"  list p50 {res['list_p50'] * 1e3:.2f} ms (python sqlite3+json {res['list_anchor_p50'] * 1e3:.2f} ms), "
+        f"create->event p50 {res['event_p50'] * 1e3:.2f} ms, shell true p50 {res['shell_p50'] * 1e3:.2f} ms "
+        f"(posix_spawn {res['spawn_p50'] * 1e3:.2f} ms)")
+    return res
+
+
 def fmt_rate(v):
     return f"{v:,.0f}/s"
 
@@ -1156,6 +1276,7 @@ def main():
     mem = phase_memory(h2o)
     stop(h2o)
     scale = phase_scale()
+    store = phase_store()
 
     f50, f99 = lat["floor_spawn_p50"], lat["floor_spawn_p99"]
     reap_floor = lat["floor_reap_p50"]
@@ -1198,6 +1319,14 @@ def main():
         [f"scale: {SCALE_WS} workspaces + {SCALE_WS * SCALE_STREAMS_PER_WS} streams",
          ("all served" if scale["served"] else "FAILED") + f", RSS {scale['rss_all_kib'] / 1024:.1f} MiB",
          "-", "-", "all served, no error", yes(scale["served"])],
+        [f"GET /sessions, {STORE_SESSIONS:,} sessions, p50 ({store['rounds']})", fmt_ms(store["list_p50"]),
+         fmt_ms(store["list_anchor_p50"]) + " py sqlite3+json", f"{store['list_p50'] / store['list_anchor_p50']:.2f}",
+         "-", "-"],
+        [f"session create -> event at a 2nd client, p50 ({store['rounds']})", fmt_ms(store["event_p50"]), "-", "-",
+         "-", "-"],
+        [f"shell `true` via the route, p50 ({store['rounds']})", fmt_ms(store["shell_p50"]),
+         fmt_ms(store["spawn_p50"]) + " posix_spawn sh -c true", f"{store['shell_p50'] / store['spawn_p50']:.2f}",
+         "-", "-"],
     ]
     text, md = table(rows)
     elapsed = time.monotonic() - T0

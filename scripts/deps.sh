@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libh2o-evloop-dev libev-dev libjansson-dev
-uuid-dev libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest
+uuid-dev libcmocka-dev libsqlite3-dev sqlite3 clang libclang-rt-14-dev curl python3 python3-pytest
 procps"
 [ "${WITH_BENCH:-0}" = 1 ] && PKGS="$PKGS wrk nghttp2-client h2o"
 # make test-browser only: Debian's headless-capable Chromium (never a

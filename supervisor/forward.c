@@ -27,10 +27,13 @@ typedef struct fwd {
 	char *head;	   /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
-	int started; /* response head sent to h2o */
-	int sending; /* a batch is with h2o: wait for proceed */
-	int ending;  /* END came: finish once pending is out */
-	int done;    /* final sent, or the client stopped us */
+	int started;	    /* response head sent to h2o */
+	int sending;	    /* a batch is with h2o: wait for proceed */
+	int ending;	    /* END came: finish once pending is out */
+	int done;	    /* final sent, or the client stopped us */
+	int own_deadline;   /* the worker bounds this answer itself (shell runs) */
+	h2o_socket_t *sock; /* HTTP/1 only: watched for EOF (fw->h1_conns) */
+	hmap_node_t by_conn;
 } fwd_t;
 
 static void release(fwd_t *f)
@@ -158,6 +161,11 @@ static void dispatch(fwd_t *f)
 			  &call_cb, f, &f->call);
 	free(f->head);
 	f->head = NULL;
+	/* A shell run ends by its own timeout (default 10 min, timeout_ms),
+	 * which the worker enforces and answers: --request-timeout bounds
+	 * only its wait for a ready worker. A dead worker still fails it. */
+	if (r == PROC_CALL_OK && f->own_deadline)
+		stop_timer(f);
 	if (r == PROC_CALL_BUSY) {
 		limits_refuse(f->fw->limits, LIMIT_CALLS, clock_ms(), f->w->ws->id);
 		fail(f, 429, "too many requests in flight for this workspace");
@@ -178,9 +186,59 @@ static void on_timeout(h2o_timeout_entry_t *te)
 						: "workspace worker not ready in time");
 }
 
+/*
+ * HTTP/1: h2o does not read the socket while a response is under way, so
+ * a client that left would be seen only at the first write, and a long
+ * call (a shell run) would go on for no one. As stream.c does for event
+ * streams, we read it meanwhile and cancel the call at EOF (the same
+ * reliance on h2o 2.2.5's HTTP/1 handler; see stream.c).
+ */
+static size_t fw_key = SIZE_MAX; /* its slot in h2o's context storage: allocated on first use */
+
+static void unwatch(fwd_t *f)
+{
+	if (f->sock == NULL)
+		return;
+	hmap_del(&f->fw->h1_conns, &f->by_conn);
+	f->sock = NULL;
+}
+
+static void on_h1_read(h2o_socket_t *sock, const char *err)
+{
+	if (err == NULL && sock->input->size < 65536)
+		return;
+	h2o_socket_read_stop(sock);
+	forwarder_t *fw = *h2o_context_get_storage(((h2o_conn_t *)sock->data)->ctx, &fw_key, NULL);
+	hmap_node_t *n = fw ? hmap_get_ptr(&fw->h1_conns, sock) : NULL;
+	if (n == NULL)
+		return;
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, by_conn, n);
+	unwatch(f);
+	if (h2o_linklist_is_linked(&f->wait_link))
+		h2o_linklist_unlink(&f->wait_link);
+	if (f->call != NULL)
+		proc_call_cancel(f->call);
+	fail(f, 499, "client closed the request");
+}
+
+static void watch_h1_eof(fwd_t *f)
+{
+	h2o_req_t *req = f->req;
+	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+		return;
+	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+	if (sock == NULL || hmap_get_ptr(&f->fw->h1_conns, sock) != NULL)
+		return;
+	*h2o_context_get_storage(req->conn->ctx, &fw_key, NULL) = f->fw;
+	f->sock = sock;
+	hmap_put_ptr(&f->fw->h1_conns, &f->by_conn, sock);
+	h2o_socket_read_start(sock, on_h1_read);
+}
+
 static void on_dispose(void *p)
 {
 	fwd_t *f = p;
+	unwatch(f);
 	stop_timer(f);
 	if (h2o_linklist_is_linked(&f->wait_link))
 		h2o_linklist_unlink(&f->wait_link);
@@ -209,6 +267,17 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 	return text;
 }
 
+/* POST /agent/sessions/{sid}/shell */
+static int is_shell_run(h2o_req_t *req, const char *path, size_t len)
+{
+	static const char pre[] = "/agent/sessions/", post[] = "/shell";
+	size_t np = sizeof(pre) - 1, ns = sizeof(post) - 1;
+	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")) || len <= np + ns ||
+	    memcmp(path, pre, np) != 0 || memcmp(path + len - ns, post, ns) != 0)
+		return 0;
+	return memchr(path + np, '/', len - np - ns) == NULL;
+}
+
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
 		   size_t pathlen)
 {
@@ -230,7 +299,9 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 		f->w = NULL;
 		return;
 	}
+	f->own_deadline = is_shell_run(req, path, pathlen);
 	w->fwd_count++;
+	watch_h1_eof(f);
 	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
 	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
 		dispatch(f);
@@ -267,5 +338,5 @@ void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, li
 
 void forwarder_dispose(forwarder_t *fw)
 {
-	(void)fw;
+	hmap_free(&fw->h1_conns);
 }

@@ -5,7 +5,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
+#include "common/log.h"
 #include "common/utf8.h"
 #include "worker/cfgstore.h"
 
@@ -15,6 +18,13 @@ struct api {
 	char *data_dir;
 	int test_routes;
 	cfgstore_t *cfg; /* the config service (cfgstore.c), not owned; NULL in tests */
+
+	/* api_set_services: borrowed */
+	store_t *store;
+	shell_t *shell;
+	char *root;
+	api_emit_cb emit;
+	void *emit_arg;
 };
 
 /* The config and project routes are the config service's (cfgstore.c). */
@@ -49,24 +59,370 @@ CFG_ROUTE(get_project_needs_init, cfgstore_needs_init)
 CFG_ROUTE(post_project_init, cfgstore_init)
 CFG_ROUTE(get_project_init_prompt, cfgstore_init_prompt)
 
+/* --- sessions, messages, history, file tracker (store.c), shell runs
+ * (shell.c). Shapes and statuses as upstream's internal/server/proto.go:
+ * an unknown session is its 500 "sql: no rows in result set", a body
+ * that does not decode 400 "failed to decode request". */
+
+/* A listing larger than one step is produced over several loop turns. */
+#define LIST_STEP_ROWS	256
+#define LIST_STEP_BYTES (256u << 10)
+
+typedef struct lister {
+	ev_idle idle;
+	api_t *a;
+	call_t *c;
+	store_cursor_t *cur;
+	buf_t out;
+} lister_t;
+
+static void lister_free(lister_t *l)
+{
+	ev_idle_stop(l->a->loop, &l->idle);
+	store_cursor_free(l->cur);
+	buf_free(&l->out);
+	free(l);
+}
+
+/* One step; 1 when the call was answered (and l freed). */
+static int lister_step(lister_t *l)
+{
+	int r = store_cursor_step(l->cur, &l->out, LIST_STEP_ROWS, LIST_STEP_BYTES);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		calls_error(l->c, 500, "listing failed");
+	else
+		calls_respond(l->c, 200, NULL, buf_data(&l->out), buf_size(&l->out));
+	lister_free(l);
+	return 1;
+}
+
+static void on_list_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)loop, (void)revents;
+	lister_step((lister_t *)w);
+}
+
+static void on_list_cancel(call_t *c, void *data)
+{
+	(void)c;
+	lister_free(data);
+}
+
+static void list(api_t *a, call_t *c, enum store_list what, const char *arg)
+{
+	char err[256];
+	store_cursor_t *cur = store_list(a->store, what, arg, a->root, err, sizeof(err));
+	if (cur == NULL) {
+		calls_error(c, 500, err);
+		return;
+	}
+	lister_t *l = calloc(1, sizeof(*l));
+	if (l == NULL)
+		abort();
+	l->a = a;
+	l->c = c;
+	l->cur = cur;
+	if (lister_step(l))
+		return;
+	ev_idle_init(&l->idle, on_list_idle);
+	ev_idle_start(a->loop, &l->idle);
+	call_on_cancel(c, on_list_cancel, l);
+}
+
+static void respond_json(call_t *c, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(j);
+	if (text == NULL)
+		abort();
+	calls_respond(c, 200, NULL, text, strlen(text));
+	free(text);
+}
+
+/* Publishes {"type":type,"payload":{"type":kind,"payload":obj}} (obj
+ * borrowed). */
+static void publish(api_t *a, const char *type, const char *kind, json_t *obj)
+{
+	if (a->emit != NULL)
+		a->emit(a->emit_arg, json_pack("{s:s, s:{s:s, s:O}}", "type", type, "payload", "type", kind,
+					       "payload", obj));
+}
+
+/* The store answered obj (or NULL with status, err): the session as the
+ * answer, and as a `kind` session event when kind is not NULL. */
+static void session_answer(api_t *a, call_t *c, json_t *obj, const char *kind, int status, const char *err)
+{
+	if (obj == NULL) {
+		calls_error(c, status, err);
+		return;
+	}
+	if (kind != NULL)
+		publish(a, "session", kind, obj);
+	respond_json(c, obj);
+}
+
+static json_t *decode_body(const call_req_t *req)
+{
+	json_t *j = json_loadb(req->body, req->body_len, JSON_DECODE_ANY, NULL);
+	if (j == NULL || !json_is_object(j)) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+#define NEED_STORE(a, c)                                                                                     \
+	do {                                                                                                 \
+		if ((a)->store == NULL) {                                                                    \
+			calls_error((c), 501, "not implemented by this workspace host");                     \
+			return;                                                                              \
+		}                                                                                            \
+	} while (0)
+
+static void get_sessions(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req, (void)params;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_SESSIONS, NULL);
+}
+
+static void post_sessions(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)params;
+	NEED_STORE(a, c);
+	json_t *in = decode_body(req);
+	if (in == NULL) {
+		calls_error(c, 400, "failed to decode request");
+		return;
+	}
+	/* upstream decodes into session.Session: "title" matches Title. */
+	const char *k, *title = "";
+	json_t *v;
+	json_object_foreach(in, k, v)
+	{
+		if (strcasecmp(k, "title") == 0 && json_is_string(v))
+			title = json_string_value(v);
+	}
+	int status = 500;
+	char err[256];
+	json_t *s = store_session_create(a->store, title, &status, err, sizeof(err));
+	json_decref(in);
+	session_answer(a, c, s, "created", status, err);
+}
+
+static void get_session(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	int status = 500;
+	char err[256];
+	session_answer(a, c, store_session_get(a->store, params[0], &status, err, sizeof(err)), NULL, status,
+		       err);
+}
+
+static void put_session(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	NEED_STORE(a, c);
+	json_t *in = decode_body(req);
+	if (in == NULL) {
+		calls_error(c, 400, "failed to decode request");
+		return;
+	}
+	/* Upstream saves the body's id; a body without one means the path's. */
+	const char *k;
+	json_t *v;
+	int has_id = 0;
+	json_object_foreach(in, k, v)
+	{
+		has_id |= strcasecmp(k, "id") == 0 && json_string_length(v) > 0;
+	}
+	if (!has_id)
+		json_object_set_new(in, "id", json_string(params[0]));
+	int status = 500;
+	char err[256];
+	json_t *s = store_session_save(a->store, in, &status, err, sizeof(err));
+	json_decref(in);
+	session_answer(a, c, s, "updated", status, err);
+}
+
+static void delete_session(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	int status = 500;
+	char err[256];
+	json_t *s = store_session_delete(a->store, params[0], &status, err, sizeof(err));
+	if (s == NULL) {
+		calls_error(c, status, err);
+		return;
+	}
+	publish(a, "session", "deleted", s);
+	json_decref(s);
+	calls_respond(c, 200, NULL, "", 0);
+}
+
+static void get_session_messages(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_MESSAGES, params[0]);
+}
+
+static void get_session_user_messages(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_USER_MESSAGES, params[0]);
+}
+
+static void get_user_messages(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req, (void)params;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_ALL_USER, NULL);
+}
+
+static void get_session_history(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_HISTORY, params[0]);
+}
+
+static void get_read_files(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	NEED_STORE(a, c);
+	list(a, c, STORE_LIST_READ_FILES, params[0]);
+}
+
+/* A path as upstream's file tracker keeps it: relative to the workspace
+ * root (upstream: to its process's cwd). Written to out. */
+static void tracker_path(const api_t *a, const char *path, char *out, size_t outlen)
+{
+	size_t rl = strlen(a->root);
+	if (strncmp(path, a->root, rl) == 0 && (path[rl] == '/' || path[rl] == '\0'))
+		snprintf(out, outlen, "%s", path[rl] == '\0' || path[rl + 1] == '\0' ? "." : path + rl + 1);
+	else if (strncmp(path, "./", 2) == 0 && path[2] != '\0')
+		snprintf(out, outlen, "%s", path + 2);
+	else
+		snprintf(out, outlen, "%s", path);
+}
+
+static void post_tracker_read(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)params;
+	NEED_STORE(a, c);
+	json_t *in = decode_body(req);
+	const char *sid = json_string_value(json_object_get(in, "session_id")),
+		   *path = json_string_value(json_object_get(in, "path"));
+	if (in == NULL) {
+		calls_error(c, 400, "failed to decode request");
+		return;
+	}
+	char rel[4096], err[256];
+	tracker_path(a, path ? path : "", rel, sizeof(rel));
+	/* Upstream logs a failed record and answers 200 all the same. */
+	if (store_read_record(a->store, sid ? sid : "", rel, err, sizeof(err)) != 0)
+		log_error("Error recording file read", "file", path ? path : "", "err", err, NULL);
+	json_decref(in);
+	calls_respond(c, 200, NULL, "", 0);
+}
+
+/* The value of query parameter name, %-decoded into out; "" when absent. */
+static void query_param(const char *q, const char *name, char *out, size_t outlen)
+{
+	size_t n = strlen(name), o = 0;
+	out[0] = '\0';
+	for (const char *p = q; p && *p;) {
+		if (strncmp(p, name, n) == 0 && p[n] == '=') {
+			for (p += n + 1; *p && *p != '&' && o + 1 < outlen; p++) {
+				unsigned hi, lo;
+				if (*p == '+') {
+					out[o++] = ' ';
+				} else if (*p == '%' && sscanf(p + 1, "%1x%1x", &hi, &lo) == 2) {
+					out[o++] = (char)(hi << 4 | lo);
+					p += 2;
+				} else {
+					out[o++] = *p;
+				}
+			}
+			out[o] = '\0';
+			return;
+		}
+		p = strchr(p, '&');
+		p = p ? p + 1 : NULL;
+	}
+}
+
+/* Go's time.Time JSON (RFC 3339, local zone), as upstream encodes a
+ * time.Unix(t, 0); the zero time when never read. */
+static void get_tracker_lastread(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)params;
+	NEED_STORE(a, c);
+	char sid[512], path[4096], rel[4096], text[128];
+	query_param(req->query, "session_id", sid, sizeof(sid));
+	query_param(req->query, "path", path, sizeof(path));
+	tracker_path(a, path, rel, sizeof(rel));
+	int64_t t = store_read_last(a->store, sid, rel);
+	if (t == 0) {
+		snprintf(text, sizeof(text), "\"0001-01-01T00:00:00Z\"");
+	} else {
+		time_t tt = (time_t)t;
+		struct tm tm;
+		char stamp[32], zone[48];
+		localtime_r(&tt, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		long off = tm.tm_gmtoff;
+		if (off == 0)
+			snprintf(zone, sizeof(zone), "Z");
+		else
+			snprintf(zone, sizeof(zone), "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 3600,
+				 labs(off) % 3600 / 60);
+		snprintf(text, sizeof(text), "\"%s%s\"", stamp, zone);
+	}
+	calls_respond(c, 200, NULL, text, strlen(text));
+}
+
+static void post_shell(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	if (a->shell == NULL) {
+		calls_error(c, 501, "not implemented by this workspace host");
+		return;
+	}
+	shell_run(a->shell, c, params[0], req->client_id, req->body, req->body_len);
+}
+
+/* Upstream cancels the session's agent run; here that is its shell runs. */
+static void post_agent_cancel(api_t *a, call_t *c, const call_req_t *req, const char *const *params)
+{
+	(void)req;
+	if (a->shell != NULL)
+		shell_cancel_session(a->shell, params[0]);
+	calls_respond(c, 200, NULL, "", 0);
+}
+
 /* Upstream's per-workspace routes (internal/server/server.go), in its
  * order; NULL handler: 501. events, current-session and the workspace
  * itself are the supervisor's. */
 const api_route_t api_routes[] = {
     {"GET", "/config", get_config},
     {"GET", "/providers", NULL},
-    {"GET", "/sessions", NULL},
-    {"POST", "/sessions", NULL},
-    {"GET", "/sessions/{sid}", NULL},
-    {"PUT", "/sessions/{sid}", NULL},
-    {"DELETE", "/sessions/{sid}", NULL},
-    {"GET", "/sessions/{sid}/history", NULL},
-    {"GET", "/sessions/{sid}/messages", NULL},
-    {"GET", "/sessions/{sid}/messages/user", NULL},
-    {"GET", "/messages/user", NULL},
-    {"GET", "/sessions/{sid}/filetracker/files", NULL},
-    {"POST", "/filetracker/read", NULL},
-    {"GET", "/filetracker/lastread", NULL},
+    {"GET", "/sessions", get_sessions},
+    {"POST", "/sessions", post_sessions},
+    {"GET", "/sessions/{sid}", get_session},
+    {"PUT", "/sessions/{sid}", put_session},
+    {"DELETE", "/sessions/{sid}", delete_session},
+    {"GET", "/sessions/{sid}/history", get_session_history},
+    {"GET", "/sessions/{sid}/messages", get_session_messages},
+    {"GET", "/sessions/{sid}/messages/user", get_session_user_messages},
+    {"GET", "/messages/user", get_user_messages},
+    {"GET", "/sessions/{sid}/filetracker/files", get_read_files},
+    {"POST", "/filetracker/read", post_tracker_read},
+    {"GET", "/filetracker/lastread", get_tracker_lastread},
     {"GET", "/lsps", NULL},
     {"GET", "/lsps/{lsp}/diagnostics", NULL},
     {"POST", "/lsps/start", NULL},
@@ -81,12 +437,12 @@ const api_route_t api_routes[] = {
     {"POST", "/agent/init", NULL},
     {"POST", "/agent/update", NULL},
     {"GET", "/agent/sessions/{sid}", NULL},
-    {"POST", "/agent/sessions/{sid}/cancel", NULL},
+    {"POST", "/agent/sessions/{sid}/cancel", post_agent_cancel},
     {"GET", "/agent/sessions/{sid}/prompts/queued", NULL},
     {"GET", "/agent/sessions/{sid}/prompts/list", NULL},
     {"POST", "/agent/sessions/{sid}/prompts/clear", NULL},
     {"POST", "/agent/sessions/{sid}/summarize", NULL},
-    {"POST", "/agent/sessions/{sid}/shell", NULL},
+    {"POST", "/agent/sessions/{sid}/shell", post_shell},
     {"GET", "/agent/default-small-model", NULL},
     {"POST", "/config/set", post_config_set},
     {"POST", "/config/remove", post_config_remove},
@@ -286,11 +642,23 @@ void api_set_cfgstore(api_t *a, cfgstore_t *cfg)
 	a->cfg = cfg;
 }
 
+void api_set_services(api_t *a, store_t *store, shell_t *shell, const char *root, api_emit_cb emit, void *arg)
+{
+	free(a->root);
+	if ((a->root = strdup(root)) == NULL)
+		abort();
+	a->store = store;
+	a->shell = shell;
+	a->emit = emit;
+	a->emit_arg = arg;
+}
+
 void api_free(api_t *a)
 {
 	if (a == NULL)
 		return;
 	json_decref(a->presence);
+	free(a->root);
 	free(a->data_dir);
 	free(a);
 }

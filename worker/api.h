@@ -14,6 +14,8 @@
 
 #include "worker/calls.h"
 #include "worker/cfgstore.h"
+#include "worker/shell.h"
+#include "worker/store.h"
 
 typedef struct api api_t;
 
@@ -22,6 +24,14 @@ api_t *api_new(struct ev_loop *loop, const char *data_dir, int test_routes);
 void api_free(api_t *a);
 /* The config service the config and project routes use (not owned). */
 void api_set_cfgstore(api_t *a, cfgstore_t *cfg);
+/* Publishes one event envelope (consumed) to every client. */
+typedef void (*api_emit_cb)(void *arg, json_t *event);
+/* The session store and shell runs (borrowed; the owner frees them after
+ * api_free): the routes of sessions, messages, history, the file tracker
+ * and the shell. root: the workspace directory (file tracker paths are
+ * kept relative to it). Without them those routes answer 501. */
+void api_set_services(api_t *a, store_t *store, shell_t *shell, const char *root, api_emit_cb emit,
+		      void *arg);
 /* The calls_dispatch_cb of the worker's calls. */
 void api_dispatch(void *arg, call_t *c, const call_req_t *req);
 /* The workspace's config as upstream's client reads it: never NULL, with

@@ -38,6 +38,8 @@
 #include "worker/cfgstore.h"
 #include "worker/msg.h"
 #include "worker/root.h"
+#include "worker/shell.h"
+#include "worker/store.h"
 #include "worker/watch.h"
 
 /* Backpressure: above OUT_HIGH pending bytes the producer (inotify reads)
@@ -77,6 +79,8 @@ struct worker {
 	calls_t *calls; /* routed requests (calls.c), answered by api.c */
 	api_t *api;
 	cfgstore_t *cfg; /* data dir lock and config (cfgstore.c) */
+	store_t *store;	 /* <data_dir>/crush.db (store.c) */
+	shell_t *shell;	 /* shell runs (shell.c), reaped by its ev_child watchers */
 	ev_io sock_r, sock_w, inotify;
 	ev_prepare flush_w; /* before each poll: send what any callback queued */
 	ev_signal sigterm, sigint;
@@ -104,6 +108,7 @@ static void update_flow(struct worker *wk)
 		wk->paused = 0;
 		log_debug("Output backlog drained; resuming producers", "workspace_id", wk->id, NULL);
 	}
+	shell_pause(wk->shell, wk->paused); /* shell output waits too */
 	if (wk->paused) {
 		ev_io_stop(wk->loop, &wk->inotify);
 		return;
@@ -152,6 +157,12 @@ static void send_json(struct worker *wk, uint8_t type, uint32_t id, json_t *obj)
 {
 	if (msg_encode(&wk->out, type, id, obj) < 0)
 		log_error("Cannot encode frame; dropped", "workspace_id", wk->id, NULL);
+}
+
+/* An event of the store's or the shell's (api_emit_cb, shell_emit_cb). */
+static void on_service_event(void *arg, json_t *event)
+{
+	send_json(arg, PROTO_EVENT, 0, event);
 }
 
 static void say_hello(struct worker *wk)
@@ -345,6 +356,7 @@ static void handle_setup(struct worker *wk, uint32_t id, const json_t *req)
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	log_debug("Workspace setup", "workspace_id", wk->id, "pid", pid, "env_keys", buf_data(&keys), NULL);
 	buf_free(&keys);
+	shell_set_env(wk->shell, (const char *const *)wk->env);
 	send_json(wk, PROTO_RESPONSE, id, json_pack("{s:{s:I}}", "result", "env", (json_int_t)wk->nenv));
 	send_ready(wk);
 }
@@ -581,9 +593,11 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 
 static void free_worker(struct worker *wk)
 {
+	shell_free(wk->shell); /* first: TERM, KILL, reap every run */
 	if (wk->calls != NULL)
 		calls_free(wk->calls);
 	api_free(wk->api);
+	store_close(wk->store);
 	cfgstore_free(wk->cfg);
 	watch_close(wk->watch);
 	proto_decoder_free(&wk->in);
@@ -687,6 +701,9 @@ int main(int argc, char **argv)
 	wk.api = api_new(wk.loop, abs_data, tr != NULL && strcmp(tr, "1") == 0);
 	api_set_cfgstore(wk.api, wk.cfg);
 	wk.calls = calls_new(&wk.out, api_dispatch, wk.api);
+	wk.store = store_new(abs_data);
+	wk.shell = shell_new(wk.loop, wk.root, wk.store, on_service_event, &wk);
+	api_set_services(wk.api, wk.store, wk.shell, wk.root, on_service_event, &wk);
 
 	flush(&wk);
 
@@ -703,6 +720,15 @@ int main(int argc, char **argv)
 	 * report for a directory we cannot use at all. */
 	if (cfgstore_lock(wk.cfg, &cerr, why, sizeof(why)) < 0) {
 		fail(&wk, cerr == CFGSTORE_LOCKED ? PROTO_FAIL_DATA_DIR_LOCKED : PROTO_FAIL_ERROR, "%s", why);
+		free_worker(&wk);
+		return 1;
+	}
+	/* The store is opened now when the directory exists (a broken
+	 * database fails the start, saying why; after the watch and the lock,
+	 * whose reasons come first), else at its first use: opening creates
+	 * the data dir, which must not conjure a directory still waited for. */
+	if (access(wk.root, F_OK) == 0 && store_connect(wk.store, why, sizeof(why)) != 0) {
+		fail(&wk, PROTO_FAIL_ERROR, "cannot open the session store %s/crush.db: %s", abs_data, why);
 		free_worker(&wk);
 		return 1;
 	}
