@@ -12,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/hmap.h"
 #include "common/utf8.h"
 #include "supervisor/proc.h"
 #include "supervisor/reply.h"
@@ -27,10 +28,12 @@ typedef struct fwd {
 	char *head;	   /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
-	int started; /* response head sent to h2o */
-	int sending; /* a batch is with h2o: wait for proceed */
-	int ending;  /* END came: finish once pending is out */
-	int done;    /* final sent, or the client stopped us */
+	int started;	     /* response head sent to h2o */
+	int sending;	     /* a batch is with h2o: wait for proceed */
+	int ending;	     /* END came: finish once pending is out */
+	int done;	     /* final sent, or the client stopped us */
+	h2o_socket_t *sock;  /* HTTP/1 only: the socket watched for EOF (see on_h1_read) */
+	hmap_node_t by_conn; /* in fw->h1_conns while sock is set */
 } fwd_t;
 
 static void release(fwd_t *f)
@@ -101,6 +104,65 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 		if (f->call != NULL)
 			proc_call_ack(f->call);
 	flush(f);
+}
+
+/*
+ * HTTP/1: h2o does not read a connection while its request is being
+ * answered, so a client that leaves would be noticed only at our first
+ * write, and its call would hold its slot in the worker until the worker
+ * answered or the request timed out. As stream.c does for event streams,
+ * we read the socket meanwhile (bytes stay for h2o: a pipelined request)
+ * and cancel at EOF. Relies on the same h2o 2.2.5 internals as stream.c.
+ * The socket's read callback gets only the socket, so the forwarder is
+ * found through the one below: h2o's context storage cannot be shared
+ * with stream.c (its key counter is a static of an inline function, one
+ * per file, so both files' first keys collide). One forwarder per process.
+ */
+static forwarder_t *watching; /* the forwarder whose h1_conns map is live */
+
+static void unwatch(fwd_t *f)
+{
+	if (f->sock == NULL)
+		return;
+	hmap_del(&f->fw->h1_conns, &f->by_conn);
+	f->sock = NULL;
+}
+
+static void on_h1_read(h2o_socket_t *sock, const char *err)
+{
+	if (err == NULL && sock->input->size < 65536)
+		return;
+	h2o_socket_read_stop(sock);
+	if (err == NULL)
+		return; /* pipelined bytes: h2o reads them after our answer */
+	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
+	 * with the public h2o_conn_t. */
+	hmap_node_t *n = watching != NULL ? hmap_get_ptr(&watching->h1_conns, sock) : NULL;
+	if (n == NULL)
+		return;
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, by_conn, n);
+	unwatch(f);
+	if (h2o_linklist_is_linked(&f->wait_link))
+		h2o_linklist_unlink(&f->wait_link);
+	if (f->call != NULL)
+		proc_call_cancel(f->call);
+	/* The answer goes nowhere: writing it fails, and h2o closes the
+	 * connection and disposes the request. */
+	fail(f, 499, "client closed request");
+}
+
+static void watch_h1(fwd_t *f)
+{
+	h2o_req_t *req = f->req;
+	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+		return;
+	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+	if (sock == NULL || hmap_get_ptr(&f->fw->h1_conns, sock) != NULL)
+		return;
+	watching = f->fw;
+	f->sock = sock;
+	hmap_put_ptr(&f->fw->h1_conns, &f->by_conn, sock);
+	h2o_socket_read_start(sock, on_h1_read);
 }
 
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -182,6 +244,7 @@ static void on_dispose(void *p)
 {
 	fwd_t *f = p;
 	stop_timer(f);
+	unwatch(f);
 	if (h2o_linklist_is_linked(&f->wait_link))
 		h2o_linklist_unlink(&f->wait_link);
 	if (f->call != NULL)
@@ -232,6 +295,7 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 	}
 	w->fwd_count++;
 	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
+	watch_h1(f);
 	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
 		dispatch(f);
 	else
@@ -267,5 +331,7 @@ void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, li
 
 void forwarder_dispose(forwarder_t *fw)
 {
-	(void)fw;
+	hmap_free(&fw->h1_conns);
+	if (watching == fw)
+		watching = NULL;
 }
