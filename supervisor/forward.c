@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -32,6 +31,7 @@ typedef struct fwd {
 	int sending;	     /* a batch is with h2o: wait for proceed */
 	int ending;	     /* END came: finish once pending is out */
 	int done;	     /* final sent, or the client stopped us */
+	int broken;	     /* failed after the head: end with an error once h2o proceeds */
 	h2o_socket_t *sock;  /* HTTP/1 only: the socket watched for EOF (see on_h1_read) */
 	hmap_node_t by_conn; /* in fw->h1_conns while sock is set */
 } fwd_t;
@@ -51,7 +51,10 @@ static void stop_timer(fwd_t *f)
 }
 
 /* The answer cannot be had: an error if nothing was sent yet, else the
- * connection is cut so the client sees a broken answer, not a short one. */
+ * answer ends as broken (H2O_SEND_STATE_ERROR: h2o resets an HTTP/2
+ * stream, and closes an HTTP/1 connection without the last chunk), so the
+ * client sees a broken answer, not a short one. Only this request's: an
+ * HTTP/2 connection's other streams (another workspace's events) go on. */
 static void fail(fwd_t *f, int status, const char *why)
 {
 	stop_timer(f);
@@ -59,16 +62,14 @@ static void fail(fwd_t *f, int status, const char *why)
 	release(f);
 	if (f->done)
 		return;
+	f->done = 1;
 	if (!f->started) {
-		f->done = 1;
 		reply_error(f->req, status, why);
 		return;
 	}
-	f->done = 1;
-	h2o_conn_t *conn = f->req->conn;
-	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
-	if (sock != NULL)
-		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+	f->broken = 1;
+	if (!f->sending) /* else on_proceed ends it: one send in flight at a time */
+		h2o_send(f->req, NULL, 0, H2O_SEND_STATE_ERROR);
 }
 
 static void flush(fwd_t *f)
@@ -95,10 +96,13 @@ static void flush(fwd_t *f)
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
-	(void)req;
 	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, gen, gen);
 	f->sending = 0;
 	buf_reset(&f->inflight);
+	if (f->broken) {
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+		return;
+	}
 	/* The worker may send as many frames as the client has taken. */
 	for (; f->inflight_frames > 0; f->inflight_frames--)
 		if (f->call != NULL)
