@@ -489,7 +489,10 @@ def start_supervisor(name, tcp_port=None, worker=None, cpus=None, create_grace=5
         env = dict(env or os.environ, CRUSH_SERVER_TOKEN=TOKEN)
     if worker:
         argv += ["--worker", worker]
+    # The memory and scale phases hold 10,000 streams and 1,000 workspaces:
+    # past the default limits (512 workspaces, 4,096 streams).
     argv += ["--create-grace", str(create_grace), "--detach-grace", "0", "--idle-timeout", "600",
+             "--max-workspaces", str(SCALE_WS + 100), "--max-streams", str(MEM_STREAMS + 1000),
              "--log-level", "warn"]
     p = start(argv, name, env=env, cpus=cpus)
     wait_connectable(path=sock, proc=p)
