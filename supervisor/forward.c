@@ -139,8 +139,6 @@ static void on_h1_read(h2o_socket_t *sock, const char *err)
 	h2o_socket_read_stop(sock);
 	if (err == NULL)
 		return; /* pipelined bytes: h2o reads them after our answer */
-	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
-	 * with the public h2o_conn_t. */
 	hmap_node_t *n = watching != NULL ? hmap_get_ptr(&watching->h1_conns, sock) : NULL;
 	if (n == NULL)
 		return;
