@@ -7,9 +7,12 @@ Run by bench/run.sh (make bench), which builds the C helpers first:
 
 Phases (each starts its own daemon; nothing is shared between them):
   spawn    a first look at the spawn floor (bench/spawn_floor.c)
-  http     GET /v1/health over HTTP/1.1 (wrk) and h2c (h2load), and the
-           join of an existing workspace (wrk + bench/join.lua), each round
-           back to back with Debian's h2o serving a tiny static file
+  http     GET /v1/health over HTTP/1.1 (wrk) and h2c (h2load), the join
+           of an existing workspace (wrk + bench/join.lua) and a routed GET
+           /v1/workspaces/{id}/config (wrk), each round back to back with
+           Debian's h2o serving a tiny static file
+  routed   16 MiB routed answers (/_test/bytes) read by curl: throughput
+           and the supervisor's RSS growth while they stream
   latency  create -> ready over 200 fresh directories, each right after one
            spawn-floor round (the anchor, same load); release -> reaped;
            idle worker USS
@@ -486,7 +489,10 @@ def start_supervisor(name, tcp_port=None, worker=None, cpus=None, create_grace=5
         env = dict(env or os.environ, CRUSH_SERVER_TOKEN=TOKEN)
     if worker:
         argv += ["--worker", worker]
+    # The memory and scale phases hold 10,000 streams and 1,000 workspaces:
+    # past the default limits (512 workspaces, 4,096 streams).
     argv += ["--create-grace", str(create_grace), "--detach-grace", "0", "--idle-timeout", "600",
+             "--max-workspaces", str(SCALE_WS + 100), "--max-streams", str(MEM_STREAMS + 1000),
              "--log-level", "warn"]
     p = start(argv, name, env=env, cpus=cpus)
     wait_connectable(path=sock, proc=p)
@@ -535,7 +541,7 @@ def create(http, path, client_id=None):
 
 
 def run_wrk(url, server_pid, cpus, script=None, env=None):
-    argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{DUR}s", "-H", AUTH]
+    argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{DUR}s", "--latency", "-H", AUTH]
     if script:
         argv += ["-s", script]
     argv.append(url)
@@ -551,8 +557,11 @@ def run_wrk(url, server_pid, cpus, script=None, env=None):
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, err.groups())) if err else 0)
+    lat = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p50 = float(lat.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[lat.group(2)] if lat else float("nan")
     return {"rps": float(m.group(1)), "errors": errors, "server_cpu": (c1 - c0) / (t1 - t0),
-            "cpu_us_per_req": (c1 - c0) * 1e6 / int(n.group(1)) if n and int(n.group(1)) else float("nan")}
+            "cpu_us_per_req": (c1 - c0) * 1e6 / int(n.group(1)) if n and int(n.group(1)) else float("nan"),
+            "p50": p50}
 
 
 def run_h2load(url, server_pid, cpus):
@@ -602,6 +611,7 @@ def paired(name, ours_fn, anchor_fn):
         "anchor_cpu": statistics.median(r["anchor"]["server_cpu"] for r in rows),
         "ours_us_per_req": statistics.median(r["ours"]["cpu_us_per_req"] for r in rows),
         "anchor_us_per_req": statistics.median(r["anchor"]["cpu_us_per_req"] for r in rows),
+        "ours_p50": statistics.median(r["ours"].get("p50", float("nan")) for r in rows),
         "rounds": rows,
     }
     DETAILS[name] = res
@@ -626,7 +636,8 @@ def phase_http(server_cpus, client_cpus):
     log(f"http: h2o and the daemon pinned to cpu {server_cpus}, load generators to cpu {client_cpus}")
     h2o = start_h2o(cpus=server_cpus)
     port = free_port()
-    sup = start_supervisor("sup-http", tcp_port=port, cpus=server_cpus, create_grace=2)
+    sup = start_supervisor("sup-http", tcp_port=port, cpus=server_cpus, create_grace=2,
+                           env=dict(os.environ, CRUSH_TEST_ROUTES="1"))
     base = f"http://127.0.0.1:{port}"
     anchor_url = f"http://127.0.0.1:{h2o.port}/t"
 
@@ -657,6 +668,18 @@ def phase_http(server_cpus, client_cpus):
     join = paired("join", lambda: run_wrk(base + "/", sup.pid, client_cpus, os.path.join(ROOT, "bench/join.lua"),
                                           env),
                   lambda: run_wrk(anchor_url, h2o.pid, client_cpus))
+    # Routed: the worker of that workspace answers GET /config at once.
+    # Its worker inherited the supervisor's CPU; it does half the work of
+    # each request, so it gets the other CPU, with the load generator (as
+    # in the fan-out phase).
+    if client_cpus is not None:
+        subprocess.run(["taskset", "-p", "-c", client_cpus, str(ws["pid"])], capture_output=True, check=True)
+    routed_url = f"{base}/v1/workspaces/{ws['id']}/config"
+    st, _ = api.request("GET", f"/v1/workspaces/{ws['id']}/config")
+    if st != 200:
+        raise RuntimeError(f"GET {routed_url}: {st}")
+    routed = paired("routed_config", lambda: run_wrk(routed_url, sup.pid, client_cpus),
+                    lambda: run_wrk(anchor_url, h2o.pid, client_cpus))
     st, after = api.json("GET", f"/v1/workspaces/{ws['id']}")
     DETAILS["join"]["workspace_after"] = {"status": st, "state": after and after.get("state"),
                                           "clients": after and after.get("clients"),
@@ -665,7 +688,84 @@ def phase_http(server_cpus, client_cpus):
     api.close()
     DETAILS["h2o_rss_kib"] = status_kib(h2o.pid, "VmRSS")
     stop(sup)
-    return h2o, h1, h2, join
+    return h2o, h1, h2, join, routed
+
+
+def reset_hwm(pid):
+    """Resets VmHWM to the current RSS (clear_refs 5, Linux >= 4.0)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def curl_rates(argv, rounds, n_bytes, url):
+    """(MiB/s of each transfer, errors): one curl, `rounds` sequential
+    transfers of url on one keep-alive connection, each timed by curl from
+    its request to its last byte."""
+    for _ in range(rounds):
+        argv = argv + ["-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}\\n", url]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    rates, errors = [], []
+    if p.returncode != 0:
+        errors.append(f"curl rc {p.returncode}: {p.stderr.strip()[:200]}")
+    for i, line in enumerate(p.stdout.splitlines()):
+        code, size, secs = line.split()
+        if code != "200" or int(size) != n_bytes:
+            errors.append(f"round {i}: {line}")
+        else:
+            rates.append(n_bytes / float(secs) / (1 << 20))
+    if len(rates) + len(errors) != rounds:
+        errors.append(f"{len(rates)} of {rounds} transfers reported")
+    return rates, errors
+
+
+def phase_routed_stream(h2o):
+    """16 MiB routed responses (/_test/bytes) read by curl on the unix
+    socket as fast as it can: throughput, and how much the supervisor's RSS
+    grows while it streams (the window holds PROTO_WINDOW frames)."""
+    log("routed stream: 16 MiB answers from the worker through the supervisor, read by curl")
+    n_bytes = 16 << 20
+    rounds = 5 if QUICK else 15
+    sup = start_supervisor("sup-routed", env=dict(os.environ, CRUSH_TEST_ROUTES="1"))
+    api = Http(path=sup.sock)
+    d = os.path.join(TMP, "routed")
+    os.makedirs(d)
+    ws = create(api, d)
+    url = f"http://bench/v1/workspaces/{ws['id']}/_test/bytes?n={n_bytes}"
+    api.request("GET", f"/v1/workspaces/{ws['id']}/config")
+    rss0 = status_kib(sup.pid, "VmRSS")
+    hwm_ok = reset_hwm(sup.pid)
+    peak = [rss0]
+    stop_poll = threading.Event()
+
+    def poll():  # a backup for kernels without clear_refs 5
+        while not stop_poll.is_set():
+            peak[0] = max(peak[0], status_kib(sup.pid, "VmRSS"))
+            time.sleep(0.002)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    rates, errors = curl_rates(["curl", "-sS", "--unix-socket", sup.sock], rounds, n_bytes, url)
+    stop_poll.set()
+    poller.join()
+    hwm = status_kib(sup.pid, "VmHWM")
+    growth = (hwm if hwm_ok else peak[0]) - rss0
+    api.close()
+    stop(sup)
+    # The anchor: h2o serving a 16 MiB static file to the same curl (tcp).
+    with open(os.path.join(TMP, "h2o", "www", "big"), "wb") as f:
+        f.write(b"x" * n_bytes)
+    arates, aerrors = curl_rates(["curl", "-sS"], rounds, n_bytes, f"http://127.0.0.1:{h2o.port}/big")
+    r = {"rounds": rounds, "mib_s": statistics.median(rates) if rates else 0.0, "rates": rates,
+         "anchor_mib_s": statistics.median(arates) if arates else 0.0, "anchor_errors": aerrors,
+         "rss0_kib": rss0, "hwm_kib": hwm, "hwm_reset": hwm_ok, "polled_peak_kib": peak[0],
+         "growth_kib": growth, "errors": errors}
+    DETAILS["routed_stream"] = r
+    log(f"  16 MiB routed: median {r['mib_s']:.0f} MiB/s (h2o static file: {r['anchor_mib_s']:.0f}) over {len(rates)} rounds (curl's time per transfer); supervisor "
+        f"RSS {rss0} KiB before, peak {growth} KiB above it; errors {len(errors)}")
+    return r
 
 
 def phase_latency(floor_child):
@@ -1270,7 +1370,8 @@ def main():
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     floor = phase_spawn()
-    h2o, h1, h2, join = phase_http(server_cpus, client_cpus)
+    h2o, h1, h2, join, routed = phase_http(server_cpus, client_cpus)
+    rstream = phase_routed_stream(h2o)
     lat = phase_latency(os.path.join(BB, "spawn_child"))
     fans = phase_fanout(server_cpus, client_cpus)
     mem = phase_memory(h2o)
@@ -1290,6 +1391,18 @@ def main():
         ["join existing workspace, new client id each (wrk)", fmt_rate(join["ours"]),
          fmt_rate(join["anchor"]) + " h2o", f"{join['ratio']:.2f}", ">= 0.50 x h2o",
          yes(join["ratio"] >= 0.5 and join["errors"] == 0)],
+        ["routed GET /v1/workspaces/{id}/config, HTTP/1.1 keep-alive, 32 conns (wrk)", fmt_rate(routed["ours"]),
+         fmt_rate(routed["anchor"]) + " h2o", f"{routed['ratio']:.2f}", ">= 0.50 x h2o",
+         yes(routed["ratio"] >= 0.5 and routed["errors"] == 0)],
+        ["routed GET .../config p50 latency, 32 conns (wrk)", fmt_ms(routed["ours_p50"]),
+         fmt_ms(h1["ours_p50"]) + " /v1/health p50", f"{routed['ours_p50'] / h1['ours_p50']:.2f}",
+         "<= 2 x /v1/health p50", yes(routed["ours_p50"] <= 2 * h1["ours_p50"])],
+        ["routed 16 MiB answer (/_test/bytes), throughput (curl, unix socket)",
+         f"{rstream['mib_s']:,.0f} MiB/s", f"{rstream['anchor_mib_s']:,.0f} MiB/s h2o static file (tcp)",
+         f"{rstream['mib_s'] / rstream['anchor_mib_s']:.2f}" if rstream["anchor_mib_s"] else "-", ">= 500 MiB/s",
+         yes(rstream["mib_s"] >= 500 and not rstream["errors"])],
+        ["supervisor RSS growth while 16 MiB answers stream", f"{rstream['growth_kib'] / 1024:.2f} MiB",
+         "-", "-", "<= 4 MiB", yes(rstream["growth_kib"] <= 4096 and not rstream["errors"])],
         [f"create -> ready p50 ({lat['n']} fresh dirs)", fmt_ms(lat["create_p50"]), fmt_ms(f50) + " spawn floor",
          f"{lat['create_p50'] / f50:.2f}", "<= 2 x floor p50", yes(lat["create_p50"] <= 2 * f50)],
         [f"create -> ready p99 ({lat['n']} fresh dirs)", fmt_ms(lat["create_p99"]), fmt_ms(f99) + " spawn floor",
@@ -1347,9 +1460,17 @@ def main():
         f"Server CPU busy (median) and CPU time per request: health {h1['ours_cpu']:.0%}, "
         f"{h1['ours_us_per_req']:.1f} us (h2o {h1['anchor_cpu']:.0%}, {h1['anchor_us_per_req']:.1f} us); "
         f"h2c {h2['ours_cpu']:.0%}, {h2['ours_us_per_req']:.1f} us (h2o {h2['anchor_cpu']:.0%}, "
-        f"{h2['anchor_us_per_req']:.1f} us); join {join['ours_cpu']:.0%}, {join['ours_us_per_req']:.1f} us. "
+        f"{h2['anchor_us_per_req']:.1f} us); join {join['ours_cpu']:.0%}, {join['ours_us_per_req']:.1f} us; "
+        f"routed GET /config {routed['ours_cpu']:.0%}, {routed['ours_us_per_req']:.1f} us (supervisor only; "
+        f"its worker runs on cpu {client_cpus} with the load generator). "
         f"A server below ~90% busy was not the bottleneck of its round (the load generator or other "
         f"tenants of the machine were).",
+        f"Routed: the p50s are wrk's (--latency) at 32 connections, medians over the rounds; /v1/health's "
+        f"from its own rounds. 16 MiB answers: {rstream['rounds']} downloads one after another by curl "
+        f"(-o /dev/null, one keep-alive connection) on the unix socket, unpinned, each timed by curl from its "
+        f"request to its last byte; the median is given; RSS growth is the supervisor's VmHWM after the downloads (reset with "
+        f"clear_refs 5 {'ok' if rstream['hwm_reset'] else 'REFUSED: polled peak instead'}) minus its VmRSS "
+        f"before ({rstream['rss0_kib']} KiB).",
         f"Spawn floor: fork + exec of bench/spawn_child + one socketpair round trip (kill->reap: SIGTERM "
         f"to waitpid), one round right before each measured create ({lat['floor_n']} rounds), so both see the "
         f"same load; a separate 300-round run at the start gave p50 {floor['spawn_p50_us'] / 1e3:.2f} ms, p99 "

@@ -88,8 +88,10 @@ static int wait_ready(int fd)
 static int round_trip(const char *child, const char *dir, double *spawn_us, double *reap_us)
 {
 	char *cargv[] = {(char *)child, "3", NULL};
+	char parent[16];
+	snprintf(parent, sizeof(parent), "%d", (int)getpid());
 	char *wargv[] = {(char *)child, "00000000-0000-4000-8000-000000000000", (char *)dir, "--fd", "3",
-			 "--log-level", "warn", NULL};
+			 "--parent", parent, "--log-level", "warn", NULL};
 	int sv[2];
 	char c;
 	double t0 = now_us();
@@ -112,6 +114,16 @@ static int round_trip(const char *child, const char *dir, double *spawn_us, doub
 		_exit(127);
 	}
 	close(sv[1]);
+	/* The worker answers its setup request before READY (PROTOCOL.md,
+	 * handshake), as the supervisor queues it at spawn. */
+	static const char setup[] = "{\"method\":\"setup\",\"env\":[]}";
+	unsigned char frame[12 + sizeof(setup) - 1] = {0, 0, 0, (unsigned char)(sizeof(setup) - 1), 1, 4, 0, 0,
+							0, 0, 0, 1};
+	memcpy(frame + 12, setup, sizeof(setup) - 1);
+	if (dir != NULL && write(sv[0], frame, sizeof(frame)) != (ssize_t)sizeof(frame)) {
+		perror("spawn_floor: setup");
+		return -1;
+	}
 	if (dir != NULL ? wait_ready(sv[0]) != 0 : read(sv[0], &c, 1) != 1 || write(sv[0], &c, 1) != 1) {
 		fprintf(stderr, "spawn_floor: %s did not answer\n", child);
 		return -1;

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <jansson.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/hmap.h"
 #include "common/utf8.h"
 #include "supervisor/proc.h"
 #include "supervisor/reply.h"
@@ -27,13 +27,14 @@ typedef struct fwd {
 	char *head;	   /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
-	int started;	    /* response head sent to h2o */
-	int sending;	    /* a batch is with h2o: wait for proceed */
-	int ending;	    /* END came: finish once pending is out */
-	int done;	    /* final sent, or the client stopped us */
-	int own_deadline;   /* the worker bounds this answer itself (shell runs) */
-	h2o_socket_t *sock; /* HTTP/1 only: watched for EOF (fw->h1_conns) */
-	hmap_node_t by_conn;
+	int started;	     /* response head sent to h2o */
+	int sending;	     /* a batch is with h2o: wait for proceed */
+	int ending;	     /* END came: finish once pending is out */
+	int done;	     /* final sent, or the client stopped us */
+	int broken;	     /* failed after the head: end with an error once h2o proceeds */
+	int own_deadline;    /* the worker bounds this answer itself (shell runs) */
+	h2o_socket_t *sock;  /* HTTP/1 only: the socket watched for EOF (see on_h1_read) */
+	hmap_node_t by_conn; /* in fw->h1_conns while sock is set */
 } fwd_t;
 
 static void release(fwd_t *f)
@@ -51,7 +52,10 @@ static void stop_timer(fwd_t *f)
 }
 
 /* The answer cannot be had: an error if nothing was sent yet, else the
- * connection is cut so the client sees a broken answer, not a short one. */
+ * answer ends as broken (H2O_SEND_STATE_ERROR: h2o resets an HTTP/2
+ * stream, and closes an HTTP/1 connection without the last chunk), so the
+ * client sees a broken answer, not a short one. Only this request's: an
+ * HTTP/2 connection's other streams (another workspace's events) go on. */
 static void fail(fwd_t *f, int status, const char *why)
 {
 	stop_timer(f);
@@ -59,16 +63,14 @@ static void fail(fwd_t *f, int status, const char *why)
 	release(f);
 	if (f->done)
 		return;
+	f->done = 1;
 	if (!f->started) {
-		f->done = 1;
 		reply_error(f->req, status, why);
 		return;
 	}
-	f->done = 1;
-	h2o_conn_t *conn = f->req->conn;
-	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
-	if (sock != NULL)
-		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+	f->broken = 1;
+	if (!f->sending) /* else on_proceed ends it: one send in flight at a time */
+		h2o_send(f->req, NULL, 0, H2O_SEND_STATE_ERROR);
 }
 
 static void flush(fwd_t *f)
@@ -95,15 +97,82 @@ static void flush(fwd_t *f)
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
-	(void)req;
 	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, gen, gen);
 	f->sending = 0;
 	buf_reset(&f->inflight);
+	if (f->broken) {
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+		return;
+	}
 	/* The worker may send as many frames as the client has taken. */
 	for (; f->inflight_frames > 0; f->inflight_frames--)
 		if (f->call != NULL)
 			proc_call_ack(f->call);
 	flush(f);
+}
+
+/*
+ * HTTP/1: h2o does not read a connection while its request is being
+ * answered, so a client that leaves would be noticed only at our first
+ * write, and its call would hold its slot in the worker until the worker
+ * answered or the request timed out. As stream.c does for event streams,
+ * we read the socket meanwhile (bytes stay for h2o: a pipelined request)
+ * and cancel at EOF. Relies on the same h2o 2.2.5 internals as stream.c.
+ * The socket's read callback gets only the socket, so the forwarder is
+ * found through its slot in h2o's context storage (allocated on first use:
+ * the key starts at SIZE_MAX).
+ */
+static size_t fw_key = SIZE_MAX;
+
+static forwarder_t *forwarder_of(h2o_context_t *ctx)
+{
+	return *h2o_context_get_storage(ctx, &fw_key, NULL);
+}
+
+static void unwatch(fwd_t *f)
+{
+	if (f->sock == NULL)
+		return;
+	hmap_del(&f->fw->h1_conns, &f->by_conn);
+	f->sock = NULL;
+}
+
+static void on_h1_read(h2o_socket_t *sock, const char *err)
+{
+	if (err == NULL && sock->input->size < 65536)
+		return;
+	h2o_socket_read_stop(sock);
+	if (err == NULL)
+		return; /* pipelined bytes: h2o reads them after our answer */
+	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
+	 * with the public h2o_conn_t. */
+	forwarder_t *fw = forwarder_of(((h2o_conn_t *)sock->data)->ctx);
+	hmap_node_t *n = fw != NULL ? hmap_get_ptr(&fw->h1_conns, sock) : NULL;
+	if (n == NULL)
+		return;
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, by_conn, n);
+	unwatch(f);
+	if (h2o_linklist_is_linked(&f->wait_link))
+		h2o_linklist_unlink(&f->wait_link);
+	if (f->call != NULL)
+		proc_call_cancel(f->call);
+	/* The answer goes nowhere: writing it fails, and h2o closes the
+	 * connection and disposes the request. */
+	fail(f, 499, "client closed request");
+}
+
+static void watch_h1(fwd_t *f)
+{
+	h2o_req_t *req = f->req;
+	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+		return;
+	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+	if (sock == NULL || hmap_get_ptr(&f->fw->h1_conns, sock) != NULL)
+		return;
+	*h2o_context_get_storage(req->conn->ctx, &fw_key, NULL) = f->fw;
+	f->sock = sock;
+	hmap_put_ptr(&f->fw->h1_conns, &f->by_conn, sock);
+	h2o_socket_read_start(sock, on_h1_read);
 }
 
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -186,60 +255,11 @@ static void on_timeout(h2o_timeout_entry_t *te)
 						: "workspace worker not ready in time");
 }
 
-/*
- * HTTP/1: h2o does not read the socket while a response is under way, so
- * a client that left would be seen only at the first write, and a long
- * call (a shell run) would go on for no one. As stream.c does for event
- * streams, we read it meanwhile and cancel the call at EOF (the same
- * reliance on h2o 2.2.5's HTTP/1 handler; see stream.c).
- */
-static size_t fw_key = SIZE_MAX; /* its slot in h2o's context storage: allocated on first use */
-
-static void unwatch(fwd_t *f)
-{
-	if (f->sock == NULL)
-		return;
-	hmap_del(&f->fw->h1_conns, &f->by_conn);
-	f->sock = NULL;
-}
-
-static void on_h1_read(h2o_socket_t *sock, const char *err)
-{
-	if (err == NULL && sock->input->size < 65536)
-		return;
-	h2o_socket_read_stop(sock);
-	forwarder_t *fw = *h2o_context_get_storage(((h2o_conn_t *)sock->data)->ctx, &fw_key, NULL);
-	hmap_node_t *n = fw ? hmap_get_ptr(&fw->h1_conns, sock) : NULL;
-	if (n == NULL)
-		return;
-	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, by_conn, n);
-	unwatch(f);
-	if (h2o_linklist_is_linked(&f->wait_link))
-		h2o_linklist_unlink(&f->wait_link);
-	if (f->call != NULL)
-		proc_call_cancel(f->call);
-	fail(f, 499, "client closed the request");
-}
-
-static void watch_h1_eof(fwd_t *f)
-{
-	h2o_req_t *req = f->req;
-	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
-		return;
-	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-	if (sock == NULL || hmap_get_ptr(&f->fw->h1_conns, sock) != NULL)
-		return;
-	*h2o_context_get_storage(req->conn->ctx, &fw_key, NULL) = f->fw;
-	f->sock = sock;
-	hmap_put_ptr(&f->fw->h1_conns, &f->by_conn, sock);
-	h2o_socket_read_start(sock, on_h1_read);
-}
-
 static void on_dispose(void *p)
 {
 	fwd_t *f = p;
-	unwatch(f);
 	stop_timer(f);
+	unwatch(f);
 	if (h2o_linklist_is_linked(&f->wait_link))
 		h2o_linklist_unlink(&f->wait_link);
 	if (f->call != NULL)
@@ -248,6 +268,17 @@ static void on_dispose(void *p)
 	free(f->head);
 	buf_free(&f->pending);
 	buf_free(&f->inflight);
+}
+
+/* POST /agent/sessions/{sid}/shell */
+static int is_shell_run(h2o_req_t *req, const char *path, size_t len)
+{
+	static const char pre[] = "/agent/sessions/", post[] = "/shell";
+	size_t np = sizeof(pre) - 1, ns = sizeof(post) - 1;
+	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")) || len <= np + ns ||
+	    memcmp(path, pre, np) != 0 || memcmp(path + len - ns, post, ns) != 0)
+		return 0;
+	return memchr(path + np, '/', len - np - ns) == NULL;
 }
 
 /* The REQUEST head: method, path below the workspace, query, client. */
@@ -265,17 +296,6 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	return text;
-}
-
-/* POST /agent/sessions/{sid}/shell */
-static int is_shell_run(h2o_req_t *req, const char *path, size_t len)
-{
-	static const char pre[] = "/agent/sessions/", post[] = "/shell";
-	size_t np = sizeof(pre) - 1, ns = sizeof(post) - 1;
-	if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")) || len <= np + ns ||
-	    memcmp(path, pre, np) != 0 || memcmp(path + len - ns, post, ns) != 0)
-		return 0;
-	return memchr(path + np, '/', len - np - ns) == NULL;
 }
 
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
@@ -299,10 +319,10 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 		f->w = NULL;
 		return;
 	}
-	f->own_deadline = is_shell_run(req, path, pathlen);
 	w->fwd_count++;
-	watch_h1_eof(f);
 	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
+	f->own_deadline = is_shell_run(req, path, pathlen);
+	watch_h1(f);
 	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
 		dispatch(f);
 	else

@@ -29,7 +29,7 @@ typedef struct forwarder {
 	h2o_timeout_t timeout; /* the request timeout */
 	uint64_t timeout_ms;
 	limits_t *limits;
-	hmap_t h1_conns; /* fwd_t.by_conn: HTTP/1 sockets watched for EOF */
+	hmap_t h1_conns; /* fwd_t.by_conn by socket: HTTP/1 requests watched for EOF */
 } forwarder_t;
 
 void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, limits_t *limits);

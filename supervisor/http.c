@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -115,11 +116,38 @@ static int on_health(h2o_req_t *req)
 	return 0;
 }
 
+/* build_id, as upstream derives it for builds without ldflags: the
+ * executable's modification time (nanoseconds, base 36), which changes on
+ * every rebuild; prefixed with the commit. Upstream clients compare it
+ * with their own to spot a stale server (restartIfStale). Worked out once:
+ * one stat of /proc/self/exe, a local procfs link. */
+static const char *build_id(void)
+{
+	static char id[64];
+	if (id[0] != '\0')
+		return id;
+	struct stat st;
+	char b36[32], *p = b36 + sizeof(b36);
+	*--p = '\0';
+	if (stat("/proc/self/exe", &st) == 0) {
+		unsigned long long v = (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+				       (unsigned long long)st.st_mtim.tv_nsec;
+		do {
+			*--p = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+			v /= 36;
+		} while (v > 0);
+	} else {
+		p = "unknown";
+	}
+	snprintf(id, sizeof(id), "%s-%s", crush_commit, p);
+	return id;
+}
+
 static int on_version(h2o_req_t *req)
 {
 	reply_json(req, 200,
-		   json_pack("{s:s, s:s, s:s}", "version", CRUSH_VERSION, "commit", crush_commit, "platform",
-			     crush_platform));
+		   json_pack("{s:s, s:s, s:s, s:s}", "version", CRUSH_VERSION, "commit", crush_commit,
+			     "build_id", build_id(), "platform", crush_platform));
 	return 0;
 }
 

@@ -52,7 +52,7 @@ static void end_client_gone(stream_t *st);
  * unread during a response (so taking over its read callback is safe), and
  * that it restarts its own reader after the response.
  */
-static size_t hub_key; /* h2o's context storage slot of the hub */
+static size_t hub_key = SIZE_MAX; /* h2o's context storage slot of the hub: allocated at init */
 
 static stream_hub_t *hub_of(h2o_context_t *ctx)
 {

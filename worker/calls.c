@@ -65,7 +65,12 @@ void calls_free(calls_t *cs)
 {
 	hmap_node_t *n, *nxt;
 	hmap_foreach (&cs->by_id, n, nxt) {
-		call_free(CALL_OF(n));
+		call_t *c = CALL_OF(n);
+		/* An unanswered call's dispatcher holds state for it (a timer, a
+		 * child): its cancel hook lets go of it, as for a CANCEL. */
+		if (c->on_cancel != NULL)
+			c->on_cancel(c, c->cancel_data);
+		call_free(c);
 	}
 	hmap_free(&cs->by_id);
 	free(cs);

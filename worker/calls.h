@@ -62,7 +62,8 @@ void calls_respond(call_t *c, int status, const char *content_type, const char *
 /* Answers c with {"message": msg} (msg made valid UTF-8). */
 void calls_error(call_t *c, int status, const char *msg);
 
-/* An unanswered call whose client left: hook runs before the 499. */
+/* An unanswered call whose client left: hook runs before the 499 (and
+ * at calls_free, for calls never answered). */
 void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data);
 /* Calls not answered yet, and answers still sending (for tests, metrics). */
 unsigned calls_active(const calls_t *cs);

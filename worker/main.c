@@ -593,9 +593,11 @@ static int parse_args(int argc, char **argv, struct worker *wk, const char **dat
 
 static void free_worker(struct worker *wk)
 {
-	shell_free(wk->shell); /* first: TERM, KILL, reap every run */
+	/* Unanswered calls first: their cancel hooks let go of what they hold
+	 * (a run's call); then every run is ended: TERM, KILL, reaped. */
 	if (wk->calls != NULL)
 		calls_free(wk->calls);
+	shell_free(wk->shell);
 	api_free(wk->api);
 	store_close(wk->store);
 	cfgstore_free(wk->cfg);

@@ -25,6 +25,19 @@ peeks at it, leaving it for the real worker when it execs one):
                        until it exists, then misbehave (so a test can attach
                        its stream first); unset: misbehave right after ready
   FAKE_WORKER_LOG      a file: one line "<pid> <mode>" appended per start
+  FAKE_WORKER_CALLS    a file: the call modes append one line "<id> <verb> <path>"
+                       per routed request they have whole (head, body, END)
+
+The call modes (CALL_MODES) get ready, answer pings, and take routed
+requests (PROTOCOL.md, "Routed requests") without answering the first one;
+the second one gets the misbehaviour (`call_never` answers none, ever):
+
+  call_unknown_id        a RESPONSE head for an id the supervisor never used
+  call_twice             two RESPONSE heads for the request
+  call_body_before_head  a DATA frame before the RESPONSE head
+  call_past_window       the head, then PROTO_WINDOW + 1 DATA frames unacked
+  call_malformed_head    a RESPONSE head whose status is not a number
+  call_never             never answers a routed request (pings yes)
 
 After misbehaving, the fake never exits by itself: it ignores SIGTERM, and
 keeps draining its end of the socketpair (and stays alive at EOF), so the
@@ -41,7 +54,9 @@ import sys
 import time
 
 HELLO, READY, EVENT, REQUEST, RESPONSE, FAIL = 1, 2, 3, 4, 5, 6
+DATA, END, CANCEL, ACK = 7, 8, 9, 10
 VERSION = 1
+WINDOW = 4  # PROTO_WINDOW
 
 # Faults the supervisor must see before the worker is ready (the create gets 500).
 START_MODES = ("garbage", "oversize", "bad_header_version", "hello_version", "not_hello",
@@ -50,7 +65,10 @@ START_MODES = ("garbage", "oversize", "bad_header_version", "hello_version", "no
                "ready_before_setup", "refuse_setup", "fail_noisy", "fail_bad_code", "fail_then_ready")
 # Faults after READY (handled as a crash: restart in place).
 READY_MODES = ("bad_event", "ignore_pings", "stray_response", "request_to_supervisor")
-MODES = START_MODES + READY_MODES
+# Faults in routed requests, after READY.
+CALL_MODES = ("call_unknown_id", "call_twice", "call_body_before_head", "call_past_window",
+              "call_malformed_head", "call_never")
+MODES = START_MODES + READY_MODES + CALL_MODES
 
 
 def frame(ftype, payload=b"", fid=0, version=VERSION, length=None):
@@ -116,6 +134,58 @@ def serve_until_trigger(fd, path):
                     method = None
                 answer = {"result": "pong"} if method == "ping" else {"error": "unknown method"}
                 write_all(fd, frame(RESPONSE, answer, fid=fid))
+
+
+def serve_calls(fd, mode, calls_log):
+    """The call modes: answers pings; holds the first routed request
+    unanswered and misbehaves on the second (call_never: answers none).
+    Returns after misbehaving (or at EOF)."""
+    buf = b""
+    whole = []  # ids of routed requests received whole, in order
+    heads = {}  # id -> (verb, path) until END
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        buf += data
+        while len(buf) >= 12:
+            n, _, ftype, _, fid = struct.unpack(">IBBHI", buf[:12])
+            if len(buf) < 12 + n:
+                break
+            payload, buf = buf[12:12 + n], buf[12 + n:]
+            if ftype == REQUEST:
+                try:
+                    req = json.loads(payload)
+                except ValueError:
+                    req = {}
+                if req.get("method") == "ping":
+                    write_all(fd, frame(RESPONSE, {"result": "pong"}, fid=fid))
+                elif req.get("method") == "http":
+                    heads[fid] = (req.get("verb", ""), req.get("path", ""))
+            elif ftype == END and fid in heads:
+                verb, path = heads.pop(fid)
+                whole.append(fid)
+                if calls_log:
+                    with open(calls_log, "a") as f:
+                        f.write(f"{fid} {verb} {path}\n")
+                if mode == "call_never" or len(whole) < 2:
+                    continue
+                head = {"status": 200, "content_type": "application/octet-stream"}
+                if mode == "call_unknown_id":
+                    write_all(fd, frame(RESPONSE, head, fid=max(whole) + 1000))
+                elif mode == "call_twice":
+                    write_all(fd, frame(RESPONSE, head, fid=fid) + frame(RESPONSE, head, fid=fid))
+                elif mode == "call_body_before_head":
+                    write_all(fd, frame(DATA, b"early", fid=fid))
+                elif mode == "call_past_window":
+                    write_all(fd, frame(RESPONSE, head, fid=fid) +
+                              b"".join(frame(DATA, b"x" * 1024, fid=fid) for _ in range(WINDOW + 1)))
+                elif mode == "call_malformed_head":
+                    write_all(fd, frame(RESPONSE, {"status": "ok", "content_type": "text/plain"}, fid=fid))
+                return
 
 
 def peek_setup(fd, timeout=5.0):
@@ -239,6 +309,9 @@ def main():
                   + frame(READY, {"pid": os.getpid()}))
     else:
         write_all(fd, frame(HELLO, hello) + setup_ok + frame(READY, {"pid": os.getpid()}))
+        if mode in CALL_MODES:
+            serve_calls(fd, mode, knobs.get("FAKE_WORKER_CALLS"))
+            linger(fd)
         serve_until_trigger(fd, knobs.get("FAKE_WORKER_TRIGGER"))
         # ignore_pings: linger() below reads every further ping, answers none.
         if mode == "bad_event":
