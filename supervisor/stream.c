@@ -229,13 +229,14 @@ static void end_by_server(stream_t *st)
 	flush(st);
 }
 
-/* The {"type":"workspace"} envelope into out. id 0: no "id:" line (an
- * event for one stream only, not the workspace's). */
+/* The {"type":"workspace"} event into out, in upstream's nested envelope:
+ * {"type":"workspace","payload":{"type":<type>,"payload":{"workspace_id",
+ * "pid","reason"}}}. */
 static void format_workspace(buf_t *out, const stream_feed_t *f, const char *type, const char *reason)
 {
-	json_t *j =
-	    json_pack("{s:s, s:{s:s, s:s, s:I, s:s}}", "type", "workspace", "payload", "type", type,
-		      "workspace_id", f->ws_id, "pid", (json_int_t)f->pid, "reason", reason ? reason : "");
+	json_t *j = json_pack("{s:s, s:{s:s, s:{s:s, s:I, s:s}}}", "type", "workspace", "payload", "type",
+			      type, "payload", "workspace_id", f->ws_id, "pid", (json_int_t)f->pid, "reason",
+			      reason ? reason : "");
 	char *text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (text == NULL)

@@ -1,6 +1,6 @@
 /*
- * msg: the worker's messages as frames (see msg.h). The event's shape is
- * the one upstream publishes on the SSE stream; the supervisor relays the
+ * msg: the worker's messages as frames (see msg.h). The envelope is the
+ * one upstream publishes on its SSE stream; the supervisor relays the
  * payload as it is.
  */
 #include "worker/msg.h"
@@ -11,18 +11,27 @@
 #include "common/utf8.h"
 #include "proto/proto.h"
 
+/* {"type":type,"payload":{"type":kind,"payload":inner}}, inner consumed. */
+static json_t *envelope(const char *type, const char *kind, json_t *inner)
+{
+	json_t *event = json_object(), *env = json_object();
+
+	json_object_set_new(event, "type", json_string(kind));
+	json_object_set_new(event, "payload", inner);
+	json_object_set_new(env, "type", json_string(type));
+	json_object_set_new(env, "payload", event);
+	return env;
+}
+
 json_t *msg_fs_event(enum watch_kind kind, const char *path, int is_dir, const char *from)
 {
-	json_t *payload = json_object(), *env = json_object();
+	json_t *p = json_object();
 
-	json_object_set_new(payload, "type", json_string(watch_kind_name(kind)));
-	json_object_set_new(payload, "path", utf8_json_string(path));
-	json_object_set_new(payload, "is_dir", json_boolean(is_dir));
+	json_object_set_new(p, "path", utf8_json_string(path));
+	json_object_set_new(p, "is_dir", json_boolean(is_dir));
 	if (from != NULL)
-		json_object_set_new(payload, "from", utf8_json_string(from));
-	json_object_set_new(env, "type", json_string("fs"));
-	json_object_set_new(env, "payload", payload);
-	return env;
+		json_object_set_new(p, "from", utf8_json_string(from));
+	return envelope("fs", watch_kind_name(kind), p);
 }
 
 int msg_encode(buf_t *out, uint8_t type, uint32_t id, json_t *obj)

@@ -1,6 +1,9 @@
 /*
  * msg: what the worker says to the supervisor, as proto frames appended to
  * a buffer: the JSON of an fs event, and any JSON message as one frame.
+ * Every event uses upstream Crush's nested envelope (internal/pubsub: a
+ * Payload{type, payload} wrapping an Event{type, payload}):
+ *   {"type":"<payload type>","payload":{"type":"<event type>","payload":{...}}}
  * Pure: no I/O, no loop, no globals; main.c owns the buffer and the socket.
  */
 #ifndef CRUSH_MSG_H
@@ -15,7 +18,8 @@
 
 /*
  * The EVENT payload of one watch callback (PROTOCOL.md, "Events"):
- * {"type":"fs","payload":{"type":..,"path":..,"is_dir":..[,"from":..]}}.
+ * {"type":"fs","payload":{"type":<kind>,"payload":{"path":..,"is_dir":..
+ * [,"from":..]}}}.
  * path and from are file names and need not be UTF-8: each invalid byte
  * becomes U+FFFD (common/utf8.h), so every event is published. from is
  * included only when non-NULL. Returns a new reference, NULL only when
