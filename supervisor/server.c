@@ -38,6 +38,9 @@ static void on_worker_ready(procs_t *ps, void *arg)
 	int restarted = w->ws->state == WS_RESTARTING;
 	log_info(restarted ? "Worker restarted" : "Worker ready", "workspace_id", w->ws->id, "pid", pidstr,
 		 NULL);
+	/* Ready is before the worker's walk of the tree: until it reports
+	 * (watch events), the Workspace says it is scanning. */
+	workspace_watch_reset(w);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
 }
@@ -46,6 +49,9 @@ static void on_worker_event(procs_t *ps, void *arg, const char *json, size_t len
 {
 	(void)ps;
 	workspace_t *w = arg;
+	/* A watch event carries the worker's view of the tree: kept for the
+	 * Workspace object (late joiners), and relayed like any event. */
+	workspace_watch_event(w, json, len);
 	stream_publish(&w->feed, json, len);
 }
 
