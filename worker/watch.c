@@ -115,7 +115,7 @@ struct watch {
 	int scan_said;		/* its scanning event went out */
 	int sweep;		/* when it ends, drop what it did not meet */
 	uint64_t scan_start;	/* clock_ms() */
-	struct timespec t0;	/* when the watch opened (CLOCK_REALTIME) */
+	struct timespec t0;	/* when the watch opened (CLOCK_REALTIME_COARSE) */
 	/* Directories that could not be watched. */
 	hmap_t unw;
 	struct unw unw_list; /* sentinel */
@@ -493,7 +493,9 @@ static void rename_dirs(watch_t *w, const char *from, const char *to)
  * whose ctime lies between the watch's opening and its directory's watch
  * is reported now: created when it was born after the opening (or the
  * filesystem keeps no birth time), else modified. Entries whose ctime is
- * later were changed under the watch and reported by it.
+ * later were changed under the watch and reported by it. File times are
+ * coarse (a tick of a few ms): both bounds err towards reporting, so a
+ * change within a tick of either may be reported twice, never not at all.
  */
 static void report_since(watch_t *w, const struct wdir *d, int dfd, const char *name, const char *rel,
 			 int is_dir)
@@ -1191,9 +1193,10 @@ watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *a
 	w->unw_list.prev = w->unw_list.next = &w->unw_list;
 	w->retry_ms = RETRY_MIN_MS;
 	walk_init(&w->walk, &walk_ops, w);
-	/* Fine-grained: what changed before this instant is the tree READY
-	 * shows (a file time is never later than its change). */
-	clock_gettime(CLOCK_REALTIME, &w->t0);
+	/* The kernel stamps files with this coarse clock: whatever changes
+	 * from now on gets a time at or after it (so is never missed), and
+	 * what changed in the last tick before may be reported too. */
+	clock_gettime(CLOCK_REALTIME_COARSE, &w->t0);
 	if (arm(w, "start") < 0) {
 		saved = errno;
 		watch_close(w);
