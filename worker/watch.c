@@ -118,6 +118,7 @@ struct watch {
 	int scan_said;		/* its scanning event went out */
 	int sweep;		/* when it ends, drop what it did not meet */
 	uint64_t scan_start;	/* clock_ms() */
+	uint64_t longest_us;	/* its longest watch_work call (logged at its end) */
 	struct timespec t0;	/* when the watch opened (CLOCK_REALTIME_COARSE) */
 	/* Directories that could not be watched. */
 	hmap_t unw;
@@ -598,8 +599,10 @@ static void start_full_walk(watch_t *w, const char *cause, int mode)
 	struct wdir *d = w->root_wd >= 0 ? find_dir(w, w->root_wd) : NULL;
 
 	w->epoch++;
-	if (w->scan_cause == NULL)
+	if (w->scan_cause == NULL) {
 		w->scan_start = clock_ms();
+		w->longest_us = 0;
+	}
 	w->scan_cause = cause;
 	w->sweep = w->sweep || (mode & M_RELIST) != 0;
 	if (d != NULL)
@@ -647,7 +650,7 @@ static void sweep(watch_t *w)
 static void finish_full_walk(watch_t *w)
 {
 	struct watch_event ev = {.kind = WATCH_SCAN_COMPLETE, .path = "", .is_dir = 1};
-	char dirs[24], ms[24];
+	char dirs[24], ms[24], longest[24];
 
 	if (w->sweep)
 		sweep(w);
@@ -657,8 +660,9 @@ static void finish_full_walk(watch_t *w)
 	w->scan_cause = NULL;
 	snprintf(dirs, sizeof(dirs), "%zu", ev.dirs);
 	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)ev.ms);
+	snprintf(longest, sizeof(longest), "%.1f", (double)w->longest_us / 1000.0);
 	log_debug("Walked the workspace tree", "root", w->root, "cause", ev.cause, "dirs", dirs, "ms", ms,
-		  NULL);
+		  "longest_step_ms", longest, NULL);
 	w->status_dirty = 0; /* the event carries the status */
 	emit(w, &ev);
 }
@@ -1118,9 +1122,17 @@ static void retry(watch_t *w, unsigned budget)
 	w->retry_at = clock_ms() + (stuck ? w->retry_ms : 0);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 void watch_work(watch_t *w, unsigned budget)
 {
-	uint64_t start = clock_ms(), now;
+	uint64_t start = now_us(), now;
 
 	if (w->dead != 0)
 		return;
@@ -1131,9 +1143,11 @@ void watch_work(watch_t *w, unsigned budget)
 
 		walk_step(&w->walk, chunk);
 		budget -= chunk;
-		if (clock_ms() - start >= WORK_MAX_MS)
+		if (now_us() - start >= WORK_MAX_MS * 1000)
 			break;
 	}
+	if (w->scan_cause != NULL && now_us() - start > w->longest_us)
+		w->longest_us = now_us() - start;
 	if (!walk_busy(&w->walk) && w->scan_cause != NULL)
 		finish_full_walk(w);
 	now = clock_ms();
