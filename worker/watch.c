@@ -5,7 +5,8 @@
  * parent while root is watched (to see root go), root's nearest existing
  * ancestor while root is missing (to see it come). Directories are listed
  * by walk.c in bounded steps (watch_work), never here at once; those that
- * could not be watched are kept, oldest first, until a retry watches them.
+ * could not be watched are kept by unwatched.c, oldest first, until a
+ * retry watches them.
  */
 #include "worker/watch.h"
 
@@ -27,6 +28,7 @@
 #include "common/log.h"
 #include "worker/relpath.h"
 #include "worker/root.h"
+#include "worker/unwatched.h"
 #include "worker/walk.h"
 
 #define TREE_MASK                                                                                            \
@@ -84,15 +86,6 @@ struct wdir {
 	char *rel;	       /* relative to root; "" for root itself */
 };
 
-/* A directory that could not be watched: the top of an unwatched subtree
- * (nothing under it is watched either). Owned by watch.unw. */
-struct unw {
-	hmap_node_t node;	 /* keyed by rel */
-	struct unw *prev, *next; /* watch.unw_list, oldest first */
-	unsigned epoch;
-	char *rel;
-};
-
 struct watch {
 	int fd;
 	char *root;	/* absolute, no trailing '/' unless it is "/" */
@@ -121,12 +114,11 @@ struct watch {
 	uint64_t longest_us;	/* its longest watch_work call (logged at its end) */
 	struct timespec t0;	/* when the watch opened (CLOCK_REALTIME_COARSE) */
 	/* Directories that could not be watched. */
-	hmap_t unw;
-	struct unw unw_list; /* sentinel */
-	uint64_t retry_at;   /* clock_ms() of the next retry; 0: none */
-	unsigned retry_ms;   /* backoff */
-	int status_dirty;    /* the list changed since the last status said */
-	uint64_t status_at;  /* no status before then */
+	unwatched_t unw;    /* directories that could not be watched */
+	uint64_t retry_at;  /* clock_ms() of the next retry; 0: none */
+	unsigned retry_ms;  /* backoff */
+	int status_dirty;   /* the list changed since the last status said */
+	uint64_t status_at; /* no status before then */
 	unsigned max_watches;
 	unsigned walk_delay_us;
 };
@@ -211,35 +203,12 @@ static void emit_view(watch_t *w, enum watch_kind kind, const char *path)
 	emit(w, &ev);
 }
 
-/* --- unwatched directories */
-
-static struct unw *unw_find(const watch_t *w, const char *rel)
-{
-	return (struct unw *)hmap_get(&w->unw, rel);
-}
-
-static void unw_free(watch_t *w, struct unw *u)
-{
-	hmap_del(&w->unw, &u->node);
-	u->prev->next = u->next;
-	u->next->prev = u->prev;
-	free(u->rel);
-	free(u);
-}
-
-static void unw_clear(watch_t *w)
-{
-	while (w->unw_list.next != &w->unw_list)
-		unw_free(w, w->unw_list.next);
-	w->retry_at = 0;
-	w->retry_ms = RETRY_MIN_MS;
-	w->status_dirty = 0;
-}
+/* --- unwatched directories (what to say and when to retry them) */
 
 /* The list lost entries: said at once when it is empty now, else soon. */
 static void unw_shrunk(watch_t *w)
 {
-	if (w->unw.count > 0) {
+	if (unwatched_count(&w->unw) > 0) {
 		w->status_dirty = 1;
 		return;
 	}
@@ -252,23 +221,11 @@ static void unw_shrunk(watch_t *w)
 /* rel could not be watched for want of inotify watches. */
 static void unw_add(watch_t *w, const char *rel)
 {
-	struct unw *u = unw_find(w, rel);
-
-	if (u != NULL) {
-		u->epoch = w->epoch;
+	if (!unwatched_add(&w->unw, rel, w->epoch))
 		return;
-	}
-	u = xmalloc(sizeof(*u));
-	u->rel = xstrdup(rel);
-	u->epoch = w->epoch;
-	hmap_put(&w->unw, &u->node, u->rel);
-	u->next = &w->unw_list;
-	u->prev = w->unw_list.prev;
-	u->prev->next = u;
-	w->unw_list.prev = u;
 	if (w->retry_at == 0)
 		w->retry_at = clock_ms() + w->retry_ms;
-	if (w->unw.count > 1) {
+	if (unwatched_count(&w->unw) > 1) {
 		w->status_dirty = 1;
 		return;
 	}
@@ -281,46 +238,17 @@ static void unw_add(watch_t *w, const char *rel)
 /* Entries at or under rel leave the list (gone from the tree, or watched). */
 static void unw_drop_under(watch_t *w, const char *rel)
 {
-	struct unw *u, *next;
-	size_t before = w->unw.count;
-
-	for (u = w->unw_list.next; u != &w->unw_list; u = next) {
-		next = u->next;
-		if (relpath_under(u->rel, rel))
-			unw_free(w, u);
-	}
-	if (w->unw.count != before)
+	if (unwatched_count(&w->unw) > 0 && unwatched_drop_under(&w->unw, rel) > 0)
 		unw_shrunk(w);
 }
 
-/* A directory moved within the tree: so did the unwatched ones under it. */
-static void unw_rename(watch_t *w, const char *from, const char *to)
+/* Forgets the list without a word (the root went: nothing to watch). */
+static void unw_forget_all(watch_t *w)
 {
-	size_t n = strlen(from);
-	struct unw *u, *next;
-
-	for (u = w->unw_list.next; u != &w->unw_list; u = next) {
-		char *rel;
-
-		next = u->next;
-		if (!relpath_under(u->rel, from))
-			continue;
-		rel = xmalloc(strlen(to) + strlen(u->rel + n) + 1);
-		strcpy(rel, to);
-		strcat(rel, u->rel + n);
-		hmap_del(&w->unw, &u->node);
-		free(u->rel);
-		u->rel = rel;
-		if (unw_find(w, rel) == NULL) {
-			hmap_put(&w->unw, &u->node, u->rel);
-			continue;
-		}
-		/* Renamed over a stale entry of that name: one is enough. */
-		u->prev->next = u->next;
-		u->next->prev = u->prev;
-		free(u->rel);
-		free(u);
-	}
+	unwatched_clear(&w->unw);
+	w->retry_at = 0;
+	w->retry_ms = RETRY_MIN_MS;
+	w->status_dirty = 0;
 }
 
 /* One of our watches went away: the kernel has one more to give. */
@@ -328,7 +256,7 @@ static void watches_freed(watch_t *w)
 {
 	uint64_t now = clock_ms();
 
-	if (w->unw.count > 0 && (w->retry_at == 0 || w->retry_at > now))
+	if (unwatched_count(&w->unw) > 0 && (w->retry_at == 0 || w->retry_at > now))
 		w->retry_at = now;
 }
 
@@ -405,7 +333,7 @@ static int add_dir(watch_t *w, const char *rel, int mode, unsigned pass)
 		unw_add(w, rel);
 		return -1;
 	}
-	if (w->unw.count > 0 && unw_find(w, rel) != NULL)
+	if (unwatched_has(&w->unw, rel))
 		unw_drop_under(w, rel);
 	d = find_dir(w, wd);
 	if (d == NULL) {
@@ -461,8 +389,7 @@ static void forget(watch_t *w, const char *rel)
 			freed = 1;
 		}
 	}
-	if (w->unw.count > 0)
-		unw_drop_under(w, rel);
+	unw_drop_under(w, rel);
 	if (freed)
 		watches_freed(w);
 }
@@ -485,8 +412,7 @@ static void rename_dirs(watch_t *w, const char *from, const char *to)
 			d->rel = rel;
 		}
 	}
-	if (w->unw.count > 0)
-		unw_rename(w, from, to);
+	unwatched_rename(&w->unw, from, to);
 }
 
 /* --- walks */
@@ -618,8 +544,7 @@ static void start_full_walk(watch_t *w, const char *cause, int mode)
 static void sweep(watch_t *w)
 {
 	hmap_node_t *n, *nxt;
-	struct unw *u, *next;
-	size_t swept = 0, before = w->unw.count;
+	size_t swept = 0;
 	char count[24];
 
 	hmap_foreach (&w->dirs, n, nxt) {
@@ -631,11 +556,6 @@ static void sweep(watch_t *w)
 			swept++;
 		}
 	}
-	for (u = w->unw_list.next; u != &w->unw_list; u = next) {
-		next = u->next;
-		if (u->epoch != w->epoch)
-			unw_free(w, u);
-	}
 	w->sweep = 0;
 	if (swept > 0) {
 		snprintf(count, sizeof(count), "%zu", swept);
@@ -643,7 +563,7 @@ static void sweep(watch_t *w)
 			  "count", count, NULL);
 		watches_freed(w);
 	}
-	if (w->unw.count != before)
+	if (unwatched_count(&w->unw) > 0 && unwatched_sweep(&w->unw, w->epoch) > 0)
 		unw_shrunk(w);
 }
 
@@ -872,7 +792,7 @@ static void root_lost(watch_t *w)
 		inotify_rm_watch(w->fd, d->wd);
 		free_dir(w, d);
 	}
-	unw_clear(w);
+	unw_forget_all(w);
 	if (w->root_fd >= 0)
 		close(w->root_fd);
 	w->root_fd = -1;
@@ -906,7 +826,7 @@ static void on_ancestor_event(watch_t *w, const struct inotify_event *ev)
 	}
 	/* Waiting for root by no watch at all (it could not be watched): the
 	 * retry does it. */
-	if (w->unw.count > 0 && unw_find(w, "") != NULL)
+	if (unwatched_has(&w->unw, ""))
 		return;
 	/* Step down (or, if the ancestor went away, back up). */
 	rearm(w);
@@ -978,7 +898,7 @@ static void dispatch(watch_t *w, struct inotify_event *ev, char *rest, char *end
 		 * moved out are still watched: walk it all again. */
 		if (w->root_wd >= 0)
 			start_full_walk(w, "overflow", M_RELIST);
-		else if (unw_find(w, "") == NULL)
+		else if (!unwatched_has(&w->unw, ""))
 			rearm(w);
 		return;
 	}
@@ -1019,7 +939,7 @@ static void dispatch(watch_t *w, struct inotify_event *ev, char *rest, char *end
 		emit_fs(w, WATCH_DELETED, rel, is_dir, NULL);
 		/* Its watch goes with it (IN_IGNORED); one that could not be
 		 * made goes now. */
-		if (is_dir && w->unw.count > 0)
+		if (is_dir)
 			unw_drop_under(w, rel);
 	} else if ((ev->mask & IN_CLOSE_WRITE) && !is_dir) {
 		emit_fs(w, WATCH_MODIFIED, rel, 0, NULL);
@@ -1082,15 +1002,16 @@ int watch_process(watch_t *w)
  * cannot be watched: then backs off. */
 static void retry(watch_t *w, unsigned budget)
 {
-	struct unw *u, *next;
+	const char *first;
 	int stuck = 0;
 
 	w->retry_at = 0;
-	for (u = w->unw_list.next; u != &w->unw_list && budget > 0 && !w->dead; u = next, budget--) {
-		char *rel = xstrdup(u->rel);
+	/* Each try takes the oldest off the list (watched, or gone), or
+	 * finds there is still no watch to be had. */
+	for (; budget > 0 && !w->dead && (first = unwatched_first(&w->unw)) != NULL; budget--) {
+		char *rel = xstrdup(first);
 		int r;
 
-		next = u->next;
 		if (*rel == '\0') {
 			/* Root itself: arm it again (it may be missing by now,
 			 * and is then waited for as usual). */
@@ -1103,19 +1024,15 @@ static void retry(watch_t *w, unsigned budget)
 			r = add_dir(w, rel, 0, ++w->pass);
 		}
 		/* Watched (add_dir took it off already), or gone from the tree. */
-		if (r >= 0 && (u = unw_find(w, rel)) != NULL) {
-			unw_free(w, u);
-			unw_shrunk(w);
-		}
+		if (r >= 0 && unwatched_has(&w->unw, rel))
+			unw_drop_under(w, rel);
 		free(rel);
 		if (r < 0) {
 			stuck = 1;
 			break;
 		}
-		/* add_dir may have dropped entries under rel: start over. */
-		next = w->unw_list.next;
 	}
-	if (w->unw.count == 0)
+	if (unwatched_count(&w->unw) == 0)
 		return;
 	if (stuck)
 		w->retry_ms = w->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : w->retry_ms * 2;
@@ -1153,11 +1070,8 @@ void watch_work(watch_t *w, unsigned budget)
 	now = clock_ms();
 	if (w->retry_at != 0 && now >= w->retry_at)
 		retry(w, RETRY_BATCH);
-	if (w->status_dirty && w->unw.count > 0 && now >= w->status_at) {
-		struct unw *first = w->unw_list.next;
-
-		emit_view(w, WATCH_INCOMPLETE, first->rel);
-	}
+	if (w->status_dirty && unwatched_count(&w->unw) > 0 && now >= w->status_at)
+		emit_view(w, WATCH_INCOMPLETE, unwatched_first(&w->unw));
 }
 
 long watch_next(const watch_t *w)
@@ -1170,7 +1084,7 @@ long watch_next(const watch_t *w)
 		return 0;
 	if (w->retry_at != 0)
 		at = w->retry_at;
-	if (w->status_dirty && w->unw.count > 0 && (at == 0 || w->status_at < at))
+	if (w->status_dirty && unwatched_count(&w->unw) > 0 && (at == 0 || w->status_at < at))
 		at = w->status_at;
 	if (at == 0)
 		return -1;
@@ -1207,7 +1121,7 @@ watch_t *watch_open(const char *root, const char *data_dir, watch_cb cb, void *a
 	w->root_fd = -1;
 	w->anc_wd = -1;
 	w->buf = xmalloc(BUF_SIZE);
-	w->unw_list.prev = w->unw_list.next = &w->unw_list;
+	unwatched_init(&w->unw);
 	w->retry_ms = RETRY_MIN_MS;
 	walk_init(&w->walk, &walk_ops, w);
 	/* The kernel stamps files with this coarse clock: whatever changes
@@ -1242,10 +1156,8 @@ void watch_status(const watch_t *w, struct watch_status *st)
 	memset(st, 0, sizeof(*st));
 	st->root_exists = w->root_wd >= 0;
 	st->scanning = w->scan_cause != NULL;
-	st->unwatched = w->unw.count;
-	for (const struct unw *u = w->unw_list.next; u != &w->unw_list && st->nsample < WATCH_SAMPLE;
-	     u = u->next)
-		st->sample[st->nsample++] = u->rel;
+	st->unwatched = unwatched_count(&w->unw);
+	st->nsample = unwatched_sample(&w->unw, st->sample, WATCH_SAMPLE);
 	st->complete = st->unwatched == 0 && !st->scanning;
 	st->reason = st->unwatched > 0 ? LIMIT_REASON : st->scanning ? "scanning" : "";
 }
@@ -1288,9 +1200,7 @@ void watch_close(watch_t *w)
 		free(d);
 	}
 	hmap_free(&w->dirs);
-	while (w->unw_list.next != &w->unw_list)
-		unw_free(w, w->unw_list.next);
-	hmap_free(&w->unw);
+	unwatched_clear(&w->unw);
 	if (w->root_fd >= 0)
 		close(w->root_fd);
 	close(w->fd);
