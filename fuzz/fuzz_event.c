@@ -66,12 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	proto_feed(&d, buf_data(&out), buf_size(&out));
 	CHECK(proto_next(&d, &f) == 1 && f.type == PROTO_EVENT && f.id == 0);
-	json_t *env = json_loadb(f.payload, f.len, 0, NULL), *p = json_object_get(env, "payload");
+	/* Upstream's nested envelope: {"type":"fs","payload":{"type":kind,"payload":p}}. */
+	json_t *env = json_loadb(f.payload, f.len, 0, NULL), *ev = json_object_get(env, "payload");
+	json_t *p = json_object_get(ev, "payload");
 	CHECK(proto_next(&d, &f) == 0);
 	CHECK(json_is_object(env) && json_object_size(env) == 2);
 	CHECK(strcmp(json_string_value(json_object_get(env, "type")), "fs") == 0);
+	CHECK(json_is_object(ev) && json_object_size(ev) == 2);
+	CHECK(strcmp(json_string_value(json_object_get(ev, "type")), watch_kind_name(kind)) == 0);
 	CHECK(json_is_object(p));
-	CHECK(strcmp(json_string_value(json_object_get(p, "type")), watch_kind_name(kind)) == 0);
 	CHECK(json_is_boolean(json_object_get(p, "is_dir")) &&
 	      json_is_true(json_object_get(p, "is_dir")) == is_dir);
 	check_name(json_object_get(p, "path"), path);

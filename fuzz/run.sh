@@ -34,7 +34,7 @@ srcs() {
 	proto) echo proto/proto.c common/buf.c ;;
 	body) echo supervisor/body.c common/id.c common/path.c ;;
 	path) echo common/path.c ;;
-	event) echo worker/msg.c worker/watch.c worker/root.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
+	event) echo worker/msg.c worker/watch.c worker/walk.c worker/unwatched.c worker/root.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
 		common/path.c common/buf.c proto/proto.c ;;
 	watch) echo worker/relpath.c common/path.c ;;
 	utf8) echo common/utf8.c common/buf.c ;;

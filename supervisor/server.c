@@ -49,6 +49,9 @@ static void on_worker_ready(procs_t *ps, void *arg, const char *payload, size_t 
 	if (json_is_string(json_object_get(j, "data_dir")))
 		workspace_set_data_dir(w, json_string_value(json_object_get(j, "data_dir")));
 	json_decref(j);
+	/* Ready is before the worker's walk of the tree: until it reports
+	 * (watch events), the Workspace says it is scanning. */
+	workspace_watch_reset(w);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
 	workspace_presence_reset(w); /* a new worker knows nothing yet */
@@ -73,6 +76,9 @@ static void on_worker_event(procs_t *ps, void *arg, const char *json, size_t len
 		free(text);
 		json_decref(j);
 	}
+	/* A watch event carries the worker's view of the tree: kept for the
+	 * Workspace object (late joiners), and relayed like any event. */
+	workspace_watch_event(w, json, len);
 	stream_publish(&w->feed, json, len);
 }
 

@@ -229,13 +229,19 @@ static void end_by_server(stream_t *st)
 	flush(st);
 }
 
-/* The {"type":"workspace"} envelope into out. id 0: no "id:" line (an
- * event for one stream only, not the workspace's). */
+/* The {"type":"workspace"} event into out, in upstream's nested envelope:
+ * {"type":"workspace","payload":{"type":<type>,"payload":{"workspace_id",
+ * "pid","reason"[,"rescan":true]}}}. A new worker (restarted) knows nothing
+ * of what changed while none watched, and a gap lost events: both tell
+ * clients to re-list what they care about (README, "Event schema"). */
 static void format_workspace(buf_t *out, const stream_feed_t *f, const char *type, const char *reason)
 {
+	json_t *inner = json_pack("{s:s, s:I, s:s}", "workspace_id", f->ws_id, "pid", (json_int_t)f->pid,
+				  "reason", reason ? reason : "");
+	if (strcmp(type, "restarted") == 0 || strcmp(type, "gap") == 0)
+		json_object_set_new(inner, "rescan", json_true());
 	json_t *j =
-	    json_pack("{s:s, s:{s:s, s:s, s:I, s:s}}", "type", "workspace", "payload", "type", type,
-		      "workspace_id", f->ws_id, "pid", (json_int_t)f->pid, "reason", reason ? reason : "");
+	    json_pack("{s:s, s:{s:s, s:o}}", "type", "workspace", "payload", "type", type, "payload", inner);
 	char *text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (text == NULL)

@@ -30,6 +30,7 @@ workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
 	gmtime_r(&t, &tm);
 	strftime(w->created_at, sizeof(w->created_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	ws->shell = w;
+	workspace_watch_reset(w);
 	return w;
 }
 
@@ -122,6 +123,7 @@ void workspace_free(workspace_t *w)
 	free(w->config_json);
 	free(w->presence_sent);
 	free(w->data_dir);
+	free(w->watch_json);
 	w->ws->shell = NULL;
 	free(w);
 }
@@ -177,6 +179,65 @@ static const char *fixed_fields(workspace_t *w)
 	return text;
 }
 
+static void set_watch(workspace_t *w, char *text)
+{
+	if (text == NULL)
+		abort();
+	free(w->watch_json);
+	w->watch_json = text;
+}
+
+void workspace_watch_reset(workspace_t *w)
+{
+	set_watch(w, strdup("{\"complete\":false,\"scanning\":true,\"unwatched\":[],\"unwatched_count\":0,"
+			    "\"reason\":\"scanning\"}"));
+}
+
+/* The status, rebuilt from its known fields only, or NULL. */
+static json_t *checked_status(const json_t *st)
+{
+	const json_t *complete = json_object_get(st, "complete"), *scanning = json_object_get(st, "scanning");
+	const json_t *sample = json_object_get(st, "unwatched"),
+		     *count = json_object_get(st, "unwatched_count");
+	const json_t *reason = json_object_get(st, "reason");
+	size_t bytes = 0;
+
+	if (!json_is_boolean(complete) || !json_is_boolean(scanning) || !json_is_array(sample) ||
+	    json_array_size(sample) > WORKSPACE_WATCH_SAMPLE || !json_is_integer(count) ||
+	    json_integer_value(count) < 0 || !json_is_string(reason) ||
+	    json_string_length(reason) > WORKSPACE_WATCH_REASON)
+		return NULL;
+	json_t *out = json_pack("{s:O, s:O, s:[], s:O, s:O}", "complete", complete, "scanning", scanning,
+				"unwatched", "unwatched_count", count, "reason", reason);
+	for (size_t i = 0; i < json_array_size(sample); i++) {
+		const json_t *p = json_array_get(sample, i);
+		bytes += json_is_string(p) ? json_string_length(p) : WORKSPACE_WATCH_BYTES + 1;
+		if (bytes > WORKSPACE_WATCH_BYTES) {
+			json_decref(out);
+			return NULL;
+		}
+		json_array_append(json_object_get(out, "unwatched"), (json_t *)p);
+	}
+	return out;
+}
+
+int workspace_watch_event(workspace_t *w, const char *json, size_t len)
+{
+	/* Our worker writes the type first; anything else is relayed only. */
+	static const char prefix[] = "{\"type\":\"watch\",";
+	if (len < sizeof(prefix) - 1 || memcmp(json, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	json_t *j = json_loadb(json, len, 0, NULL);
+	json_t *st = checked_status(
+	    json_object_get(json_object_get(json_object_get(j, "payload"), "payload"), "watch"));
+	json_decref(j);
+	if (st == NULL)
+		return 0;
+	set_watch(w, json_dumps(st, JSON_COMPACT | JSON_PRESERVE_ORDER));
+	json_decref(st);
+	return 1;
+}
+
 void workspace_json(buf_t *out, workspace_t *w)
 {
 	const claims_ws_t *ws = w->ws;
@@ -198,5 +259,5 @@ void workspace_json(buf_t *out, workspace_t *w)
 		buf_append(out, text, strlen(text));
 		free(text);
 	}
-	buf_append(out, "}", 1);
+	buf_appendf(out, ",\"watch\":%s}", w->watch_json);
 }

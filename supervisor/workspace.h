@@ -1,7 +1,8 @@
 /*
  * workspace: the supervisor's shell state of one workspace (beside the
  * claims core's claims_ws_t): its worker process, its event feed, the
- * creates waiting for it, and its Workspace JSON object (SPEC §4).
+ * creates waiting for it, its Workspace JSON object (SPEC §4), and the
+ * last watch status its worker reported (the object's "watch" field).
  * Ownership: made by the claims ws_new effect and hung on ws->shell; freed
  * by ws_free, after its streams and waiters have left.
  */
@@ -33,6 +34,7 @@ typedef struct workspace {
 	int fail_status;	    /* HTTP status of a failed start: 500, or 503 (resources) */
 	char *fixed_json;	    /* the object's fixed fields, made once */
 	char *data_dir;		    /* the worker's resolved data dir (READY), or NULL */
+	char *watch_json;	    /* the last watch status (one small object), owned */
 } workspace_t;
 
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub);
@@ -56,6 +58,21 @@ void workspace_data_dir(const claims_ws_t *ws, char *out, size_t len);
 /* The data dir the worker resolved (READY's "data_dir"), as upstream
  * resolves it: the Workspace object's data_dir from now on. */
 void workspace_set_data_dir(workspace_t *w, const char *dir);
+
+/* A new worker is ready: until its first status, it is walking the tree. */
+void workspace_watch_reset(workspace_t *w);
+
+/*
+ * Keeps the status a `watch` event of w's worker carries (its
+ * payload.payload.watch, PROTOCOL.md), so that a client that attaches
+ * later finds it in the Workspace object. Anything else, or a status that
+ * is malformed or over its bounds (WORKSPACE_WATCH_*), is left alone.
+ * Returns 1 when the status was kept.
+ */
+#define WORKSPACE_WATCH_SAMPLE 8    /* unwatched paths kept */
+#define WORKSPACE_WATCH_BYTES  4096 /* their bytes, all told */
+#define WORKSPACE_WATCH_REASON 256  /* bytes of the reason */
+int workspace_watch_event(workspace_t *w, const char *json, size_t len);
 
 /* Appends w's Workspace object. Its first creator's fields never change,
  * so they are serialised once; each call formats only the live ones

@@ -3,7 +3,8 @@
  * crush-supervisor. It speaks only proto/ frames over the socketpair fd of
  * its command line: HELLO, then READY once the directory watch is set up
  * and the supervisor's `setup` request (the first creator's env, kept as
- * data) is answered, then fs EVENTs as the tree changes, and a RESPONSE
+ * data) is answered, then fs and watch EVENTs as the tree changes and
+ * is walked (in bounded steps on this loop), and a RESPONSE
  * to every REQUEST. A worker that cannot run says why in a FAIL frame
  * before it exits. It exits on SIGTERM/SIGINT and when the supervisor's
  * end of the pair closes.
@@ -50,6 +51,10 @@
 #define OUT_HIGH  (1024 * 1024)
 #define OUT_LOW	  (256 * 1024)
 #define READ_SIZE (64 * 1024)
+/* The watch's walks: at most this many entries per loop turn (and a few
+ * ms, see watch_work), so pings and requests are answered while a big
+ * tree is walked. */
+#define WATCH_BUDGET 1024
 /* How long a failing worker waits for its FAIL frame to be taken. */
 #define FAIL_FLUSH_MS 1000
 /* At most this much of the env's keys goes into the setup's log line. */
@@ -82,7 +87,8 @@ struct worker {
 	store_t *store;	 /* <data_dir>/crush.db (store.c) */
 	shell_t *shell;	 /* shell runs (shell.c), reaped by its ev_child watchers */
 	ev_io sock_r, sock_w, inotify;
-	ev_prepare flush_w; /* before each poll: send what any callback queued */
+	ev_prepare flush_w;   /* before each poll: send what any callback queued */
+	ev_timer watch_timer; /* the watch's walks, retries and status (watch_next) */
 	ev_signal sigterm, sigint;
 };
 
@@ -111,12 +117,21 @@ static void update_flow(struct worker *wk)
 	shell_pause(wk->shell, wk->paused); /* shell output waits too */
 	if (wk->paused) {
 		ev_io_stop(wk->loop, &wk->inotify);
+		ev_timer_stop(wk->loop, &wk->watch_timer);
 		return;
 	}
 	/* No event may precede READY (the supervisor kills for it): until
-	 * then the kernel queues them. */
-	if (wk->watch != NULL && wk->ready)
+	 * then the kernel queues them, and the walk waits. */
+	if (wk->watch != NULL && wk->ready) {
+		long next = watch_next(wk->watch);
+
 		ev_io_start(wk->loop, &wk->inotify);
+		ev_timer_stop(wk->loop, &wk->watch_timer);
+		if (next >= 0) {
+			ev_timer_set(&wk->watch_timer, (double)next / 1000.0, 0.);
+			ev_timer_start(wk->loop, &wk->watch_timer);
+		}
+	}
 }
 
 /* Writes what the socket takes; the write watcher finishes the rest. */
@@ -254,13 +269,14 @@ static void respond_error(struct worker *wk, uint32_t id, const char *text)
 	send_json(wk, PROTO_RESPONSE, id, r);
 }
 
-/* watch_cb: one fs event, published as the SSE envelope. */
-static void on_fs(void *arg, enum watch_kind kind, const char *path, int is_dir, const char *from)
+/* watch_cb: one fs or watch event, published as the SSE envelope. */
+static void on_watch_event(void *arg, const struct watch_event *ev)
 {
 	struct worker *wk = arg;
 
-	log_debug("fs event", "workspace_id", wk->id, "type", watch_kind_name(kind), "path", path, NULL);
-	send_json(wk, PROTO_EVENT, 0, msg_fs_event(kind, path, is_dir, from));
+	log_debug(ev->kind <= WATCH_KIND_FS_LAST ? "fs event" : "watch event", "workspace_id", wk->id, "type",
+		  watch_kind_name(ev->kind), "path", ev->path, NULL);
+	send_json(wk, PROTO_EVENT, 0, msg_watch_event(ev));
 }
 
 /* cfgstore_publish_cb: config_changed, after READY only (the READY
@@ -477,6 +493,27 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	flush(wk);
+}
+
+/* A bounded step of the watch's own work; flush() schedules the next. */
+static void on_watch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct worker *wk = w->data;
+
+	(void)loop, (void)revents;
+	watch_work(wk->watch, WATCH_BUDGET);
+	flush(wk);
+}
+
+/* Test knobs from the environment (the supervisor's, never a client's). */
+static void watch_knobs(struct worker *wk)
+{
+	const char *max = getenv("CRUSH_TEST_MAX_WATCHES"), *delay = getenv("CRUSH_TEST_WALK_DELAY_US");
+
+	if (max != NULL)
+		watch_set_max_watches(wk->watch, (unsigned)strtoul(max, NULL, 10));
+	if (delay != NULL)
+		watch_set_walk_delay(wk->watch, (unsigned)strtoul(delay, NULL, 10));
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -709,15 +746,18 @@ int main(int argc, char **argv)
 
 	flush(&wk);
 
-	/* READY means "watching and set up": a missing directory is waited
-	 * for inside the watch, so readiness never waits for it to appear;
-	 * READY goes out once the setup request is answered (handle_setup). */
-	wk.watch = watch_open(wk.root, abs_data, on_fs, &wk);
+	/* READY means "the root is watched and set up": the tree under it is
+	 * walked afterwards, in bounded steps (scanning .. scan_complete), and
+	 * a missing directory is waited for inside the watch, so readiness
+	 * waits for neither; READY goes out once the setup request is
+	 * answered (handle_setup). */
+	wk.watch = watch_open(wk.root, abs_data, on_watch_event, &wk);
 	if (wk.watch == NULL) {
 		fail_watch(&wk, errno);
 		free_worker(&wk);
 		return 1;
 	}
+	watch_knobs(&wk);
 	/* After the watch, whose refusal (permission, symlink) is the one to
 	 * report for a directory we cannot use at all. */
 	if (cfgstore_lock(wk.cfg, &cerr, why, sizeof(why)) < 0) {
@@ -735,7 +775,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ev_io_init(&wk.inotify, on_inotify, watch_fd(wk.watch), EV_READ);
-	wk.inotify.data = &wk;
+	ev_timer_init(&wk.watch_timer, on_watch_timer, 0., 0.);
+	wk.inotify.data = wk.watch_timer.data = &wk;
 
 	if (!wk.stopping)
 		ev_run(wk.loop, 0);

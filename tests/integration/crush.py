@@ -343,6 +343,11 @@ def raw_exchange(endpoint, data, timeout=WAIT):
 
 @dataclass
 class Event:
+    """One SSE event. Its data is upstream Crush's nested envelope,
+    {"type": <payload type>, "payload": {"type": <event type>, "payload":
+    {fields}}}: `type` is the outer type ("fs", "workspace", "watch"),
+    `kind` the event's own ("created", "ready", ...), and `payload` its
+    fields."""
     id: object  # int, or the raw text when not an integer, or None
     data: str
     json: object = None
@@ -352,15 +357,33 @@ class Event:
         return self.json.get("type") if isinstance(self.json, dict) else None
 
     @property
+    def event(self):
+        """The inner event object {"type", "payload"}, or None."""
+        p = self.json.get("payload") if isinstance(self.json, dict) else None
+        return p if isinstance(p, dict) else None
+
+    @property
+    def kind(self):
+        return self.event.get("type") if self.event is not None else None
+
+    @property
     def payload(self):
-        return self.json.get("payload") if isinstance(self.json, dict) else None
+        """The event's fields (upstream's Event[T].Payload), or None."""
+        p = self.event.get("payload") if self.event is not None else None
+        return p if isinstance(p, dict) else None
+
+
+def is_event(ev, type_, kind=None):
+    """True for an event of payload type type_ in the nested envelope,
+    optionally of one event type."""
+    if ev.type != type_ or not isinstance(ev.kind, str) or ev.payload is None:
+        return False
+    return kind is None or ev.kind == kind
 
 
 def is_fs(ev, kind=None, path=None):
-    """True for an fs event, optionally of a payload type and path."""
-    if ev.type != "fs" or not isinstance(ev.payload, dict):
-        return False
-    if kind is not None and ev.payload.get("type") != kind:
+    """True for an fs event, optionally of an event type and path."""
+    if not is_event(ev, "fs", kind):
         return False
     if path is not None and ev.payload.get("path") != path:
         return False
@@ -1048,10 +1071,8 @@ def open_events(api, ws_id, client_id, last_event_id=None, via="header", rcvbuf=
 
 
 def is_ws_event(ev, kind=None):
-    """True for a `workspace` event, optionally of one payload type."""
-    if ev.type != "workspace" or not isinstance(ev.payload, dict):
-        return False
-    return kind is None or ev.payload.get("type") == kind
+    """True for a `workspace` event, optionally of one event type."""
+    return is_event(ev, "workspace", kind)
 
 
 class StreamDrainer:

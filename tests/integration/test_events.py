@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from crush import is_fs, new_client_id, ready_with, wait_until
+from crush import is_fs, is_ws_event, new_client_id, ready_with, wait_until
 
 
 def write(path, text, mode="w"):
@@ -89,7 +89,7 @@ def test_fs_events_reach_every_stream_in_the_same_order(sup, wsdir):
 
     expected = [("created", "a.txt"), ("modified", "a.txt"), ("renamed", "b.txt"), ("created", "sub"),
                 ("created", "sub/c.txt"), ("deleted", "b.txt"), ("created", "done.txt")]
-    seen = [(e.payload["type"], e.payload["path"]) for e in first.events if is_fs(e)]
+    seen = [(e.kind, e.payload["path"]) for e in first.events if is_fs(e)]
     it = iter(seen)
     assert all(x in it for x in expected), f"expected subsequence {expected} in {seen}"
     for s in streams:
@@ -104,8 +104,11 @@ def test_event_frames_are_id_then_one_line_json_data(sup, wsdir):
     ev = stream.wait_for(lambda e: is_fs(e, "created", "x.txt"))
     assert isinstance(ev.id, int), ev
     assert "\n" not in ev.data
-    assert set(ev.json) >= {"type", "payload"}, ev.json
-    assert isinstance(ev.payload.get("is_dir"), bool), ev.payload
+    # Upstream's nested envelope: {"type","payload":{"type","payload":{...}}}.
+    assert set(ev.json) == {"type", "payload"}, ev.json
+    assert set(ev.json["payload"]) == {"type", "payload"}, ev.json
+    assert ev.json["payload"]["type"] == "created", ev.json
+    assert ev.payload == {"path": "x.txt", "is_dir": False}, ev.json
     stream.close()
 
 
@@ -251,7 +254,7 @@ def test_crashed_worker_is_restarted_and_streams_are_told(sup, wsdir):
     os.kill(ws["pid"], signal.SIGKILL)
 
     def ws_event(kind):
-        return lambda e: e.type == "workspace" and e.payload.get("type") == kind
+        return lambda e: is_ws_event(e, kind)
 
     restarting = stream.wait_for(ws_event("restarting"))
     restarted = stream.wait_for(ws_event("restarted"))

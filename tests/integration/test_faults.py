@@ -48,8 +48,8 @@ def json_error(r, status):
 
 
 def ws_kinds(stream):
-    """The payload types of the `workspace` events a stream got, in order."""
-    return [e.payload["type"] for e in stream.events if is_ws_event(e)]
+    """The event types of the `workspace` events a stream got, in order."""
+    return [e.kind for e in stream.events if is_ws_event(e)]
 
 
 def numbered_ids(stream):

@@ -153,6 +153,7 @@ def test_resume_from_an_id_older_than_the_buffer_starts_with_a_gap(sup, wsdir):
     assert is_ws_event(gap, "gap"), f"first event is not a gap: {gap.data[:300]}"
     assert gap.id is None, "the gap event carries an id line"
     assert gap.payload["workspace_id"] == ws["id"]
+    assert gap.payload.get("rescan") is True, gap.payload  # events were lost: re-list
     held = numbered(resumed)
     ids = [i for i, _ in held]
     assert ids == list(range(last - 4095, last + 1)), \

@@ -55,9 +55,9 @@ def pgrep(pattern):
 
 def shell_event(kind, run_id=None):
     def pred(ev):
-        if ev.type != "shell" or not isinstance(ev.payload, dict) or ev.payload.get("type") != kind:
+        if ev.type != "shell" or not isinstance(ev.payload, dict) or ev.kind != kind:
             return False
-        return run_id is None or ev.payload["payload"].get("run_id") == run_id
+        return run_id is None or ev.payload.get("run_id") == run_id
     return pred
 
 
@@ -118,7 +118,7 @@ def test_a_client_that_goes_away_cancels_its_run(sup, wsdir):
         wait_until(lambda: pgrep(f"sleep {m}"), what="the command runs")
         s.close()
         fin = other.wait_for(shell_event("finished"), what="run finished after the client left")
-        assert fin.payload["payload"]["cancelled"] is True
+        assert fin.payload["cancelled"] is True
     wait_until(lambda: not pgrep(f"sleep {m}"), what="the command is gone")
     assert not sup.zombies()
 
@@ -157,12 +157,12 @@ def test_two_clients_see_the_same_output_stream(sup, wsdir):
         r = ws.run("echo one; echo two >&2; printf 'caf\\303\\251'")
         for d in (a, b):
             fin = d.wait_for(shell_event("finished", r["run_id"]), what="finished")
-            assert fin.payload["payload"]["exit_code"] == 0
-            chunks = [e.payload["payload"] for e in d.stream.events if shell_event("output", r["run_id"])(e)]
+            assert fin.payload["exit_code"] == 0
+            chunks = [e.payload for e in d.stream.events if shell_event("output", r["run_id"])(e)]
             out = "".join(c["data"] for c in chunks if c["stream"] == "stdout")
             err = "".join(c["data"] for c in chunks if c["stream"] == "stderr")
             assert out == "one\ncafé" and err == "two\n"
-            d.wait_for(lambda e: e.type == "message" and e.payload["type"] == "created", what="message event")
+            d.wait_for(lambda e: e.type == "message" and e.kind == "created", what="message event")
 
 
 def test_the_run_is_recorded_in_its_session(sup, wsdir):

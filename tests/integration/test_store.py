@@ -126,7 +126,7 @@ class Ws:
 
 def store_event(kind, typ):
     def pred(ev):
-        return ev.type == typ and isinstance(ev.payload, dict) and ev.payload.get("type") == kind
+        return ev.type == typ and isinstance(ev.payload, dict) and ev.kind == kind
     return pred
 
 
@@ -144,7 +144,7 @@ def test_session_routes_publish_events_to_a_second_client(sup, wsdir):
         assert s["title"] == "first" and s["message_count"] == 0 and s["parent_session_id"] == ""
         assert "todos" not in s  # omitempty, as upstream
         ev = other.wait_for(store_event("created", "session"), what="session created event")
-        assert ev.payload["payload"]["id"] == s["id"]
+        assert ev.payload["id"] == s["id"]
 
         assert [x["id"] for x in ws.ok("GET", "/sessions")] == [s["id"]]
         assert ws.ok("GET", f"/sessions/{s['id']}")["title"] == "first"
@@ -153,7 +153,7 @@ def test_session_routes_publish_events_to_a_second_client(sup, wsdir):
         u = ws.ok("PUT", f"/sessions/{s['id']}", {"id": s["id"], "title": "renamed", "cost": 0.5, "todos": todos})
         assert u["title"] == "renamed" and u["cost"] == 0.5 and u["todos"] == todos
         ev = other.wait_for(store_event("updated", "session"), what="session updated event")
-        assert ev.payload["payload"]["title"] == "renamed"
+        assert ev.payload["title"] == "renamed"
 
         assert ws.ok("GET", f"/sessions/{s['id']}/messages") == []
         assert ws.ok("GET", f"/sessions/{s['id']}/messages/user") == []
@@ -163,7 +163,7 @@ def test_session_routes_publish_events_to_a_second_client(sup, wsdir):
         r = ws.req("DELETE", f"/sessions/{s['id']}")
         assert r.status == 200, r.describe()
         ev = other.wait_for(store_event("deleted", "session"), what="session deleted event")
-        assert ev.payload["payload"]["id"] == s["id"]
+        assert ev.payload["id"] == s["id"]
         assert ws.ok("GET", "/sessions") == []
 
 

@@ -148,6 +148,11 @@ class Stream:
             obj, kind = None, "unparsable"
             R.violation("event-ids", f"stream {self.ws_id[:8]}: data is not JSON: {data[:1]}")
         R.event(kind or "?")
+        # Upstream's nested envelope: {"type","payload":{"type","payload"}}.
+        if isinstance(obj, dict) and not (isinstance(obj.get("payload"), dict)
+                                          and isinstance(obj["payload"].get("type"), str)
+                                          and isinstance(obj["payload"].get("payload"), dict)):
+            R.violation("event-ids", f"stream {self.ws_id[:8]}: not the nested envelope: {data[0][:120]}")
         if kind == "workspace" and isinstance(obj.get("payload"), dict):
             t = obj["payload"].get("type")
             self.kinds.append(t)

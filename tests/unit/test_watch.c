@@ -3,6 +3,8 @@
  * /tmp. Events are awaited with a bounded poll on the inotify fd (5 s),
  * never with sleeps; absence is proven by a later marker event arriving
  * first, since one inotify queue keeps the order of everything it holds.
+ * The watch's own work (walks, retries) runs whenever watch_next says so,
+ * as the worker's loop runs it; open_watch waits for the first walk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +32,15 @@ struct event {
 	enum watch_kind kind;
 	char path[256];
 	char from[256];
+	char cause[32];
 	int is_dir;
 	int has_from;
+	int has_status;
+	struct {
+		int complete, scanning;
+		size_t unwatched;
+		char first[256];
+	} st;
 };
 
 /* Everything the callback reported, in order. */
@@ -47,18 +56,33 @@ struct fixture {
 	watch_t *w;
 };
 
-static void on_event(void *arg, enum watch_kind kind, const char *path, int is_dir, const char *from)
+static void on_event(void *arg, const struct watch_event *ev)
 {
 	struct record *r = arg;
 	struct event *e;
 
 	assert_true(r->n < MAX_EVENTS);
 	e = &r->evs[r->n++];
-	e->kind = kind;
-	e->is_dir = is_dir;
-	snprintf(e->path, sizeof(e->path), "%s", path);
-	e->has_from = from != NULL;
-	snprintf(e->from, sizeof(e->from), "%s", from != NULL ? from : "");
+	memset(e, 0, sizeof(*e));
+	e->kind = ev->kind;
+	e->is_dir = ev->is_dir;
+	snprintf(e->path, sizeof(e->path), "%s", ev->path);
+	e->has_from = ev->from != NULL;
+	snprintf(e->from, sizeof(e->from), "%s", ev->from != NULL ? ev->from : "");
+	snprintf(e->cause, sizeof(e->cause), "%s", ev->cause != NULL ? ev->cause : "");
+	/* Every watch event (and no fs event) says the view after it. */
+	assert_true((ev->status != NULL) == (ev->kind > WATCH_KIND_FS_LAST));
+	if (ev->status != NULL) {
+		e->has_status = 1;
+		e->st.complete = ev->status->complete;
+		e->st.scanning = ev->status->scanning;
+		e->st.unwatched = ev->status->unwatched;
+		assert_true(ev->status->nsample <= WATCH_SAMPLE);
+		assert_true(ev->status->nsample ==
+			    (ev->status->unwatched < WATCH_SAMPLE ? ev->status->unwatched : WATCH_SAMPLE));
+		snprintf(e->st.first, sizeof(e->st.first), "%s",
+			 ev->status->nsample > 0 ? ev->status->sample[0] : "");
+	}
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -124,12 +148,6 @@ static void mkdir_p(struct fixture *fx, const char *rel)
 	assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
 }
 
-static void open_watch(struct fixture *fx, const char *rel, const char *data_dir)
-{
-	fx->w = watch_open(rel == NULL ? fx->tmp : at(fx, rel), data_dir, on_event, &fx->rec);
-	assert_non_null(fx->w);
-}
-
 static long now_ms(void)
 {
 	struct timespec ts;
@@ -138,30 +156,105 @@ static long now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const struct event *find(struct fixture *fx, enum watch_kind kind, const char *path)
+static const struct event *find_from(struct fixture *fx, size_t after, enum watch_kind kind, const char *path)
 {
-	for (size_t i = 0; i < fx->rec.n; i++)
+	for (size_t i = after; i < fx->rec.n; i++)
 		if (fx->rec.evs[i].kind == kind && strcmp(fx->rec.evs[i].path, path) == 0)
 			return &fx->rec.evs[i];
 	return NULL;
 }
 
-/* Processes events until (kind, path) was reported, for at most WAIT_MS. */
-static const struct event *wait_for(struct fixture *fx, enum watch_kind kind, const char *path)
+static const struct event *find(struct fixture *fx, enum watch_kind kind, const char *path)
+{
+	return find_from(fx, 0, kind, path);
+}
+
+static size_t count(struct fixture *fx, enum watch_kind kind, const char *path)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fx->rec.n; i++)
+		n += fx->rec.evs[i].kind == kind && (path == NULL || strcmp(fx->rec.evs[i].path, path) == 0);
+	return n;
+}
+
+static size_t count_fs(struct fixture *fx)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < fx->rec.n; i++)
+		n += fx->rec.evs[i].kind <= WATCH_KIND_FS_LAST;
+	return n;
+}
+
+/* File times tick coarsely (a few ms): waits one out, so that what comes
+ * before and after an instant is told apart by them. */
+static void tick(void)
+{
+	struct timespec ts = {0, 30 * 1000 * 1000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* One turn of the worker's loop, waiting at most left ms: the watch's
+ * work when it wants it, else inotify events. */
+static void turn(struct fixture *fx, long left)
+{
+	struct pollfd pfd = {.fd = watch_fd(fx->w), .events = POLLIN};
+	long next = watch_next(fx->w);
+
+	if (next == 0) {
+		watch_work(fx->w, 1024);
+		next = 0;
+	}
+	if (next < 0 || next > left)
+		next = left;
+	if (poll(&pfd, 1, (int)next) > 0)
+		assert_true(watch_process(fx->w) >= 0);
+}
+
+/* Runs the loop until (kind, path) was reported at index >= after, for
+ * at most WAIT_MS. */
+static const struct event *wait_after(struct fixture *fx, size_t after, enum watch_kind kind,
+				      const char *path)
 {
 	long deadline = now_ms() + WAIT_MS;
 	const struct event *e;
 
-	while ((e = find(fx, kind, path)) == NULL) {
-		struct pollfd pfd = {.fd = watch_fd(fx->w), .events = POLLIN};
+	while ((e = find_from(fx, after, kind, path)) == NULL) {
 		long left = deadline - now_ms();
 
-		if (left <= 0)
+		if (left <= 0) {
+			for (size_t i = fx->rec.n > 30 ? fx->rec.n - 30 : 0; i < fx->rec.n; i++)
+				print_message("  got %s \"%s\"\n", watch_kind_name(fx->rec.evs[i].kind),
+					      fx->rec.evs[i].path);
 			fail_msg("no %s event for \"%s\" within %d ms", watch_kind_name(kind), path, WAIT_MS);
-		if (poll(&pfd, 1, (int)left) > 0)
-			assert_true(watch_process(fx->w) >= 0);
+		}
+		turn(fx, left);
 	}
 	return e;
+}
+
+static const struct event *wait_for(struct fixture *fx, enum watch_kind kind, const char *path)
+{
+	return wait_after(fx, 0, kind, path);
+}
+
+/* Opens the watch without walking it. What the test made before is
+ * older than the opening by a file-time tick: never taken for a change
+ * made after it. */
+static void open_only(struct fixture *fx, const char *rel, const char *data_dir)
+{
+	tick();
+	fx->w = watch_open(rel == NULL ? fx->tmp : at(fx, rel), data_dir, on_event, &fx->rec);
+	assert_non_null(fx->w);
+}
+
+/* Opens the watch and runs it until its first walk is done. */
+static void open_watch(struct fixture *fx, const char *rel, const char *data_dir)
+{
+	open_only(fx, rel, data_dir);
+	wait_for(fx, WATCH_SCAN_COMPLETE, "");
 }
 
 /* No event so far names anything under prefix. */
@@ -427,7 +520,7 @@ static void test_missing_root_that_appears_as_a_symlink_kills_the_watch(void **s
 	touch(fx, "elsewhere/f");
 	assert_int_equal(watch_process(fx->w), -1);
 	assert_int_equal(errno, ELOOP);
-	assert_int_equal(fx->rec.n, 0);
+	assert_int_equal(count_fs(fx), 0);
 }
 
 static void test_root_replaced_by_a_symlink_to_itself_kills_the_watch(void **state)
@@ -460,9 +553,9 @@ static void test_missing_directory_is_watched_from_when_it_appears(void **state)
 	wait_for(fx, WATCH_MODIFIED, "late");
 	/* Nothing but the directory's own contents, ever. */
 	for (size_t i = 0; i < fx->rec.n; i++)
-		assert_true(strcmp(fx->rec.evs[i].path, "sub") == 0 ||
-			    strncmp(fx->rec.evs[i].path, "sub/", 4) == 0 ||
-			    strcmp(fx->rec.evs[i].path, "late") == 0);
+		assert_true(
+		    fx->rec.evs[i].kind > WATCH_KIND_FS_LAST || strcmp(fx->rec.evs[i].path, "sub") == 0 ||
+		    strncmp(fx->rec.evs[i].path, "sub/", 4) == 0 || strcmp(fx->rec.evs[i].path, "late") == 0);
 }
 
 static void test_missing_directory_created_by_rename_is_watched(void **state)
@@ -477,9 +570,13 @@ static void test_missing_directory_created_by_rename_is_watched(void **state)
 	wait_for(fx, WATCH_MODIFIED, "inner/f");
 }
 
-/* Removes ws (with its file), recreates it, and expects it watched again. */
+/* Removes ws (with its file), recreates it, and expects it watched again:
+ * root_gone, then root_appeared and a walk whose contents are news. */
 static void remove_and_recreate_root(struct fixture *fx)
 {
+	const struct event *e;
+	size_t mark;
+
 	mkdir_p(fx, "ws");
 	open_watch(fx, "ws", NULL);
 	touch(fx, "ws/f");
@@ -487,9 +584,17 @@ static void remove_and_recreate_root(struct fixture *fx)
 	assert_int_equal(unlink(at(fx, "ws/f")), 0);
 	assert_int_equal(rmdir(at(fx, "ws")), 0);
 	wait_for(fx, WATCH_DELETED, "f");
+	e = wait_for(fx, WATCH_ROOT_GONE, "");
+	assert_true(e->st.complete); /* nothing there to miss */
+	assert_false(watch_active(fx->w));
+	assert_null(find(fx, WATCH_ROOT_MOVED, ""));
+	mark = fx->rec.n;
 	mkdir_p(fx, "ws");
 	touch(fx, "ws/again"); /* may predate the new watch: then only created */
+	wait_after(fx, mark, WATCH_ROOT_APPEARED, "");
 	wait_for(fx, WATCH_CREATED, "again");
+	e = wait_after(fx, mark, WATCH_SCAN_COMPLETE, "");
+	assert_string_equal(e->cause, "root_appeared");
 	assert_true(watch_active(fx->w));
 }
 
@@ -520,20 +625,37 @@ static void test_root_renamed_away_is_waited_for_again(void **state)
 	mkdir_p(fx, "ws");
 	open_watch(fx, "ws", NULL);
 	assert_int_equal(rename(at(fx, "ws"), at(fx, "moved")), 0);
+	wait_for(fx, WATCH_ROOT_MOVED, "");
+	assert_null(find(fx, WATCH_ROOT_GONE, ""));
 	touch(fx, "moved/f"); /* no longer the workspace */
 	mkdir_p(fx, "ws");
 	touch(fx, "ws/new");
+	wait_for(fx, WATCH_ROOT_APPEARED, "");
 	wait_for(fx, WATCH_CREATED, "new");
 	assert_null(find(fx, WATCH_CREATED, "f"));
 }
 
-static void test_queue_overflow_is_reported(void **state)
+/* The watches the kernel holds for fd (from /proc/self/fdinfo). */
+static int kernel_watches(int fd)
 {
-	struct fixture *fx = *state;
+	char path[64], line[512];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strncmp(line, "inotify wd:", 11) == 0;
+	fclose(f);
+	return n;
+}
+
+/* max_queued_events, or skips the test when it is too big to fill. */
+static long queue_limit(void)
+{
 	FILE *f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
 	long max = 0;
-	char name[32];
-	size_t overflows = 0;
 
 	if (f != NULL) {
 		if (fscanf(f, "%ld", &max) != 1)
@@ -542,20 +664,257 @@ static void test_queue_overflow_is_reported(void **state)
 	}
 	if (max <= 0 || max > 100000)
 		skip();
-	open_watch(fx, NULL, NULL);
-	/* Two events per file (create, close-write), none read meanwhile. */
-	for (long i = 0; i < max / 2 + 100; i++) {
-		snprintf(name, sizeof(name), "f%ld", i);
-		touch(fx, name);
+	return max;
+}
+
+/* Queues more inotify events than the kernel keeps, none read meanwhile:
+ * a close-write per open for writing, of two files in turn (the kernel
+ * merges an event identical to the one before it). */
+static void overflow_queue(struct fixture *fx, const char *dir)
+{
+	long max = queue_limit();
+	char name[2][64];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(name[i], sizeof(name[i]), "%s/f%d", dir, i);
+		touch(fx, name[i]);
 	}
+	for (long i = 0; i < max + 100; i++) {
+		int fd = open(at(fx, name[i % 2]), O_WRONLY);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+}
+
+static void test_queue_overflow_is_reported(void **state)
+{
+	struct fixture *fx = *state;
+
+	open_watch(fx, NULL, NULL);
+	overflow_queue(fx, ".");
 	wait_for(fx, WATCH_OVERFLOW, "");
-	for (size_t i = 0; i < fx->rec.n; i++)
-		overflows += fx->rec.evs[i].kind == WATCH_OVERFLOW;
-	assert_int_equal(overflows, 1);
+	wait_for(fx, WATCH_SCAN_COMPLETE, "");
+	assert_int_equal(count(fx, WATCH_OVERFLOW, NULL), 1);
 	/* Still watching afterwards, new directories included. */
 	mkdir_p(fx, "after/deep");
 	touch(fx, "after/deep/f");
 	wait_for(fx, WATCH_CREATED, "after/deep/f");
+}
+
+/* Runs the loop until the watch's unwatched count is n. */
+static void wait_unwatched(struct fixture *fx, size_t n)
+{
+	long deadline = now_ms() + WAIT_MS;
+	struct watch_status st;
+
+	for (;;) {
+		long left = deadline - now_ms();
+
+		watch_status(fx->w, &st);
+		if (st.unwatched == n)
+			return;
+		if (left <= 0)
+			fail_msg("%zu directories unwatched, not %zu, after %d ms", st.unwatched, n, WAIT_MS);
+		turn(fx, left < 50 ? left : 50);
+	}
+}
+
+/* Issue 9 (1): a directory moved out of the tree while the queue had
+ * overflowed is not met by the rescan: its watch is dropped, so writes
+ * outside the tree are never reported under its old name. */
+static void test_rescan_after_an_overflow_drops_the_watch_of_a_directory_moved_out(void **state)
+{
+	struct fixture *fx = *state;
+	const struct event *done;
+	size_t mark;
+	int before;
+
+	mkdir_p(fx, "ws/sub/deeper");
+	mkdir_p(fx, "ws/flood");
+	mkdir_p(fx, "outside");
+	open_watch(fx, "ws", NULL);
+	before = kernel_watches(watch_fd(fx->w));
+	mark = fx->rec.n;
+	overflow_queue(fx, "ws/flood");
+	/* Its MOVED_FROM is lost: the queue is full already. */
+	assert_int_equal(rename(at(fx, "ws/sub"), at(fx, "outside/sub")), 0);
+	wait_after(fx, mark, WATCH_OVERFLOW, "");
+	assert_true(wait_after(fx, mark, WATCH_SCANNING, "")->st.scanning);
+	done = wait_after(fx, mark, WATCH_SCAN_COMPLETE, "");
+	assert_string_equal(done->cause, "overflow");
+	assert_true(done->st.complete);
+	assert_false(done->st.scanning);
+	/* sub and sub/deeper went with it: two watches fewer. */
+	assert_int_equal(kernel_watches(watch_fd(fx->w)), before - 2);
+	touch(fx, "outside/sub/x");
+	touch(fx, "outside/sub/deeper/y");
+	touch(fx, "ws/marker");
+	wait_for(fx, WATCH_CREATED, "marker");
+	assert_nothing_under(fx, "sub");
+	/* What is still in the tree is still watched. */
+	touch(fx, "ws/flood/after");
+	wait_for(fx, WATCH_CREATED, "flood/after");
+}
+
+/* Makes ws/d0 .. ws/d<n-1>. */
+static void make_dirs(struct fixture *fx, int n)
+{
+	char name[32];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "ws/d%d", i);
+		mkdir_p(fx, name);
+	}
+}
+
+/* Issue 9 (2): with no inotify watch left, the subtrees that could not be
+ * watched are said (incomplete, naming the first), retried as soon as one
+ * of our watches is freed, and complete is said once none is left. */
+static void test_unwatched_directories_are_said_and_retried_when_watches_free_up(void **state)
+{
+	struct fixture *fx = *state;
+	struct watch_status st;
+	const struct event *e;
+	char unwatched[3][32], watched[2][32], path[128];
+	int nw = 0;
+
+	make_dirs(fx, 5);
+	open_only(fx, "ws", NULL);
+	watch_set_max_watches(fx->w, 3); /* root and two directories */
+	e = wait_for(fx, WATCH_SCAN_COMPLETE, "");
+	assert_false(e->st.complete);
+	assert_int_equal(e->st.unwatched, 3);
+	e = find(fx, WATCH_INCOMPLETE, e->st.first); /* said when it happened */
+	assert_non_null(e);
+	assert_int_equal(e->st.unwatched, 1);
+	assert_false(e->st.complete);
+	watch_status(fx->w, &st);
+	assert_int_equal(st.nsample, 3);
+	assert_string_equal(st.reason, "fs.inotify.max_user_watches reached");
+	for (int i = 0; i < 3; i++)
+		snprintf(unwatched[i], sizeof(unwatched[i]), "%s", st.sample[i]);
+	for (int i = 0; i < 5; i++) {
+		char d[16];
+
+		snprintf(d, sizeof(d), "d%d", i);
+		if (strcmp(d, unwatched[0]) && strcmp(d, unwatched[1]) && strcmp(d, unwatched[2]))
+			snprintf(watched[nw++], sizeof(watched[0]), "%s", d);
+	}
+	assert_int_equal(nw, 2);
+
+	/* A watched directory goes: its watch is freed, the oldest
+	 * unwatched one takes it. */
+	snprintf(path, sizeof(path), "ws/%s", watched[0]);
+	assert_int_equal(rmdir(at(fx, path)), 0);
+	wait_unwatched(fx, 2);
+	snprintf(path, sizeof(path), "ws/%s/f", unwatched[0]);
+	touch(fx, path);
+	wait_for(fx, WATCH_CREATED, path + 3);
+	/* An unwatched directory goes: off the list. Then the last. */
+	snprintf(path, sizeof(path), "ws/%s", unwatched[1]);
+	assert_int_equal(rmdir(at(fx, path)), 0);
+	wait_unwatched(fx, 1);
+	snprintf(path, sizeof(path), "ws/%s", watched[1]);
+	assert_int_equal(rmdir(at(fx, path)), 0);
+	e = wait_for(fx, WATCH_COMPLETE, "");
+	assert_true(e->st.complete);
+	assert_int_equal(e->st.unwatched, 0);
+	snprintf(path, sizeof(path), "ws/%s/g", unwatched[2]);
+	touch(fx, path);
+	wait_for(fx, WATCH_CREATED, path + 3);
+}
+
+/* Watches freed by others (another worker of the user) go unseen: a timer
+ * retries, backing off. */
+static void test_unwatched_directories_are_retried_on_a_timer(void **state)
+{
+	struct fixture *fx = *state;
+	const struct event *e;
+
+	make_dirs(fx, 3);
+	open_only(fx, "ws", NULL);
+	watch_set_max_watches(fx->w, 2);
+	e = wait_for(fx, WATCH_SCAN_COMPLETE, "");
+	assert_int_equal(e->st.unwatched, 2);
+	assert_true(watch_next(fx->w) > 0); /* a retry is due, not now */
+	watch_set_max_watches(fx->w, 0);
+	e = wait_for(fx, WATCH_COMPLETE, "");
+	assert_true(e->st.complete);
+	for (int i = 0; i < 3; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "ws/d%d/f", i);
+		touch(fx, path);
+		wait_for(fx, WATCH_CREATED, path + 3);
+	}
+	assert_int_equal(watch_next(fx->w), -1); /* nothing left to do */
+}
+
+/* Issue 9 (5): opening watches only the root; the tree is walked in
+ * steps of a bounded size, and its end is said. */
+static void test_the_first_walk_goes_in_bounded_steps(void **state)
+{
+	struct fixture *fx = *state;
+	const struct event *e;
+	int steps = 0;
+
+	for (int i = 0; i < 300; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "d%03d/sub", i);
+		mkdir_p(fx, name);
+	}
+	open_only(fx, NULL, NULL);
+	assert_int_equal(fx->rec.n, 0);			      /* nothing is said before the owner runs it */
+	assert_int_equal(kernel_watches(watch_fd(fx->w)), 2); /* root and its parent */
+	while (find(fx, WATCH_SCAN_COMPLETE, "") == NULL) {
+		assert_int_equal(watch_next(fx->w), 0);
+		watch_work(fx->w, 20);
+		steps++;
+		assert_true(steps < 10000);
+	}
+	/* 300 + 600 entries and 601 directories, 20 units a step. */
+	assert_true(steps >= 1500 / 20);
+	e = find(fx, WATCH_SCANNING, "");
+	assert_non_null(e);
+	assert_string_equal(e->cause, "start");
+	assert_true(e->st.scanning);
+	assert_false(e->st.complete);
+	e = find(fx, WATCH_SCAN_COMPLETE, "");
+	assert_string_equal(e->cause, "start");
+	assert_true(e->st.complete);
+	assert_int_equal(kernel_watches(watch_fd(fx->w)), 602);
+	assert_int_equal(count(fx, WATCH_CREATED, NULL), 0);
+	touch(fx, "d299/sub/f");
+	wait_for(fx, WATCH_CREATED, "d299/sub/f");
+}
+
+/* What changed in a directory before the first walk reached it (and
+ * watched it) is reported once, when the walk gets there. */
+static void test_changes_before_the_walk_reaches_a_directory_are_reported_once(void **state)
+{
+	struct fixture *fx = *state;
+
+	mkdir_p(fx, "a/b/c");
+	touch(fx, "a/b/c/old");
+	touch(fx, "a/b/c/untouched");
+	open_only(fx, NULL, NULL);
+	/* At once: within the file-time tick of the opening, too. */
+	touch(fx, "a/b/c/new");
+	touch(fx, "a/b/c/old"); /* rewritten */
+	mkdir_p(fx, "a/b/nd");
+	touch(fx, "a/b/nd/f");
+	wait_for(fx, WATCH_SCAN_COMPLETE, "");
+	assert_int_equal(count(fx, WATCH_CREATED, "a/b/c/new"), 1);
+	assert_int_equal(count(fx, WATCH_CREATED, "a/b/nd"), 1);
+	assert_int_equal(count(fx, WATCH_CREATED, "a/b/nd/f"), 1);
+	assert_int_equal(count(fx, WATCH_MODIFIED, "a/b/c/old") + count(fx, WATCH_CREATED, "a/b/c/old"), 1);
+	assert_null(find(fx, WATCH_CREATED, "a"));
+	assert_null(find(fx, WATCH_CREATED, "a/b"));
+	assert_null(find(fx, WATCH_CREATED, "a/b/c"));
+	assert_null(find(fx, WATCH_CREATED, "a/b/c/untouched"));
+	assert_null(find(fx, WATCH_MODIFIED, "a/b/c/untouched"));
 }
 
 static void test_open_rejects_a_relative_root(void **state)
@@ -592,6 +951,11 @@ int main(void)
 	    WITH_DIR(test_removed_root_is_seen_even_while_it_is_our_cwd),
 	    WITH_DIR(test_root_renamed_away_is_waited_for_again),
 	    WITH_DIR(test_queue_overflow_is_reported),
+	    WITH_DIR(test_rescan_after_an_overflow_drops_the_watch_of_a_directory_moved_out),
+	    WITH_DIR(test_unwatched_directories_are_said_and_retried_when_watches_free_up),
+	    WITH_DIR(test_unwatched_directories_are_retried_on_a_timer),
+	    WITH_DIR(test_the_first_walk_goes_in_bounded_steps),
+	    WITH_DIR(test_changes_before_the_walk_reaches_a_directory_are_reported_once),
 	    cmocka_unit_test(test_open_rejects_a_relative_root),
 	};
 
