@@ -4,6 +4,7 @@
  */
 #include "supervisor/stream.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,12 +85,57 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 	h2o_socket_read_start(sock, on_h1_read);
 }
 
-/* Keeps hub->queued (bytes held for all streams) up to date with st. */
+/*
+ * Giving memory back. A burst's log blocks and a closed stream's h2o
+ * buffers go back to malloc, but glibc keeps freed heap pages mapped
+ * (the top of the heap is usually pinned by something still live), so a
+ * burst would leave the process at its peak. malloc_trim(0) releases every
+ * whole free page; it walks the heap, so it runs at quiet points only:
+ * STREAM_TRIM_MS after the last release (a stream closed, a burst
+ * drained, a log freed), or STREAM_TRIM_MAX_MS after the first one if
+ * releases keep coming.
+ */
+#define STREAM_TRIM_MS	   200
+#define STREAM_TRIM_MAX_MS 2000
+/* A burst worth trimming after: bytes owed to all streams at once. */
+#define STREAM_TRIM_BURST (1u << 20)
+
+static void on_trim(h2o_timeout_entry_t *te)
+{
+	stream_hub_t *hub = H2O_STRUCT_FROM_MEMBER(stream_hub_t, trim_entry, te);
+	hub->queued_peak = hub->queued;
+	malloc_trim(0);
+}
+
+static void trim_soon(stream_hub_t *hub)
+{
+	uint64_t now = h2o_now(hub->loop);
+	if (h2o_timeout_is_linked(&hub->trim_entry)) {
+		if (now - hub->trim_first >= STREAM_TRIM_MAX_MS)
+			return;
+		h2o_timeout_unlink(&hub->trim_entry);
+	} else {
+		hub->trim_first = now;
+	}
+	h2o_timeout_link(hub->loop, &hub->trim, &hub->trim_entry);
+}
+
+static replay_t *log_of(stream_t *st)
+{
+	return st->feed != NULL ? &st->feed->replay : NULL;
+}
+
+/* Keeps hub->queued (bytes owed to all streams) up to date with st. */
 static void account(stream_t *st)
 {
-	size_t now = buf_size(&st->sse.pending) + buf_size(&st->sse.inflight);
-	st->hub->queued = st->hub->queued - st->accounted + now;
+	stream_hub_t *hub = st->hub;
+	size_t now = sse_backlog(&st->sse, log_of(st));
+	hub->queued = hub->queued - st->accounted + now;
 	st->accounted = now;
+	if (hub->queued > hub->queued_peak)
+		hub->queued_peak = hub->queued;
+	else if (hub->queued == 0 && hub->queued_peak >= STREAM_TRIM_BURST)
+		trim_soon(hub); /* a burst drained */
 }
 
 /* Past the global budget, a stream with a backlog of its own is the one
@@ -104,22 +150,22 @@ static int over_budget(stream_t *st)
 	return 1;
 }
 
+/* Hands h2o the next batch, if st has one and nothing in flight. The
+ * spans point into the workspace's log (or st's own buffer): st's cursor
+ * keeps them alive until h2o's proceed. */
 static void flush(stream_t *st)
 {
-	const char *data = NULL;
-	size_t len = 0;
-	stream_feed_t *f = st->feed;
-	switch (sse_next(&st->sse, f ? &f->replay : NULL, f ? f->last_id : 0, &data, &len)) {
-	case SSE_SEND: {
-		h2o_iovec_t iov = h2o_iovec_init(data, len);
-		h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+	replay_span_t spans[SSE_BATCH_SPANS];
+	h2o_iovec_t iov[SSE_BATCH_SPANS];
+	size_t n = 0;
+	switch (sse_next(&st->sse, spans, &n)) {
+	case SSE_SEND:
+		for (size_t i = 0; i < n; i++)
+			iov[i] = h2o_iovec_init(spans[i].base, spans[i].len);
+		h2o_send(st->req, iov, n, H2O_SEND_STATE_IN_PROGRESS);
 		break;
-	}
 	case SSE_FINISH:
 		h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
-		break;
-	case SSE_BEHIND:
-		end_slow_reader(st); /* what it still needs was dropped meanwhile */
 		break;
 	case SSE_WAIT:
 		break;
@@ -127,18 +173,11 @@ static void flush(stream_t *st)
 	account(st);
 }
 
-/* Queues framed bytes on st and sends what it can; a stream over its own
- * or the global budget is ended as a slow reader. event: a workspace
- * event (skipped while replaying: the log has it). */
-static void push(stream_t *st, const char *data, size_t len, int event)
+/* Queues a line of st's own (not a workspace event) and sends what it can. */
+static void push(stream_t *st, const char *data, size_t len)
 {
-	if ((event ? sse_push_event(&st->sse, data, len) : sse_push(&st->sse, data, len)) != 0) {
-		end_slow_reader(st);
-		return;
-	}
+	sse_push(&st->sse, data, len);
 	flush(st);
-	if (over_budget(st))
-		end_slow_reader(st);
 }
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
@@ -184,6 +223,7 @@ static void on_dispose(void *p)
 	}
 	sse_free(&st->sse);
 	account(st);
+	trim_soon(hub);
 	if (st->claimed)
 		hub->detach(hub->arg, st->ws_id, st->client_id);
 }
@@ -203,7 +243,7 @@ static void end_slow_reader(stream_t *st)
 	if (st->hub->limits != NULL)
 		st->hub->limits->refused[LIMIT_SLOW_READERS]++;
 	detach(st); /* its claim goes at dispose */
-	sse_end(&st->sse, 1);
+	sse_end(&st->sse, 1, NULL);
 	flush(st);
 	h2o_conn_t *conn = st->req->conn;
 	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
@@ -215,7 +255,7 @@ static void end_slow_reader(stream_t *st)
 static void end_client_gone(stream_t *st)
 {
 	detach(st);
-	sse_end(&st->sse, 1);
+	sse_end(&st->sse, 1, NULL);
 	flush(st);
 }
 
@@ -223,9 +263,9 @@ static void end_client_gone(stream_t *st)
  * still goes out first. */
 static void end_by_server(stream_t *st)
 {
+	sse_end(&st->sse, 0, log_of(st)); /* the events published so far still go */
 	detach(st);
 	st->claimed = 0; /* claims dropped the claim itself */
-	sse_end(&st->sse, 0);
 	flush(st);
 }
 
@@ -249,6 +289,9 @@ void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
 {
 	memset(h, 0, sizeof(*h));
 	h2o_linklist_init_anchor(&h->all);
+	h->loop = ctx->loop;
+	h2o_timeout_init(h->loop, &h->trim, STREAM_TRIM_MS);
+	h->trim_entry.cb = on_trim;
 	h->detach = detach_cb;
 	h->arg = arg;
 	*h2o_context_get_storage(ctx, &hub_key, NULL) = h;
@@ -269,6 +312,9 @@ void stream_hub_dispose(stream_hub_t *h)
 	hmap_free(&h->clients);
 	hmap_free(&h->h1_conns);
 	buf_free(&h->scratch);
+	if (h2o_timeout_is_linked(&h->trim_entry))
+		h2o_timeout_unlink(&h->trim_entry);
+	h2o_timeout_dispose(h->loop, &h->trim);
 }
 
 void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id)
@@ -287,7 +333,8 @@ void stream_feed_end(stream_feed_t *f)
 
 void stream_feed_free(stream_feed_t *f)
 {
-	replay_free(&f->replay);
+	replay_free(&f->replay); /* ended streams still hold what they send */
+	trim_soon(f->hub);
 }
 
 void stream_publish(stream_feed_t *f, const char *json, size_t len)
@@ -297,13 +344,22 @@ void stream_publish(stream_feed_t *f, const char *json, size_t len)
 	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++f->last_id);
 	buf_append(b, json, len);
 	buf_append(b, "\n\n", 2);
+	/* The one copy of the event: every stream reads it from the log, so
+	 * they all get the same bytes in the same order. */
 	replay_add(&f->replay, f->last_id, buf_data(b), buf_size(b));
-	/* Every stream gets the same bytes in the same order. A stream may
-	 * leave the list while we walk it (slow reader), never another one. */
+	/* A stream may leave the list while we walk it (slow reader), never
+	 * another one. */
 	h2o_linklist_t *l = f->streams.next;
 	while (l != &f->streams) {
 		h2o_linklist_t *next = l->next;
-		push(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b), 1);
+		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, link, l);
+		if (sse_behind(&st->sse, &f->replay)) {
+			end_slow_reader(st);
+		} else {
+			flush(st);
+			if (over_budget(st))
+				end_slow_reader(st);
+		}
 		l = next;
 	}
 }
@@ -327,7 +383,7 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 	buf_append(&b, "data: ", 6);
 	format_workspace(&b, f, "gap", reason);
 	buf_append(&b, "\n\n", 2);
-	push(st, buf_data(&b), buf_size(&b), 0);
+	push(st, buf_data(&b), buf_size(&b));
 	buf_free(&b);
 }
 
@@ -366,15 +422,14 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	push(st, ": connected\n\n", 13, 0);
-	if (resume) {
-		if (replay_gap(&f->replay, after, f->last_id)) {
-			push_gap(st, f, after);
-			after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
-		}
-		sse_resume(&st->sse, after, f->last_id);
-		flush(st);
+	push(st, ": connected\n\n", 13);
+	if (resume && replay_gap(&f->replay, after, f->last_id)) {
+		push_gap(st, f, after);
+		after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
 	}
+	if (!resume || sse_resume(&st->sse, &f->replay, after) != 0)
+		sse_attach(&st->sse, &f->replay);
+	flush(st);
 }
 
 /* Ending a stream never unlinks it from hub->all here: h2o 2.2.5 disposes
@@ -393,7 +448,7 @@ void stream_keepalive_all(stream_hub_t *h)
 {
 	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
-		if (!st->sse.sending && buf_size(&st->sse.pending) == 0)
-			push(st, ":\n\n", 3, 0);
+		if (sse_idle(&st->sse))
+			push(st, ":\n\n", 3);
 	}
 }
