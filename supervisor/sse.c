@@ -118,7 +118,9 @@ size_t sse_backlog(const sse_t *s, const replay_t *log)
 	size_t n = buf_size(&s->own) + buf_size(&s->own_inflight);
 	if (s->at.blk != NULL) {
 		uint64_t end = log != NULL ? replay_end(log) : s->stop;
-		if (end == UINT64_MAX)
+		/* A resuming stream reads the log's retention as it goes: only
+		 * its batch in flight is owed yet. */
+		if (end == UINT64_MAX || s->replaying)
 			end = next_at(s)->pos;
 		if (end > s->stop)
 			end = s->stop;

@@ -78,8 +78,9 @@ void sse_sent(sse_t *s);
 void sse_end(sse_t *s, int drop_pending, const replay_t *log);
 /* The transport is gone: nothing more may be handed out. */
 void sse_stop(sse_t *s);
-/* Bytes owed to the stream: in flight, own lines and unsent events of
- * log (NULL once detached: up to where it stops). */
+/* Bytes owed to the stream: in flight, own lines and, once live, unsent
+ * events of log (NULL once detached: up to where it stops). A resuming
+ * stream owes only its batch in flight: the rest is the log's retention. */
 size_t sse_backlog(const sse_t *s, const replay_t *log);
 /* Nothing in flight and nothing to send. */
 int sse_idle(const sse_t *s);

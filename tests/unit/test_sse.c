@@ -232,6 +232,7 @@ static void test_resume_replays_in_batches_then_takes_live_events(void **state)
 		add(&log, id, 200); /* 400 KB: more than one batch */
 	assert_int_equal(sse_resume(&s, &log, 10), 0);
 	assert_int_equal(s.replaying, 1);
+	assert_int_equal(sse_backlog(&s, &log), 0); /* the log's retention, not a backlog */
 	while (sse_next(&s, sp, &n) == SSE_SEND) {
 		size_t len = 0;
 		for (size_t i = 0; i < n; i++)
