@@ -17,7 +17,8 @@
  * to interleave floor rounds with the daemon's creates, so both are
  * measured under the same background load. A line "w WORKER DIR" instead
  * starts the real worker binary (WORKER <id> DIR --fd 3, in its own
- * session, as the supervisor does) and times it until its READY frame:
+ * session, as the supervisor does), queues the setup request the
+ * supervisor queues, and times it until its READY frame:
  * the worker's own start-up cost, without the supervisor.
  */
 #include <errno.h>
@@ -69,8 +70,8 @@ static int wait_ready(int fd)
 		have += (size_t)n;
 		size_t off = 0;
 		while (have - off >= 12) {
-			size_t len = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 | (size_t)buf[off + 2] << 8 |
-				     buf[off + 3];
+			size_t len = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 |
+				     (size_t)buf[off + 2] << 8 | buf[off + 3];
 			if (buf[off + 5] == 2)
 				return 0;
 			if (have - off < 12 + len)
@@ -84,12 +85,33 @@ static int wait_ready(int fd)
 	}
 }
 
+/* What the supervisor queues at spawn (proto/PROTOCOL.md, Handshake): the
+ * worker answers this setup REQUEST (id 1) before it sends READY. */
+static int send_setup(int fd)
+{
+	static const char payload[] = "{\"method\":\"setup\",\"env\":[]}";
+	unsigned char frame[12 + sizeof(payload) - 1];
+	size_t len = sizeof(payload) - 1;
+	memset(frame, 0, 12);
+	frame[0] = (unsigned char)(len >> 24);
+	frame[1] = (unsigned char)(len >> 16);
+	frame[2] = (unsigned char)(len >> 8);
+	frame[3] = (unsigned char)len;
+	frame[4] = 1;  /* version */
+	frame[5] = 4;  /* REQUEST */
+	frame[11] = 1; /* id 1 */
+	memcpy(frame + 12, payload, len);
+	return write(fd, frame, sizeof(frame)) == (ssize_t)sizeof(frame) ? 0 : -1;
+}
+
 /* One round; 0, or -1 on failure. With dir, child is the real worker. */
 static int round_trip(const char *child, const char *dir, double *spawn_us, double *reap_us)
 {
 	char *cargv[] = {(char *)child, "3", NULL};
-	char *wargv[] = {(char *)child, "00000000-0000-4000-8000-000000000000", (char *)dir, "--fd", "3",
-			 "--log-level", "warn", NULL};
+	char *wargv[] = {(char *)child, "00000000-0000-4000-8000-000000000000",
+			 (char *)dir,	"--fd",
+			 "3",		"--log-level",
+			 "warn",	NULL};
 	int sv[2];
 	char c;
 	double t0 = now_us();
@@ -112,7 +134,8 @@ static int round_trip(const char *child, const char *dir, double *spawn_us, doub
 		_exit(127);
 	}
 	close(sv[1]);
-	if (dir != NULL ? wait_ready(sv[0]) != 0 : read(sv[0], &c, 1) != 1 || write(sv[0], &c, 1) != 1) {
+	if (dir != NULL ? send_setup(sv[0]) != 0 || wait_ready(sv[0]) != 0
+			: read(sv[0], &c, 1) != 1 || write(sv[0], &c, 1) != 1) {
 		fprintf(stderr, "spawn_floor: %s did not answer\n", child);
 		return -1;
 	}
