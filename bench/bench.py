@@ -896,6 +896,13 @@ def run_fanout(argv, while_held=None):
     return r
 
 
+def burst_bytes(events):
+    """The formatted size of one burst, as the daemon holds it once: every
+    event's "id: N\ndata: JSON\n\n" (ids of the order of the run's)."""
+    return sum(len(f"id: {events + i}\ndata: ") + len(f'{{"type":"bench","payload":{{"seq":{i}}}}}') + 2
+               for i in range(events))
+
+
 def fanout_once(events, server_cpus, client_cpus):
     """One daemon with the bench worker, FAN_STREAMS streams, FAN_ROUNDS
     bursts of `events` events; then the raw-socket anchor, same sizes."""
@@ -925,8 +932,9 @@ def fanout_once(events, server_cpus, client_cpus):
     ours["rss_before_kib"] = rss0
     ours["rss_hwm_kib"] = status_kib(sup.pid, "VmHWM")
     ours["rss_idle_after_kib"] = held.get("rss")
-    time.sleep(0.3)
+    time.sleep(1.0)  # the streams' connections closed and freed; a quiet point
     ours["rss_after_close_kib"] = status_kib(sup.pid, "VmRSS")
+    ours["burst_bytes"] = burst_bytes(events)
     api.close()
     stop(sup)
     with open(os.path.join(TMP, name + ".log"), errors="replace") as f:
@@ -939,7 +947,8 @@ def fanout_once(events, server_cpus, client_cpus):
     log(f"    reader cpu {ours['reader_cpu']}, supervisor cpu {ours['server_cpu']}; raw-socket anchor "
         f"{anchor['median_counted']:,.0f}/s (reader cpu {anchor['reader_cpu']})")
     log(f"    supervisor RSS {rss0} KiB before, peak {ours['rss_hwm_kib']} KiB, {ours['rss_idle_after_kib']} KiB "
-        f"with the streams idle again, {ours['rss_after_close_kib']} KiB after they closed")
+        f"with the streams idle again, {ours['rss_after_close_kib']} KiB after they closed; burst "
+        f"{ours['burst_bytes'] / 1048576:.2f} MiB formatted")
     return {"ours": ours, "anchor": anchor}
 
 
@@ -993,7 +1002,7 @@ def streams_rss(name, proto):
     if proto == "h2c":
         r["connections"] = len(ss.conns)
     ss.close()
-    time.sleep(0.3)
+    time.sleep(1.0)  # h2o frees closed connections; the daemon trims at a quiet point
     r["rss_closed_kib"] = status_kib(sup.pid, "VmRSS")
     api.close()
     stop(sup)
@@ -1346,6 +1355,20 @@ def yes(b):
     return "yes" if b else "NO"
 
 
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def rss_rows(label, before, rows):
+    """Memory rows of one phase: (what, KiB, limit KiB, target text)."""
+    out = []
+    for what, kib, limit, target in rows:
+        ok = kib is not None and kib <= limit
+        out.append([f"{label}: {what}", mib(kib) if kib is not None else "-", mib(before) + " before", "-",
+                    target, yes(ok)])
+    return out
+
+
 def fan_cell(o):
     if o["ok"]:
         return fmt_rate(o["median_counted"]) + ", lost 0, order same"
@@ -1418,7 +1441,15 @@ def main():
          ">= 1,000,000/s, 0 lost, same order",
          yes(fans[n]["ours"]["ok"] and fans[n]["ours"]["median_counted"] >= 1e6 and fans[n]["ours"]["lost"] == 0)]
         for n in (FAN_EVENTS, FAN_EVENTS_SMALL)
-    ] + [
+    ] + rss_rows(
+        f"fan-out {FAN_STREAMS} x {FAN_EVENTS:,}", fans[FAN_EVENTS]["ours"]["rss_before_kib"],
+        [("peak RSS during burst", fans[FAN_EVENTS]["ours"]["rss_hwm_kib"],
+          fans[FAN_EVENTS]["ours"]["rss_before_kib"] + 2 * fans[FAN_EVENTS]["ours"]["burst_bytes"] / 1024 + 16384,
+          f"<= before + 2 x burst ({fans[FAN_EVENTS]['ours']['burst_bytes'] / 1048576:.2f} MiB) + 16 MiB"),
+         ("RSS after burst, streams idle", fans[FAN_EVENTS]["ours"]["rss_idle_after_kib"],
+          fans[FAN_EVENTS]["ours"]["rss_before_kib"] + 8192, "<= before + 8 MiB"),
+         ("RSS after streams closed", fans[FAN_EVENTS]["ours"]["rss_after_close_kib"],
+          fans[FAN_EVENTS]["ours"]["rss_before_kib"] + 8192, "<= before + 8 MiB")]) + [
         [f"idle worker USS, p50 of {lat['uss_n']}", f"{lat['uss_p50']} KiB (max {lat['uss_max']})",
          f"{lat['trivial_uss']} KiB trivial C", f"{lat['uss_p50'] / max(1, lat['trivial_uss']):.2f}", "<= 512 KiB",
          yes(lat["uss_p50"] <= 512)],
@@ -1428,7 +1459,14 @@ def main():
          "<= 8 KiB", yes(mem["http1"]["per_stream_kib"] <= 8 and mem["http1"]["connected"] == MEM_STREAMS)],
         [f"supervisor RSS per idle stream, {MEM_STREAMS} h2c ({H2Streams.PER_CONN}/conn)",
          f"{mem['h2c']['per_stream_kib']:.2f} KiB", "-", "-",
-         "<= 8 KiB", yes(mem["h2c"]["per_stream_kib"] <= 8 and mem["h2c"]["connected"] == MEM_STREAMS)],
+         "<= 4 KiB", yes(mem["h2c"]["per_stream_kib"] <= 4 and mem["h2c"]["connected"] == MEM_STREAMS)],
+    ] + [
+        row for proto in ("http1", "h2c") for row in rss_rows(
+            f"{MEM_STREAMS} idle {'HTTP/1.1' if proto == 'http1' else 'h2c'} streams",
+            mem[proto]["rss_before_kib"],
+            [("RSS after streams closed", mem[proto]["rss_closed_kib"], mem[proto]["rss_before_kib"] + 8192,
+              "<= before + 8 MiB")])
+    ] + [
         [f"scale: {SCALE_WS} workspaces + {SCALE_WS * SCALE_STREAMS_PER_WS} streams",
          ("all served" if scale["served"] else "FAILED") + f", RSS {scale['rss_all_kib'] / 1024:.1f} MiB",
          "-", "-", "all served, no error", yes(scale["served"])],
@@ -1489,7 +1527,9 @@ def main():
         + " ".join(f"{n:,} events: reader CPU per round {fans[n]['ours']['reader_cpu']}, supervisor CPU "
                    f"{fans[n]['ours']['server_cpu']}; supervisor RSS {fans[n]['ours']['rss_before_kib']} KiB before, "
                    f"peak {fans[n]['ours']['rss_hwm_kib']} KiB, {fans[n]['ours']['rss_idle_after_kib']} KiB with "
-                   f"the streams idle again; {fans[n]['ours']['ended_as_slow']} streams ended by the server as slow "
+                   f"the streams idle again, {fans[n]['ours']['rss_after_close_kib']} KiB after they closed (burst: "
+                   f"{fans[n]['ours']['burst_bytes'] / 1048576:.2f} MiB formatted, held once); "
+                   f"{fans[n]['ours']['ended_as_slow']} streams ended by the server as slow "
                    f"readers." for n in (FAN_EVENTS, FAN_EVENTS_SMALL)),
         f"Memory: {MEM_STREAMS} idle streams on {MEM_WS} workspaces, one client id each, on the unix socket; a "
         f"fresh daemon per protocol; (VmRSS after - before) / {MEM_STREAMS}. HTTP/1.1: one connection per "

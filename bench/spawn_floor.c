@@ -17,7 +17,8 @@
  * to interleave floor rounds with the daemon's creates, so both are
  * measured under the same background load. A line "w WORKER DIR" instead
  * starts the real worker binary (WORKER <id> DIR --fd 3, in its own
- * session, as the supervisor does) and times it until its READY frame:
+ * session, as the supervisor does), queues the setup request the
+ * supervisor queues, and times it until its READY frame:
  * the worker's own start-up cost, without the supervisor.
  */
 #include <errno.h>
@@ -69,8 +70,8 @@ static int wait_ready(int fd)
 		have += (size_t)n;
 		size_t off = 0;
 		while (have - off >= 12) {
-			size_t len = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 | (size_t)buf[off + 2] << 8 |
-				     buf[off + 3];
+			size_t len = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 |
+				     (size_t)buf[off + 2] << 8 | buf[off + 3];
 			if (buf[off + 5] == 2)
 				return 0;
 			if (have - off < 12 + len)

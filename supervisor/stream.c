@@ -4,6 +4,8 @@
  */
 #include "supervisor/stream.h"
 
+#include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ struct stream {
 	hmap_node_t by_conn; /* HTTP/1 only: in hub->h1_conns */
 	h2o_socket_t *sock;  /* HTTP/1 only: the socket we watch for EOF */
 	int claimed;	     /* claims still counts this stream: detach at dispose */
+	int input_shrunk;    /* HTTP/1: the socket's input buffer was made small */
 	size_t accounted;    /* its bytes in hub->queued */
 	sse_t sse;
 	char ws_id[ID_LEN + 1];
@@ -84,12 +87,95 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 	h2o_socket_read_start(sock, on_h1_read);
 }
 
-/* Keeps hub->queued (bytes held for all streams) up to date with st. */
+/*
+ * Giving memory back. A burst's log blocks and a closed stream's h2o
+ * buffers go back to malloc, but glibc keeps freed heap pages mapped
+ * (the top of the heap is usually pinned by something still live), so a
+ * burst would leave the process at its peak. malloc_trim(0) releases every
+ * whole free page; it walks the heap, so it runs at quiet points only:
+ * STREAM_TRIM_MS after the last release (a stream closed, a burst
+ * drained, a log freed), or STREAM_TRIM_MAX_MS after the first one if
+ * releases keep coming.
+ */
+#define STREAM_TRIM_MS	   200
+#define STREAM_TRIM_MAX_MS 2000
+/* A burst worth trimming after: bytes owed to all streams at once. */
+#define STREAM_TRIM_BURST (1u << 20)
+/* The smallest input buffer an HTTP/1 stream's socket is left with. */
+#define STREAM_H1_INPUT_MIN 512
+
+static void on_trim(h2o_timeout_entry_t *te)
+{
+	stream_hub_t *hub = H2O_STRUCT_FROM_MEMBER(stream_hub_t, trim_entry, te);
+	hub->queued_peak = hub->queued;
+	malloc_trim(0);
+}
+
+static void trim_soon(stream_hub_t *hub)
+{
+	if (hub->loop == NULL) /* a hub without a loop (unit tests): nothing to time */
+		return;
+	uint64_t now = h2o_now(hub->loop);
+	if (h2o_timeout_is_linked(&hub->trim_entry)) {
+		if (now - hub->trim_first >= STREAM_TRIM_MAX_MS)
+			return;
+		h2o_timeout_unlink(&hub->trim_entry);
+	} else {
+		hub->trim_first = now;
+	}
+	h2o_timeout_link(hub->loop, &hub->trim, &hub->trim_entry);
+}
+
+static replay_t *log_of(stream_t *st)
+{
+	return st->feed != NULL ? &st->feed->replay : NULL;
+}
+
+/*
+ * HTTP/1: h2o 2.2.5 reads a request into the socket's input buffer (8 KiB,
+ * from its prototype) and keeps it, request bytes and all, until the
+ * response ends: for an event stream, for ever. Once the headers are out
+ * nothing reads those bytes (h2o parsed them in place, and only consumes
+ * the request's size from the buffer when the response is over: see
+ * on_send_complete in lib/http1.c; it expects the buffer may move, as a
+ * read into it can realloc it), so a copy of just the bytes held, in a
+ * buffer of the same prototype, takes its place. h2o frees it (capacity
+ * unequal to the prototype's: free(3)) or grows it as any other.
+ */
+static void shrink_h1_input(stream_t *st)
+{
+	h2o_buffer_t *in = st->sock->input;
+	st->input_shrunk = 1;
+	if (in->bytes == NULL || in->_prototype == NULL || in->_fd != -1 ||
+	    in->capacity < 2 * STREAM_H1_INPUT_MIN)
+		return;
+	size_t cap = in->size < STREAM_H1_INPUT_MIN ? STREAM_H1_INPUT_MIN : in->size;
+	if (cap == in->_prototype->_initial_buf.capacity || cap >= in->capacity)
+		return;
+	h2o_buffer_t *b = malloc(offsetof(h2o_buffer_t, _buf) + cap);
+	if (b == NULL)
+		return; /* keep the big one */
+	b->capacity = cap;
+	b->size = in->size;
+	b->bytes = b->_buf;
+	b->_prototype = in->_prototype;
+	b->_fd = -1;
+	memcpy(b->_buf, in->bytes, in->size);
+	st->sock->input = b;
+	h2o_buffer_dispose(&in);
+}
+
+/* Keeps hub->queued (bytes owed to all streams) up to date with st. */
 static void account(stream_t *st)
 {
-	size_t now = buf_size(&st->sse.pending) + buf_size(&st->sse.inflight);
-	st->hub->queued = st->hub->queued - st->accounted + now;
+	stream_hub_t *hub = st->hub;
+	size_t now = sse_backlog(&st->sse, log_of(st));
+	hub->queued = hub->queued - st->accounted + now;
 	st->accounted = now;
+	if (hub->queued > hub->queued_peak)
+		hub->queued_peak = hub->queued;
+	else if (hub->queued == 0 && hub->queued_peak >= STREAM_TRIM_BURST)
+		trim_soon(hub); /* a burst drained */
 }
 
 /* Past the global budget, a stream with a backlog of its own is the one
@@ -104,22 +190,22 @@ static int over_budget(stream_t *st)
 	return 1;
 }
 
+/* Hands h2o the next batch, if st has one and nothing in flight. The
+ * spans point into the workspace's log (or st's own buffer): st's cursor
+ * keeps them alive until h2o's proceed. */
 static void flush(stream_t *st)
 {
-	const char *data = NULL;
-	size_t len = 0;
-	stream_feed_t *f = st->feed;
-	switch (sse_next(&st->sse, f ? &f->replay : NULL, f ? f->last_id : 0, &data, &len)) {
-	case SSE_SEND: {
-		h2o_iovec_t iov = h2o_iovec_init(data, len);
-		h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+	replay_span_t spans[SSE_BATCH_SPANS];
+	h2o_iovec_t iov[SSE_BATCH_SPANS];
+	size_t n = 0;
+	switch (sse_next(&st->sse, spans, &n)) {
+	case SSE_SEND:
+		for (size_t i = 0; i < n; i++)
+			iov[i] = h2o_iovec_init(spans[i].base, spans[i].len);
+		h2o_send(st->req, iov, n, H2O_SEND_STATE_IN_PROGRESS);
 		break;
-	}
 	case SSE_FINISH:
 		h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
-		break;
-	case SSE_BEHIND:
-		end_slow_reader(st); /* what it still needs was dropped meanwhile */
 		break;
 	case SSE_WAIT:
 		break;
@@ -127,24 +213,19 @@ static void flush(stream_t *st)
 	account(st);
 }
 
-/* Queues framed bytes on st and sends what it can; a stream over its own
- * or the global budget is ended as a slow reader. event: a workspace
- * event (skipped while replaying: the log has it). */
-static void push(stream_t *st, const char *data, size_t len, int event)
+/* Queues a line of st's own (not a workspace event) and sends what it can. */
+static void push(stream_t *st, const char *data, size_t len)
 {
-	if ((event ? sse_push_event(&st->sse, data, len) : sse_push(&st->sse, data, len)) != 0) {
-		end_slow_reader(st);
-		return;
-	}
+	sse_push(&st->sse, data, len);
 	flush(st);
-	if (over_budget(st))
-		end_slow_reader(st);
 }
 
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
 	(void)req;
 	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
+	if (st->sock != NULL && !st->input_shrunk)
+		shrink_h1_input(st); /* the headers are out */
 	sse_sent(&st->sse);
 	flush(st);
 }
@@ -169,7 +250,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
  * inside a claims effect (h2o disposes from its own loop). */
 static void on_dispose(void *p)
 {
-	stream_t *st = p;
+	stream_t *st = *(stream_t **)p;
 	stream_hub_t *hub = st->hub;
 	detach(st);
 	if (st->sock != NULL)
@@ -184,6 +265,7 @@ static void on_dispose(void *p)
 	}
 	sse_free(&st->sse);
 	account(st);
+	trim_soon(hub);
 	if (st->claimed)
 		hub->detach(hub->arg, st->ws_id, st->client_id);
 }
@@ -203,7 +285,7 @@ static void end_slow_reader(stream_t *st)
 	if (st->hub->limits != NULL)
 		st->hub->limits->refused[LIMIT_SLOW_READERS]++;
 	detach(st); /* its claim goes at dispose */
-	sse_end(&st->sse, 1);
+	sse_end(&st->sse, 1, NULL);
 	flush(st);
 	h2o_conn_t *conn = st->req->conn;
 	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
@@ -215,7 +297,7 @@ static void end_slow_reader(stream_t *st)
 static void end_client_gone(stream_t *st)
 {
 	detach(st);
-	sse_end(&st->sse, 1);
+	sse_end(&st->sse, 1, NULL);
 	flush(st);
 }
 
@@ -223,9 +305,9 @@ static void end_client_gone(stream_t *st)
  * still goes out first. */
 static void end_by_server(stream_t *st)
 {
+	sse_end(&st->sse, 0, log_of(st)); /* the events published so far still go */
 	detach(st);
 	st->claimed = 0; /* claims dropped the claim itself */
-	sse_end(&st->sse, 0);
 	flush(st);
 }
 
@@ -255,6 +337,9 @@ void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
 {
 	memset(h, 0, sizeof(*h));
 	h2o_linklist_init_anchor(&h->all);
+	h->loop = ctx->loop;
+	h2o_timeout_init(h->loop, &h->trim, STREAM_TRIM_MS);
+	h->trim_entry.cb = on_trim;
 	h->detach = detach_cb;
 	h->arg = arg;
 	*h2o_context_get_storage(ctx, &hub_key, NULL) = h;
@@ -275,6 +360,9 @@ void stream_hub_dispose(stream_hub_t *h)
 	hmap_free(&h->clients);
 	hmap_free(&h->h1_conns);
 	buf_free(&h->scratch);
+	if (h2o_timeout_is_linked(&h->trim_entry))
+		h2o_timeout_unlink(&h->trim_entry);
+	h2o_timeout_dispose(h->loop, &h->trim);
 }
 
 void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id)
@@ -293,7 +381,8 @@ void stream_feed_end(stream_feed_t *f)
 
 void stream_feed_free(stream_feed_t *f)
 {
-	replay_free(&f->replay);
+	replay_free(&f->replay); /* ended streams still hold what they send */
+	trim_soon(f->hub);
 }
 
 void stream_publish(stream_feed_t *f, const char *json, size_t len)
@@ -303,13 +392,22 @@ void stream_publish(stream_feed_t *f, const char *json, size_t len)
 	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++f->last_id);
 	buf_append(b, json, len);
 	buf_append(b, "\n\n", 2);
+	/* The one copy of the event: every stream reads it from the log, so
+	 * they all get the same bytes in the same order. */
 	replay_add(&f->replay, f->last_id, buf_data(b), buf_size(b));
-	/* Every stream gets the same bytes in the same order. A stream may
-	 * leave the list while we walk it (slow reader), never another one. */
+	/* A stream may leave the list while we walk it (slow reader), never
+	 * another one. */
 	h2o_linklist_t *l = f->streams.next;
 	while (l != &f->streams) {
 		h2o_linklist_t *next = l->next;
-		push(H2O_STRUCT_FROM_MEMBER(stream_t, link, l), buf_data(b), buf_size(b), 1);
+		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, link, l);
+		if (sse_behind(&st->sse, &f->replay)) {
+			end_slow_reader(st);
+		} else {
+			flush(st);
+			if (over_budget(st))
+				end_slow_reader(st);
+		}
 		l = next;
 	}
 }
@@ -333,14 +431,19 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 	buf_append(&b, "data: ", 6);
 	format_workspace(&b, f, "gap", reason);
 	buf_append(&b, "\n\n", 2);
-	push(st, buf_data(&b), buf_size(&b), 0);
+	push(st, buf_data(&b), buf_size(&b));
 	buf_free(&b);
 }
 
 void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int resume, uint64_t after)
 {
 	stream_hub_t *hub = f->hub;
-	stream_t *st = h2o_mem_alloc_shared(&req->pool, sizeof(*st), on_dispose);
+	/* The stream lives in the request's pool, whose first chunk (4 KiB,
+	 * h2o's) is mostly empty for an event stream: a separate allocation
+	 * would cost an idle stream its size again. The pool runs dispose
+	 * hooks before it frees its chunks, so st is still there then. */
+	stream_t *st = h2o_mem_alloc_pool(&req->pool, sizeof(*st));
+	*(stream_t **)h2o_mem_alloc_shared(&req->pool, sizeof(st), on_dispose) = st;
 	memset(st, 0, sizeof(*st));
 	st->gen.proceed = on_proceed;
 	st->gen.stop = on_stop;
@@ -372,15 +475,14 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	push(st, ": connected\n\n", 13, 0);
-	if (resume) {
-		if (replay_gap(&f->replay, after, f->last_id)) {
-			push_gap(st, f, after);
-			after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
-		}
-		sse_resume(&st->sse, after, f->last_id);
-		flush(st);
+	push(st, ": connected\n\n", 13);
+	if (resume && replay_gap(&f->replay, after, f->last_id)) {
+		push_gap(st, f, after);
+		after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
 	}
+	if (!resume || sse_resume(&st->sse, &f->replay, after) != 0)
+		sse_attach(&st->sse, &f->replay);
+	flush(st);
 }
 
 /* Ending a stream never unlinks it from hub->all here: h2o 2.2.5 disposes
@@ -399,7 +501,7 @@ void stream_keepalive_all(stream_hub_t *h)
 {
 	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
-		if (!st->sse.sending && buf_size(&st->sse.pending) == 0)
-			push(st, ":\n\n", 3, 0);
+		if (sse_idle(&st->sse))
+			push(st, ":\n\n", 3);
 	}
 }

@@ -27,11 +27,20 @@
 typedef struct stream_hub {
 	h2o_linklist_t all; /* stream_t.all */
 	unsigned count;
-	hmap_t h1_conns;  /* stream_t.by_conn, key = the HTTP/1 connection */
-	hmap_t clients;	  /* open streams per client id (stream_client_t) */
-	buf_t scratch;	  /* one event being formatted */
-	size_t queued;	  /* bytes held for all streams (pending + in flight) */
-	limits_t *limits; /* queued-bytes budget and counters; NULL: none */
+	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
+	hmap_t clients;	 /* open streams per client id (stream_client_t) */
+	buf_t scratch;	 /* one event being formatted */
+	/* Bytes owed to all streams: in flight, or published and not yet
+	 * handed out. They are not copies: a workspace's events are held once,
+	 * in its log, however many streams read them; this bounds how far
+	 * behind the readers are altogether (LIMIT_QUEUED_BYTES). */
+	size_t queued;
+	size_t queued_peak; /* since the last trim */
+	limits_t *limits;   /* queued-bytes budget and counters; NULL: none */
+	h2o_loop_t *loop;
+	h2o_timeout_t trim; /* memory goes back to the system at quiet points */
+	h2o_timeout_entry_t trim_entry;
+	uint64_t trim_first; /* when the pending trim was first asked for */
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */
 	void (*detach)(void *arg, const char *ws_id, const char *client_id);
@@ -43,7 +52,7 @@ typedef struct stream_feed {
 	stream_hub_t *hub;
 	h2o_linklist_t streams; /* stream_t.link */
 	uint64_t last_id;	/* ids increase per workspace, across restarts */
-	replay_t replay;	/* recent events, for Last-Event-ID */
+	replay_t replay;	/* its events, once: streams read and resume from it */
 	pid_t pid;		/* current (or last) worker pid: in workspace events */
 	char ws_id[ID_LEN + 1];
 } stream_feed_t;

@@ -83,7 +83,22 @@ CHECKS = [
     ("api", "every response a valid status (no 5xx, 503 only while stopping), errors JSON {message}"),
     ("exit", "after the last release: workers reaped, exit 0 after the idle timeout, socket removed"),
     ("sanitizers", "no sanitizer report in the daemon's stderr"),
+    ("rss", "supervisor RSS at the last quiet point at most 8 MiB above the first (plain builds; printed under ASan)"),
 ]
+
+RSS_SLACK_KIB = 8 << 10
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -603,16 +618,25 @@ class Soak:
         status, kst = open_stream(self.endpoint, keeper_ws, keeper)
         assert status == 200, status
         self.hub.add(kst)
+        rss = {"start": rss_kib(self.proc.pid)}
+        try:
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                self.asan = "libasan" in f.read()
+        except OSError:
+            self.asan = False
+        self.log(f"RSS at start: {rss['start']} KiB")
 
         end_reserve = 8.0
         warm = max(2.0, 0.15 * total)
         main = max(3.0, total - warm - end_reserve)
         self.phase(warm, "warm-up")
         base = self.quiet(keeper_ws)
-        self.log(f"quiet point 1: supervisor holds {len(base)} fds")
+        rss["quiet 1"] = rss_kib(self.proc.pid)
+        self.log(f"quiet point 1: supervisor holds {len(base)} fds, RSS {rss['quiet 1']} KiB")
         self.phase(main, "main")
         end = self.quiet(keeper_ws)
-        self.log(f"quiet point 2: supervisor holds {len(end)} fds")
+        rss["quiet 2"] = rss_kib(self.proc.pid)
+        self.log(f"quiet point 2: supervisor holds {len(end)} fds, RSS {rss['quiet 2']} KiB")
         R.figures["fds at quiet points"] = f"{len(base)} -> {len(end)}"
         if len(base) != len(end):
             b, e = collections.Counter(base.values()), collections.Counter(end.values())
@@ -625,7 +649,18 @@ class Soak:
         R.figures["workspaces seen"] = len(Client.all_workspaces)
         self.stopping = True
         self.hub.close(kst)
+        rss["end"] = rss_kib(self.proc.pid)
+        self.log(f"RSS at the end: {rss['end']} KiB")
         self.api("release", "DELETE", f"/v1/workspaces/{keeper_ws}?client_id={keeper.cid}")
+        R.figures["supervisor RSS (KiB)"] = ", ".join(f"{k} {v}" for k, v in rss.items())
+        if self.asan:
+            # ASan keeps freed memory in its quarantine (up to 256 MiB) and
+            # its own allocator: RSS there says little about the daemon's.
+            R.figures["supervisor RSS (KiB)"] += " (ASan build: not judged; the plain-build soak is)"
+        elif rss["quiet 1"] is not None and rss["quiet 2"] is not None \
+                and rss["quiet 2"] - rss["quiet 1"] > RSS_SLACK_KIB:
+            R.violation("rss", f"RSS {rss['quiet 1']} KiB at the first quiet point, {rss['quiet 2']} KiB at the "
+                               f"last (+{rss['quiet 2'] - rss['quiet 1']} KiB > {RSS_SLACK_KIB} KiB)")
         t_release = time.monotonic()
         try:
             rc = self.proc.wait(self.args.idle + 15)
