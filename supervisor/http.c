@@ -339,6 +339,33 @@ static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 	return 0;
 }
 
+static void count_state(void *arg, claims_ws_t *ws)
+{
+	metrics_gauges_t *g = arg;
+	uint64_t *n[] = {[WS_STARTING] = &g->ws_starting,
+			 [WS_READY] = &g->ws_ready,
+			 [WS_RESTARTING] = &g->ws_restarting,
+			 [WS_CLOSING] = &g->ws_closing};
+	if ((unsigned)ws->state < sizeof(n) / sizeof(n[0]))
+		(*n[ws->state])++;
+}
+
+/* GET /v1/metrics: Prometheus text (SPEC §9, metrics.h). */
+static int on_metrics(http_handler_t *h, h2o_req_t *req)
+{
+	metrics_gauges_t g = {.streams = h->env.streams->count};
+	claims_foreach(h->env.claims, count_state, &g);
+	buf_reset(&h->scratch);
+	metrics_render(h->env.metrics, &g, h->env.limits, &h->scratch);
+	req->res.status = 200;
+	req->res.reason = "OK";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT(METRICS_CONTENT_TYPE));
+	req->res.content_length = buf_size(&h->scratch);
+	h2o_send_inline(req, buf_data(&h->scratch), buf_size(&h->scratch));
+	return 0;
+}
+
 /* POST /v1/control {"command": "shutdown_if_idle" | "shutdown"}: both
  * are conditional, as upstream: 409 while any workspace is live. A pinned
  * daemon refuses (409 "server is pinned"), so an upstream client of
@@ -449,6 +476,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		return on_events(h, req, r.param);
 	case ROUTE_CONTROL:
 		return on_control(h, req);
+	case ROUTE_METRICS:
+		return on_metrics(h, req);
 	case ROUTE_CLIENT:
 		return on_retire(h, req, r.param);
 	case ROUTE_CURRENT_SESSION:
@@ -514,6 +543,7 @@ http_handler_t *http_register(h2o_globalconf_t *config, const http_env_t *env)
 	http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
 	h->super.on_req = on_req;
 	h->env = *env;
+	metrics_register_logger(env->metrics, path);
 	buf_t empty = BUF_INIT;
 	h->scratch = empty;
 	h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));

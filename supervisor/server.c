@@ -65,6 +65,7 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 	workspace_t *w = arg;
 	const char *code = procs_exited_code(ps);
 	w->proc = NULL;
+	s->metrics.workers_failed += w->ws->state != WS_CLOSING; /* not asked to stop */
 	/* Out of a per-user kernel resource: the machine is busy, not broken
 	 * (503, the sysctl named in the reason). */
 	w->fail_status = code != NULL && strncmp(code, "inotify_", 8) == 0 ? 503 : 500;
@@ -121,8 +122,11 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 	    .env = ws->env,
 	    .nenv = ws->nenv,
 	};
-	if ((w->proc = proc_spawn(&s->procs, &spec, w, err, errlen)) == NULL)
+	if ((w->proc = proc_spawn(&s->procs, &spec, w, err, errlen)) == NULL) {
+		s->metrics.workers_failed++;
 		return -1;
+	}
+	s->metrics.workers_started++;
 	w->feed.pid = proc_pid(w->proc);
 	return 0;
 }
@@ -153,7 +157,7 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 
 static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
 {
-	(void)ud;
+	((server_t *)ud)->metrics.workers_restarted++;
 	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 		 NULL);
 	stream_publish_workspace(&shell_of(ws)->feed, "restarting", reason);
@@ -408,6 +412,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .claims = s->claims,
 	    .streams = &s->hub,
 	    .limits = &s->limits,
+	    .metrics = &s->metrics,
 	    .conns = &s->conns,
 	    .forwarder = &s->forwarder,
 	    .pinned = opts->pinned,
@@ -426,6 +431,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	s->accept_ctx.hosts = s->config.hosts;
 	stream_hub_init(&s->hub, &s->ctx, on_stream_detach, s);
 	s->hub.limits = &s->limits;
+	s->hub.metrics = &s->metrics;
 	proc_callbacks_t pcb = {
 	    .ready = on_worker_ready,
 	    .event = on_worker_event,

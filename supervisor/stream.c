@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "supervisor/metrics.h"
 
 struct stream {
 	h2o_generator_t gen;
@@ -295,6 +296,8 @@ void stream_publish(stream_feed_t *f, const char *json, size_t len)
 	buf_t *b = &f->hub->scratch;
 	buf_reset(b);
 	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++f->last_id);
+	if (f->hub->metrics != NULL)
+		f->hub->metrics->events_published++;
 	buf_append(b, json, len);
 	buf_append(b, "\n\n", 2);
 	replay_add(&f->replay, f->last_id, buf_data(b), buf_size(b));
@@ -322,6 +325,8 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 {
 	char reason[128];
 	buf_t b = BUF_INIT;
+	if (st->hub->metrics != NULL)
+		st->hub->metrics->gaps++;
 	snprintf(reason, sizeof(reason), "events after %llu are no longer buffered (oldest held: %llu)",
 		 (unsigned long long)after, (unsigned long long)replay_oldest(&f->replay));
 	buf_append(&b, "data: ", 6);

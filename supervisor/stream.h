@@ -32,6 +32,8 @@ typedef struct stream_hub {
 	buf_t scratch;	  /* one event being formatted */
 	size_t queued;	  /* bytes held for all streams (pending + in flight) */
 	limits_t *limits; /* queued-bytes budget and counters; NULL: none */
+	/* Events published, gaps told; NULL: none. */
+	struct metrics *metrics;
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */
 	void (*detach)(void *arg, const char *ws_id, const char *client_id);
