@@ -4,14 +4,24 @@ parser, crushctl, socket activation, make install, man pages, the API
 documents.
 """
 
+import json
 import os
 import signal
+import subprocess
+import threading
+import time
 
 import pytest
 
-from crush import is_fs, new_client_id, wait_until
+from crush import (REPO, SUPERVISOR, WAIT, free_tcp_port, is_fs, new_client_id, short_tmpdir,
+                   wait_until)
 
-prometheus_parser = pytest.importorskip("prometheus_client.parser")
+CRUSHCTL = REPO / "scripts" / "crushctl"
+
+try:
+    from prometheus_client import parser as prometheus_parser
+except ImportError:  # scripts/deps.sh installs python3-prometheus-client
+    prometheus_parser = None
 
 
 # --------------------------------------------------------------------------
@@ -22,6 +32,7 @@ def scrape(api):
     """{(name, frozenset(labels)): value} of every sample, parsed strictly
     by prometheus_client (it raises on anything malformed), and the
     families' types by name."""
+    assert prometheus_parser is not None, "python3-prometheus-client is missing (scripts/deps.sh)"
     r = api.request("GET", "/v1/metrics")
     assert r.status == 200, r.describe()
     ct = r.headers.get("content-type", "")
@@ -96,3 +107,213 @@ def test_metrics_counters_move(start_supervisor, make_dir):
     wait_until(lambda: val(scrape(sup.api)[0], "crush_streams_open") == 0, what="stream gone")
     m, _ = scrape(sup.api)
     assert val(m, "crush_http_requests_total", route="events", code="200") == 1
+
+
+# --------------------------------------------------------------------------
+# crushctl
+
+
+@pytest.fixture
+def ctl(tmp_path):
+    """ctl(*args, host=URL, env={...}) -> CompletedProcess of crushctl, with
+    a private cache dir (its kept client id) and no ambient CRUSH_*."""
+    cache = tmp_path / "cache"
+
+    def run(*args, host=None, env=None, timeout=WAIT * 2):
+        e = {k: v for k, v in os.environ.items() if not k.startswith("CRUSH_")}
+        e["XDG_CACHE_HOME"] = str(cache)
+        if host:
+            e["CRUSH_HOST"] = host
+        e.update(env or {})
+        return subprocess.run([str(CRUSHCTL)] + list(args), capture_output=True, text=True,
+                              timeout=timeout, env=e)
+    run.cache = cache
+    return run
+
+
+def spawn_ctl(ctl, *args, host, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CRUSH_")}
+    e["XDG_CACHE_HOME"] = str(ctl.cache)
+    e["CRUSH_HOST"] = host
+    e.update(env or {})
+    return subprocess.Popen([str(CRUSHCTL)] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=e, start_new_session=True)
+
+
+class Lines:
+    """Lines a child prints, gathered by a thread so waits can time out."""
+
+    def __init__(self, proc):
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for ln in self.proc.stdout:
+            self.lines.append(ln.rstrip("\n"))
+
+    def wait_for(self, pred, timeout=WAIT, what="line"):
+        wait_until(lambda: any(pred(ln) for ln in list(self.lines)), timeout=timeout, what=what)
+        return [ln for ln in list(self.lines) if pred(ln)]
+
+
+@pytest.mark.no_daemon
+def test_crushctl_help_lists_every_command(ctl):
+    p = ctl("--help")
+    assert p.returncode == 0, p.stderr
+    for cmd in ("ls", "ps", "create", "tail", "release", "retire", "shutdown", "metrics"):
+        assert cmd in p.stdout, cmd
+    assert "exit status" in p.stdout
+
+
+@pytest.mark.no_daemon
+def test_crushctl_exit_codes_without_a_daemon(ctl):
+    d = short_tmpdir()
+    try:
+        url = "unix://" + os.path.join(d, "none.sock")
+        p = ctl("ls", host=url)
+        assert p.returncode == 1 and p.stderr.startswith(f"crushctl: no supervisor at {url}: "), p.stderr
+        assert ctl("ls", host="http://x").returncode == 2
+        assert ctl("bogus", host=url).returncode == 2
+    finally:
+        os.rmdir(d)
+
+
+def test_crushctl_ls_ps_create_release_with_crush_host(sup, make_dir, ctl):
+    host = "unix://" + sup.sock
+    d = make_dir("w")
+    p = ctl("create", d, host=host)
+    assert p.returncode == 0, p.stderr
+    wid = p.stdout.strip()
+    w = sup.api.workspace(wid)
+    assert w["path"] == d and w["clients"] == 1
+    # The same client, kept in the cache dir: a second create joins.
+    assert ctl("create", d, host=host).stdout.strip() == wid
+    assert sup.api.workspace(wid)["clients"] == 1
+    p = ctl("ls", host=host)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "PATH"] and lines[1].split() == [wid, "ready", d], lines
+    p = ctl("ps", "--json", host=host)
+    assert [x["id"] for x in json.loads(p.stdout)] == [wid]
+    p = ctl("-H", host, "--json", "ps", host="unix:///nonexistent.sock")  # -H wins over CRUSH_HOST
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["id"] == wid, p.stderr
+    assert ctl("ps", host=host).stdout.splitlines()[0].split() == \
+        ["ID", "PID", "STATE", "CLIENTS", "STREAMS", "PATH"]
+    p = ctl("release", wid, host=host)
+    assert p.returncode == 0, p.stderr
+    wait_until(lambda: sup.api.workspace(wid) is None, what="released workspace gone")
+    assert ctl("release", wid, host=host).returncode == 0  # idempotent, as the API
+
+
+def test_crushctl_exit_codes_against_a_daemon(sup, make_dir, ctl):
+    host = "unix://" + sup.sock
+    assert ctl("tail", "no-such-id", host=host).returncode == 3
+    cid = new_client_id()
+    sup.api.create(make_dir("busy"), cid)
+    p = ctl("shutdown", "--if-idle", host=host)
+    assert p.returncode == 4 and "live workspaces" in p.stderr, p.stderr
+    assert sup.running
+    # Retired: a create from that client is a conflict.
+    assert ctl("retire", cid, host=host).returncode == 0
+    p = ctl("create", make_dir("other"), "--client-id", cid, host=host)
+    assert p.returncode == 4 and "retired" in p.stderr, p.stderr
+    p = ctl("metrics", host=host)
+    assert p.returncode == 0 and "crush_workers_started_total 1" in p.stdout, p.stdout
+
+
+def test_crushctl_shutdown_stops_a_busy_daemon_gracefully(sup, make_dir, ctl):
+    ws = sup.api.create(make_dir("b"))
+    p = ctl("shutdown", host="unix://" + sup.sock)
+    assert p.returncode == 0, p.stderr
+    sup.assert_exit_0()
+    wait_until(lambda: not os.path.exists(f"/proc/{ws['pid']}"), what="worker reaped")
+
+
+def test_crushctl_reads_the_token_for_tcp(start_supervisor, ctl, tmp_path):
+    port = free_tcp_port()
+    sup = start_supervisor(hosts=["unix://{sock}", f"tcp://127.0.0.1:{port}"])
+    p = ctl("ls", host=f"tcp://127.0.0.1:{port}", env={"CRUSH_SERVER_TOKEN": sup.token})
+    assert p.returncode == 0, p.stderr
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    p = ctl("ls", host=f"tcp://127.0.0.1:{port}", env={"XDG_RUNTIME_DIR": str(xdg)})
+    assert p.returncode == 1 and "HTTP 401" in p.stderr, p.stderr
+
+
+def test_crushctl_tail_prints_events_and_follows_a_path_across_daemon_restarts(start_supervisor, make_dir,
+                                                                               ctl):
+    sockdir = short_tmpdir()
+    d = make_dir("t")
+    sup = start_supervisor(sockdir=sockdir)
+    host = "unix://" + sup.sock
+    tail = spawn_ctl(ctl, "tail", "--json", d, host=host)
+    try:
+        out = Lines(tail)
+        wait_until(lambda: len(sup.api.list()) == 1 and sup.api.list()[0]["streams"] == 1,
+                   what="tail attached")
+        with open(os.path.join(d, "one"), "w"):
+            pass
+        out.wait_for(lambda ln: '"one"' in ln, what="event for one")
+        ev = json.loads(out.wait_for(lambda ln: '"one"' in ln)[0])
+        assert isinstance(ev["id"], int) and ev["data"]["type"] == "fs"
+        first_ws = sup.api.list()[0]["id"]
+
+        sup.signal(signal.SIGTERM)
+        sup.assert_exit_0()
+        sup2 = start_supervisor(sockdir=sockdir)
+        wait_until(lambda: len(sup2.api.list()) == 1 and sup2.api.list()[0]["streams"] == 1,
+                   what="tail re-attached to the new daemon")
+        assert sup2.api.list()[0]["id"] != first_ws
+        with open(os.path.join(d, "two"), "w"):
+            pass
+        out.wait_for(lambda ln: '"two"' in ln, what="event for two after the restart")
+    finally:
+        tail.terminate()
+        tail.wait(WAIT)
+    assert "afresh" in tail.stderr.read()
+
+
+def test_crushctl_tail_since_resumes_after_an_event_id(sup, make_dir, ctl):
+    d = make_dir("s")
+    cid = new_client_id()
+    ws = sup.api.create(d, cid)
+    s = sup.api.events(ws["id"], cid)
+    for name in ("a", "b", "c"):
+        with open(os.path.join(d, name), "w"):
+            pass
+    s.wait_for(lambda e: is_fs(e, path="c"), what="c")
+    ids = {e.payload.get("path"): e.id for e in s.events if e.type == "fs"}
+    tail = spawn_ctl(ctl, "tail", "--since", str(ids["a"]), ws["id"], host="unix://" + sup.sock)
+    try:
+        out = Lines(tail)
+        out.wait_for(lambda ln: "path=c" in ln, what="replayed c")
+        assert not any("path=a " in ln or ln.endswith("path=a") for ln in out.lines), out.lines
+        assert any("path=b" in ln for ln in out.lines), out.lines
+    finally:
+        tail.terminate()
+        tail.wait(WAIT)
+    s.close()
+
+
+def test_crushctl_autostart_starts_one_daemon_for_concurrent_creates(make_dir, ctl):
+    d = short_tmpdir()
+    host = "unix://" + os.path.join(d, "auto.sock")
+    env = {"CRUSH_AUTOSTART": "1", "CRUSH_SUPERVISOR": str(SUPERVISOR),
+           "CRUSH_SERVER_IDLE_TIMEOUT": "30"}
+    try:
+        procs = [spawn_ctl(ctl, "create", make_dir(f"a{i}"), host=host, env=env) for i in range(3)]
+        outs = [p.communicate(timeout=WAIT * 3) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], outs
+        p = ctl("ps", "--json", host=host)
+        assert len(json.loads(p.stdout)) == 3, p.stdout
+        log = ctl.cache / "crush" / "crush-supervisor.log"
+        assert log.read_text().count("msg=Listening") == 1, log.read_text()
+        assert ctl("shutdown", host=host).returncode == 0
+        assert ctl("ls", host=host).returncode == 1
+        time.sleep(0)
+    finally:
+        ctl("shutdown", host=host)
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
