@@ -358,11 +358,26 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		return -1;
 	}
 
+	/* Socket activation: the passed sockets replace -H (and tell the
+	 * gate which are tcp, so it finds a token for them). */
+	char aerr[512];
+	int nact = listener_activated(s->listeners, OPTIONS_MAX_HOSTS, options_token_given(opts), aerr,
+				      sizeof(aerr));
+	if (nact < 0) {
+		fprintf(stderr, "crush-supervisor: %s\n", aerr);
+		close(sfd);
+		return -1;
+	}
+	for (int i = 0; i < nact; i++)
+		opts->hosts[i] = s->listeners[i].url;
+	s->nlisteners = nact;
+	if (nact > 0)
+		opts->nhosts = nact;
 	if (gate_init(&s->gate, opts) != 0) { /* issue 8: token, origins */
 		close(sfd);
 		return -1;
 	}
-	for (int i = 0; i < opts->nhosts; i++) {
+	for (int i = 0; nact == 0 && i < opts->nhosts; i++) {
 		char err[512];
 		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
 				  sizeof(err)) != 0) {
@@ -462,7 +477,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	for (int i = 0; i < s->nlisteners; i++)
-		log_info("Listening", "address", s->listeners[i].url, "worker", worker_path, NULL);
+		log_info("Listening", "address", s->listeners[i].url, "worker", worker_path, "activated",
+			 nact > 0 ? "true" : "false", NULL);
 	return 0;
 }
 

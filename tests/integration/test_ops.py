@@ -7,14 +7,15 @@ documents.
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from crush import (REPO, SUPERVISOR, WAIT, free_tcp_port, is_fs, new_client_id, short_tmpdir,
-                   wait_until)
+from crush import (REPO, SANITIZER_ERRORS, SUPERVISOR, WAIT, Api, Endpoint, free_tcp_port, is_fs, new_client_id, open_fds,
+                   proc_environ, short_tmpdir, unix_socket_inodes, wait_until)
 
 CRUSHCTL = REPO / "scripts" / "crushctl"
 
@@ -314,6 +315,102 @@ def test_crushctl_autostart_starts_one_daemon_for_concurrent_creates(make_dir, c
         time.sleep(0)
     finally:
         ctl("shutdown", host=host)
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+# --------------------------------------------------------------------------
+# Socket activation (SPEC §5) with Debian's systemd-socket-activate
+
+SOCKET_ACTIVATE = next((p for p in ("/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-socket-activate")
+                        if os.access(p, os.X_OK)), None)
+
+
+class SocketUnit:
+    """What systemd's .socket unit does: holds the listening socket for the
+    daemon's whole life and, whenever no service runs, arms
+    systemd-socket-activate on it (passed as LISTEN_FDS, which it passes
+    through), which execs the daemon at the first connection."""
+
+    def __init__(self, path, args, logdir):
+        self.path, self.args, self.logdir = path, args, logdir
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            self.sock.bind(path)
+        finally:
+            os.umask(old)
+        self.sock.listen(64)
+        self.runs = []  # one Popen per activation: its pid is the daemon's, after the execs
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        fd = self.sock.fileno()
+        script = 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$0" "$@"'
+        while not self.stopping:
+            n = len(self.runs)
+            with open(os.path.join(self.logdir, f"activated-{n}.log"), "wb") as log:
+                p = subprocess.Popen(["sh", "-c", script, SOCKET_ACTIVATE, str(SUPERVISOR)] + self.args,
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=False,
+                                     preexec_fn=lambda: os.dup2(fd, 3), start_new_session=True)
+            self.runs.append(p)
+            p.wait()
+
+    def log(self, n):
+        with open(os.path.join(self.logdir, f"activated-{n}.log")) as f:
+            return f.read()
+
+    def close(self):
+        self.stopping = True
+        for p in self.runs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(WAIT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        self.thread.join(WAIT)
+        self.sock.close()
+
+
+@pytest.mark.skipif(SOCKET_ACTIVATE is None, reason="systemd-socket-activate missing (scripts/deps.sh)")
+def test_socket_activation_starts_serves_idles_out_and_starts_again(make_dir, tmp_path):
+    d = short_tmpdir()
+    path = os.path.join(d, "act.sock")
+    unit = SocketUnit(path, ["--idle-timeout", "0.3", "--log-level", "debug"], str(tmp_path))
+    try:
+        api = Api(Endpoint("unix", path))
+        wait_until(lambda: len(unit.runs) == 1, what="activation armed")
+        # Nothing runs before the first connection.
+        assert "Execing" not in unit.log(0)
+        cid = new_client_id()
+        ws = api.create(make_dir("act"), cid)  # the first connection starts the daemon
+        daemon = unit.runs[0]
+        assert daemon.poll() is None
+        log = unit.log(0)
+        assert f"msg=Listening address=unix://{path}" in log, log
+        # The worker inherits neither the listener nor LISTEN_*.
+        inodes = unix_socket_inodes(path)
+        fds = open_fds(ws["pid"])
+        assert not any(t == f"socket:[{i}]" for t in fds.values() for i in inodes), fds
+        assert not any(k.startswith("LISTEN_") for k in proc_environ(ws["pid"])), "LISTEN_* leaked"
+        assert api.list()[0]["id"] == ws["id"]
+
+        # Last claim gone: it idles out, exits 0, and leaves the socket file.
+        api.release(ws["id"], cid)
+        assert daemon.wait(WAIT) == 0, unit.log(0)
+        assert not any(m in unit.log(0) for m in SANITIZER_ERRORS), unit.log(0)
+        assert os.path.exists(path), "a passed socket must not be unlinked"
+
+        # The next connection starts it again.
+        wait_until(lambda: len(unit.runs) == 2, what="activation re-armed")
+        assert api.health().status == 200
+        assert unit.runs[1].poll() is None and unit.runs[1].pid != daemon.pid
+    finally:
+        unit.close()
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         os.rmdir(d)
