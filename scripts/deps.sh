@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libh2o-evloop-dev libev-dev libjansson-dev
 uuid-dev libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest
-procps python3-prometheus-client systemd"
+procps python3-prometheus-client systemd mandoc"
 [ "${WITH_BENCH:-0}" = 1 ] && PKGS="$PKGS wrk nghttp2-client h2o"
 # make test-browser only: Debian's headless-capable Chromium (never a
 # browser download of its own).

@@ -6,6 +6,7 @@ documents.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -414,3 +415,70 @@ def test_socket_activation_starts_serves_idles_out_and_starts_again(make_dir, tm
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         os.rmdir(d)
+
+
+# --------------------------------------------------------------------------
+# make install / uninstall, man pages
+
+
+def test_make_install_into_destdir_runs_from_there_and_uninstalls(tmp_path, make_dir, ctl):
+    dest = tmp_path / "dest"
+    build = os.path.relpath(SUPERVISOR.parent, REPO)
+    mk = ["make", "--no-print-directory", "-C", str(REPO), f"BUILD={build}", f"DESTDIR={dest}", "PREFIX=/opt/crush"]
+    p = subprocess.run(mk + ["install"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    root = dest / "opt" / "crush"
+    files = sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
+    assert files == ["bin/crush-ps", "bin/crush-supervisor", "bin/crush-worker", "bin/crushctl",
+                     "lib/systemd/user/crush-supervisor.service", "lib/systemd/user/crush-supervisor.socket",
+                     "share/man/man1/crushctl.1", "share/man/man8/crush-supervisor.8",
+                     "share/man/man8/crush-worker.8"], files
+    for b in ("crush-supervisor", "crush-worker", "crushctl", "crush-ps"):
+        assert os.stat(root / "bin" / b).st_mode & 0o777 == 0o755, b
+    unit = (root / "lib/systemd/user/crush-supervisor.service").read_text()
+    assert "ExecStart=/opt/crush/bin/crush-supervisor " in unit and "@BINDIR@" not in unit
+
+    # The installed daemon finds the installed worker; the installed
+    # crushctl drives it.
+    d = short_tmpdir()
+    host = "unix://" + os.path.join(d, "i.sock")
+    log = open(tmp_path / "installed.log", "wb")
+    daemon = subprocess.Popen([str(root / "bin/crush-supervisor"), "-H", host], stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=log, start_new_session=True)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRUSH_")}
+        env.update(CRUSH_HOST=host, XDG_CACHE_HOME=str(ctl.cache))
+        run = lambda *a: subprocess.run([str(root / "bin/crushctl")] + list(a), capture_output=True,  # noqa
+                                        text=True, env=env, timeout=WAIT * 2)
+        wait_until(lambda: run("health").returncode == 0, what="installed daemon up")
+        p = run("create", make_dir("inst"))
+        assert p.returncode == 0, p.stderr
+        w = json.loads(run("ps", "--json").stdout)[0]
+        assert os.readlink(f"/proc/{w['pid']}/exe") == str(root / "bin/crush-worker")
+        p = subprocess.run([str(root / "bin/crush-ps")], capture_output=True, text=True, env=env, timeout=WAIT)
+        assert p.returncode == 0 and w["id"] in p.stdout, p.stderr
+        assert run("shutdown").returncode == 0
+        assert daemon.wait(WAIT) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+    p = subprocess.run(mk + ["uninstall"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert [f for f in root.rglob("*") if f.is_file()] == []
+
+
+@pytest.mark.no_daemon
+def test_man_pages_pass_mandoc_lint():
+    pages = sorted((REPO / "man").glob("*.[18]"))
+    assert [p.name for p in pages] == ["crush-supervisor.8", "crush-worker.8", "crushctl.1"]
+    if shutil.which("mandoc") is None:
+        pytest.fail("mandoc is missing (scripts/deps.sh installs it)")
+    p = subprocess.run(["mandoc", "-T", "lint", "-W", "warning"] + [str(x) for x in pages],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stdout + p.stderr
