@@ -482,3 +482,46 @@ def test_man_pages_pass_mandoc_lint():
     p = subprocess.run(["mandoc", "-T", "lint", "-W", "warning"] + [str(x) for x in pages],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stdout + p.stderr
+
+
+# --------------------------------------------------------------------------
+# docs/openapi.yaml and docs/events.md
+
+REDOCLY_VERSION = "2.77.0"  # as pinned in scripts/deps.sh
+
+
+def redocly_bin():
+    base = os.environ.get("REDOCLY_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "crush-supervisor",
+        f"redocly-{REDOCLY_VERSION}")
+    return os.path.join(base, "node_modules", ".bin", "redocly")
+
+
+@pytest.mark.no_daemon
+def test_openapi_document_passes_redocly_lint_and_names_every_route():
+    doc = (REPO / "docs" / "openapi.yaml").read_text()
+    assert doc.startswith("openapi: 3.1.")
+    for route in ("/v1/health", "/v1/version", "/v1/metrics", "/v1/control", "/v1/workspaces",
+                  "/v1/workspaces/{id}", "/v1/workspaces/{id}/events", "/v1/workspaces/{id}/current-session",
+                  "/v1/clients/{client_id}", "/v1/workspaces/{id}/{path}"):
+        assert f"\n  {route}:\n" in doc, route
+    exe = redocly_bin()
+    assert os.access(exe, os.X_OK), f"{exe} missing: scripts/deps.sh installs @redocly/cli with npm"
+    p = subprocess.run([exe, "lint", "--format", "stylish", str(REPO / "docs" / "openapi.yaml")],
+                       capture_output=True, text=True, timeout=120, cwd=str(REPO),
+                       env=dict(os.environ, REDOCLY_TELEMETRY="off", REDOCLY_SUPPRESS_UPDATE_NOTICE="true"))
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "Your API description is valid" in out, out
+    assert "You have" not in out, out  # "You have N warnings"
+
+
+@pytest.mark.no_daemon
+def test_event_schema_names_every_event_and_the_nested_envelope():
+    doc = (REPO / "docs" / "events.md").read_text()
+    assert '{"type":"fs","payload":{"type":"created","payload":{' in doc
+    for kind in ("ready", "restarting", "restarted", "closing", "failed", "gap", "created", "modified",
+                 "deleted", "renamed", "overflow", "root_gone", "config_changed", "session", "message"):
+        assert f"`{kind}`" in doc, kind
+    for duty in ("`restarted`: a new worker", "`gap`", "`overflow`", "`root_gone`", "End of stream", "slow reader"):
+        assert duty in doc.replace("**", ""), duty
