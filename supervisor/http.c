@@ -292,6 +292,8 @@ static int last_event_id(h2o_req_t *req, uint64_t *after)
 	} else if ((n = query_param(req, "last_event_id", raw, sizeof(raw))) < 0) {
 		return 0;
 	}
+	if (n == 0) /* empty: absent, as browsers' EventSource may send it */
+		return 0;
 	if (route_event_id(v, (size_t)n, after) != 0) {
 		reply_error(req, 400, "invalid last_event_id");
 		return -1;
@@ -323,6 +325,23 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 		return reply_error(req, 404, "workspace not found");
 	}
 	stream_open(&((workspace_t *)ws->shell)->feed, req, client_id, resume, after);
+	return 0;
+}
+
+/* HEAD of an event stream: what the GET would answer, without attaching. */
+static int on_events_head(http_handler_t *h, h2o_req_t *req, const char *id)
+{
+	char client_id[ID_LEN + 1];
+	if (query_client_id(req, client_id) != 0)
+		return 0;
+	claims_ws_t *ws = claims_find(h->env.claims, id);
+	if (ws == NULL || ws->state == WS_CLOSING)
+		return reply_error(req, 404, "workspace not found");
+	req->res.status = 200;
+	req->res.reason = "OK";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT("text/event-stream"));
+	h2o_send_inline(req, "", 0);
 	return 0;
 }
 
@@ -452,6 +471,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	route_t r;
 	route_match(req->path_normalized.base, req->path_normalized.len, &r);
 	unsigned m = route_method(req->method.base, req->method.len);
+	/* HEAD wherever GET is: the GET handler runs, h2o sends no body. */
+	int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+	if (head && r.id != ROUTE_FORWARD && (r.methods & ROUTE_GET))
+		m = ROUTE_GET;
 	/* Only a workspace's worker takes bodies past 1 MiB. */
 	size_t max = r.id == ROUTE_FORWARD ? HTTP_MAX_FORWARD_BODY : HTTP_MAX_BODY;
 	if (req->entity.base != NULL && req->entity.len > max)
@@ -473,7 +496,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	case ROUTE_WORKSPACE:
 		return m == ROUTE_GET ? on_get(h, req, r.param) : on_delete(h, req, r.param);
 	case ROUTE_EVENTS:
-		return on_events(h, req, r.param);
+		return head ? on_events_head(h, req, r.param) : on_events(h, req, r.param);
 	case ROUTE_CONTROL:
 		return on_control(h, req);
 	case ROUTE_METRICS:
@@ -506,7 +529,7 @@ static void json_error_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t 
 	if (!h2o_send_state_is_in_progress(state) && !os->sent) {
 		os->sent = 1;
 		char body[160];
-		int n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}",
+		int n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n",
 				 req->res.status == 413 ? "request body too large" : req->res.reason);
 		h2o_iovec_t out = h2o_strdup(&req->pool, body, (size_t)n);
 		h2o_ostream_send_next(self, req, &out, 1, state);

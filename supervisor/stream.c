@@ -371,7 +371,7 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	push(st, ": connected\n\n", 13, 0);
+	push(st, "retry: 1000\n: connected\n\n", 25, 0); /* reconnect after 1 s */
 	if (resume) {
 		if (replay_gap(&f->replay, after, f->last_id)) {
 			push_gap(st, f, after);

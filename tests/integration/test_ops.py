@@ -525,3 +525,56 @@ def test_event_schema_names_every_event_and_the_nested_envelope():
         assert f"`{kind}`" in doc, kind
     for duty in ("`restarted`: a new worker", "`gap`", "`overflow`", "`root_gone`", "End of stream", "slow reader"):
         assert duty in doc.replace("**", ""), duty
+
+
+# --------------------------------------------------------------------------
+# HTTP niceties
+
+
+def test_head_answers_wherever_get_does_without_a_body_or_an_attach(sup, make_dir):
+    cid = new_client_id()
+    ws = sup.api.create(make_dir("h"), cid)
+    for path in ("/v1/health", "/v1/version", "/v1/metrics", "/v1/workspaces", f"/v1/workspaces/{ws['id']}",
+                 f"/v1/workspaces/{ws['id']}/events?client_id={cid}"):
+        get = sup.api.request("GET", path) if "events" not in path else None
+        r = sup.api.request("HEAD", path)
+        assert r.status == 200 and r.body == b"", (path, r.describe())
+        if get is not None:
+            assert r.content_type == get.content_type, path
+    assert sup.api.request("HEAD", "/v1/workspaces/" + new_client_id()).status == 404
+    assert sup.api.request("HEAD", "/v1/control").status == 405
+    assert sup.api.workspace(ws["id"])["streams"] == 0
+
+
+def test_json_bodies_end_with_a_newline(sup):
+    for method, path in (("GET", "/v1/version"), ("GET", "/v1/workspaces"), ("GET", "/v1/nope"),
+                         ("POST", "/v1/control")):
+        r = sup.api.request(method, path, body="" if method == "POST" else None)
+        assert r.body.endswith(b"\n") and r.body.count(b"\n") == 1, (path, r.body)
+        json.loads(r.body)
+
+
+def test_streams_say_retry_and_take_an_empty_last_event_id_as_absent(sup, make_dir):
+    cid = new_client_id()
+    ws = sup.api.create(make_dir("r"), cid)
+    sock = sup.endpoint.connect()
+    try:
+        sock.sendall((f"GET /v1/workspaces/{ws['id']}/events?client_id={cid} HTTP/1.1\r\nHost: x\r\n"
+                      "Last-Event-ID: \r\n\r\n").encode())
+        got = b""
+        deadline = time.monotonic() + WAIT
+        while b": connected" not in got and time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200 "), got
+        assert b"retry: 1000\n: connected\n\n" in got, got
+    finally:
+        sock.close()
+
+
+def test_log_timestamps_are_utc_with_z(start_supervisor):
+    sup = start_supervisor(env={"TZ": "UTC"})
+    line = sup.stderr().splitlines()[0]
+    assert line.startswith("time=") and line.split()[0].endswith("Z"), line
