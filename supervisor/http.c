@@ -395,9 +395,12 @@ static int on_control(http_handler_t *h, h2o_req_t *req)
 	json_t *cmd = json_is_object(body) ? json_object_get(body, "command") : NULL;
 	const char *c = json_is_string(cmd) ? json_string_value(cmd) : NULL;
 	int known = c != NULL && (strcmp(c, "shutdown_if_idle") == 0 || strcmp(c, "shutdown") == 0);
+	int obj = json_is_object(body);
 	json_decref(body); /* c and cmd die with it */
 	if (c == NULL)
-		return reply_error(req, 400, "failed to decode request");
+		return reply_error(req, 400,
+				   obj ? "failed to decode request: command must be a string"
+				       : "failed to decode request");
 	if (!known)
 		return reply_error(req, 400, "unknown command");
 	if (h->env.pinned)

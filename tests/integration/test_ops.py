@@ -578,3 +578,21 @@ def test_log_timestamps_are_utc_with_z(start_supervisor):
     sup = start_supervisor(env={"TZ": "UTC"})
     line = sup.stderr().splitlines()[0]
     assert line.startswith("time=") and line.split()[0].endswith("Z"), line
+
+
+@pytest.mark.parametrize("field,value,what", [
+    ("path", 1, "path must be a string"), ("client_id", 7, "client_id must be a string"),
+    ("yolo", "yes", "yolo must be a boolean"), ("debug", 1, "debug must be a boolean"),
+    ("data_dir", [], "data_dir must be a string"), ("env", ["A=1", 2], "env must be an array of strings"),
+    ("channels", "x", "channels must be an array of strings"),
+])
+def test_decode_errors_name_the_field(sup, make_dir, field, value, what):
+    body = {"path": make_dir("f"), "client_id": new_client_id()}
+    body[field] = value
+    r = sup.api.request("POST", "/v1/workspaces", body)
+    assert r.status == 400 and r.json()["message"] == "failed to decode request: " + what, r.describe()
+
+
+def test_control_decode_error_names_the_field(sup):
+    r = sup.api.request("POST", "/v1/control", {"command": 3})
+    assert r.status == 400 and r.json()["message"] == "failed to decode request: command must be a string"
