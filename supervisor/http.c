@@ -325,6 +325,7 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 		return reply_error(req, 404, "workspace not found");
 	}
 	stream_open(&((workspace_t *)ws->shell)->feed, req, client_id, resume, after);
+	workspace_presence_update(ws->shell);
 	return 0;
 }
 
@@ -455,6 +456,7 @@ static int on_current_session(http_handler_t *h, h2o_req_t *req, const char *id)
 		return reply_error(req, 409, "client not attached");
 	}
 	workspace_set_session(ws->shell, client_id, json_is_string(sid) ? json_string_value(sid) : "");
+	workspace_presence_update(ws->shell);
 	json_decref(body);
 	reply_empty(req);
 	return 0;

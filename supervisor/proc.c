@@ -37,6 +37,8 @@ struct proc {
 	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
 	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
 	uint32_t setup_pending;	       /* id of the unanswered setup, 0 once answered */
+	uint32_t presence_pending;     /* id of the unanswered presence, 0 when none */
+	char *presence_next;	       /* the newest presence not sent yet (coalesced) */
 	buf_t out, inflight;	       /* frames to the worker; the batch being written */
 	void *arg;		       /* the owner; NULL once disowned */
 	char ws_id[ID_LEN + 1];
@@ -100,6 +102,8 @@ static void copy_text(char *out, size_t len, const char *s)
 }
 
 static void on_start_timeout(h2o_timeout_entry_t *te);
+static uint32_t next_id(proc_t *p);
+
 static void on_ping(h2o_timeout_entry_t *te);
 static void on_kill_timeout(h2o_timeout_entry_t *te);
 static void on_read(h2o_socket_t *sock, const char *err);
@@ -327,6 +331,26 @@ static void send_request(proc_t *p, uint32_t id, const char *json)
 	flush_out(p);
 }
 
+/* Sends the newest presence, once the worker is ready and the previous
+ * one is answered: updates coalesce, the last one wins. */
+static void send_presence(proc_t *p)
+{
+	if (p->presence_next == NULL || p->presence_pending != 0 || !proc_ready(p))
+		return;
+	p->presence_pending = next_id(p);
+	send_request(p, p->presence_pending, p->presence_next);
+	free(p->presence_next);
+	p->presence_next = NULL;
+}
+
+void proc_presence(proc_t *p, const char *json)
+{
+	free(p->presence_next);
+	if ((p->presence_next = strdup(json)) == NULL)
+		abort();
+	send_presence(p);
+}
+
 /* Liveness: the previous ping must be answered by now. */
 static void on_ping(h2o_timeout_entry_t *te)
 {
@@ -335,9 +359,7 @@ static void on_ping(h2o_timeout_entry_t *te)
 		proc_kill(p, "protocol error: unanswered request");
 		return;
 	}
-	if (++p->next_req_id == 0)
-		p->next_req_id = 1;
-	p->ping_pending = p->next_req_id;
+	p->ping_pending = next_id(p);
 	send_request(p, p->ping_pending, "{\"method\":\"ping\"}");
 	h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
 }
@@ -453,7 +475,7 @@ static uint32_t next_id(proc_t *p)
 		if (++p->next_req_id == 0)
 			p->next_req_id = 1;
 	} while (p->next_req_id == p->setup_pending || p->next_req_id == p->ping_pending ||
-		 find_call(p, p->next_req_id) != NULL);
+		 p->next_req_id == p->presence_pending || find_call(p, p->next_req_id) != NULL);
 	return p->next_req_id;
 }
 
@@ -617,6 +639,7 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 			h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
 		if (p->arg != NULL && !p->stopping)
 			p->ps->cb.ready(p->ps, p->arg, f->payload, f->len);
+		send_presence(p);
 		return 0;
 	case PROTO_EVENT: {
 		/* Events go out verbatim as SSE data: they must be one JSON
@@ -643,6 +666,11 @@ static int handle_frame(proc_t *p, const proto_frame_t *f)
 		 * other id is a protocol error. */
 		if (f->id != 0 && f->id == p->setup_pending)
 			return handle_setup_response(p, f);
+		if (f->id != 0 && f->id == p->presence_pending) {
+			p->presence_pending = 0;
+			send_presence(p);
+			return 0;
+		}
 		if (f->id == 0 || f->id != p->ping_pending) {
 			proc_kill(p, "protocol error: response to no request");
 			return -1;
@@ -814,6 +842,7 @@ void procs_reap(procs_t *ps)
 		proc_close_sock(p);
 		fail_calls(p, why);
 		proto_decoder_free(&p->dec);
+		free(p->presence_next);
 		buf_free(&p->out);
 		buf_free(&p->inflight);
 		void *owner = p->arg;

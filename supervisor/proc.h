@@ -141,6 +141,10 @@ int proc_call(proc_t *p, const char *head, const char *body, size_t len, const p
 void proc_call_ack(proc_call_t *c);
 /* The client left: the worker is told (CANCEL); no callback runs again. */
 void proc_call_cancel(proc_call_t *c);
+/* Tells the worker how many attached clients view each session
+ * ({"method":"presence","sessions":{"<sid>":n,…}}, PROTOCOL.md), once it
+ * is ready; a newer one replaces one not sent yet. */
+void proc_presence(proc_t *p, const char *json);
 /* Calls in flight on p. */
 unsigned proc_calls(const proc_t *p);
 int proc_ready(const proc_t *p);

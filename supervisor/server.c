@@ -49,6 +49,8 @@ static void on_worker_ready(procs_t *ps, void *arg, const char *payload, size_t 
 	json_decref(j);
 	stream_publish_workspace(&w->feed, restarted ? "restarted" : "ready", NULL);
 	claims_worker_ready(s->claims, w->ws, clock_ms());
+	workspace_presence_reset(w); /* a new worker knows nothing yet */
+	workspace_presence_update(w);
 	forward_ready(w);
 }
 
@@ -78,6 +80,9 @@ static void on_stream_detach(void *arg, const char *ws_id, const char *client_id
 {
 	server_t *s = arg;
 	claims_detach(s->claims, ws_id, client_id, clock_ms());
+	claims_ws_t *ws = claims_find(s->claims, ws_id);
+	if (ws != NULL && ws->state != WS_CLOSING)
+		workspace_presence_update(ws->shell);
 }
 
 /* --- claims effects (ud is the server) */

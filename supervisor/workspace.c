@@ -14,6 +14,7 @@
 
 #include "common/utf8.h"
 #include "common/version.h"
+#include "supervisor/proc.h"
 
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub)
 {
@@ -63,6 +64,40 @@ const char *workspace_session(const workspace_t *w, const char *client_id)
 	return n ? SESSION_OF(n)->session_id : "";
 }
 
+void workspace_presence_update(workspace_t *w)
+{
+	/* Only clients with a live stream count, as upstream. */
+	json_t *counts = json_object();
+	hmap_node_t *n, *nxt;
+	hmap_foreach (&w->sessions, n, nxt) {
+		workspace_session_t *s = SESSION_OF(n);
+		claims_client_t *cl = claims_find_client(w->ws, s->client_id);
+		if (cl == NULL || cl->streams == 0 || s->session_id[0] == '\0')
+			continue;
+		json_t *c = json_object_get(counts, s->session_id);
+		json_object_set_new(counts, s->session_id, json_integer(c ? json_integer_value(c) + 1 : 1));
+	}
+	json_t *j = json_pack("{s:s, s:o}", "method", "presence", "sessions", counts);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	if (text == NULL)
+		abort();
+	if (w->presence_sent != NULL && strcmp(w->presence_sent, text) == 0) {
+		free(text);
+		return;
+	}
+	free(w->presence_sent);
+	w->presence_sent = text;
+	if (w->proc != NULL)
+		proc_presence(w->proc, text);
+}
+
+void workspace_presence_reset(workspace_t *w)
+{
+	free(w->presence_sent);
+	w->presence_sent = NULL;
+}
+
 void workspace_set_config(workspace_t *w, const char *json, size_t len)
 {
 	char *copy = malloc(len + 1);
@@ -85,6 +120,7 @@ void workspace_free(workspace_t *w)
 	stream_feed_free(&w->feed);
 	free(w->fixed_json);
 	free(w->config_json);
+	free(w->presence_sent);
 	w->ws->shell = NULL;
 	free(w);
 }

@@ -28,6 +28,7 @@ typedef struct workspace {
 	unsigned fwd_count;	    /* routed requests waiting or in flight */
 	char *config_json;	    /* the worker's config (from READY), or NULL */
 	hmap_t sessions;	    /* current session per client (workspace_session_t) */
+	char *presence_sent;	    /* the last presence told to the worker */
 	char created_at[32];	    /* RFC 3339, UTC */
 	int fail_status;	    /* HTTP status of a failed start: 500, or 503 (resources) */
 	char *fixed_json;	    /* the object's fixed fields, made once */
@@ -39,6 +40,12 @@ void workspace_free(workspace_t *w);
 /* A client's current session ("" clears it); the session shown to it. */
 void workspace_set_session(workspace_t *w, const char *client_id, const char *session_id);
 const char *workspace_session(const workspace_t *w, const char *client_id);
+/* Attached clients per current session changed (attach, detach, a
+ * current-session, a worker ready): tells the worker when it differs from
+ * what it was told, so it fills upstream's attached_clients. */
+void workspace_presence_update(workspace_t *w);
+/* A new worker knows nothing yet. */
+void workspace_presence_reset(workspace_t *w);
 /* The worker's config (READY's "config"); kept as its JSON text. */
 void workspace_set_config(workspace_t *w, const char *json, size_t len);
 

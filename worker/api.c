@@ -9,6 +9,7 @@
 #include "common/utf8.h"
 
 struct api {
+	json_t *presence; /* {"<sid>": attached clients}, from the supervisor */
 	struct ev_loop *loop;
 	char *data_dir;
 	int test_routes;
@@ -166,6 +167,13 @@ static int test_route(api_t *a, call_t *c, const call_req_t *req)
 		memset(body, 'x', (size_t)n);
 		calls_respond(c, 200, "application/octet-stream", body, (size_t)n);
 		free(body);
+	} else if (strcmp(req->path, "/_test/presence") == 0) {
+		/* attached_clients of the session in ?sid= (query value as sent). */
+		const char *sid = strstr(req->query, "sid=");
+		char out[64];
+		int n = snprintf(out, sizeof(out), "{\"attached_clients\":%d}",
+				 sid ? api_attached_clients(a, sid + 4) : 0);
+		calls_respond(c, 200, NULL, out, (size_t)n);
 	} else if (strcmp(req->path, "/_test/echo") == 0) {
 		calls_respond(c, 200, "application/octet-stream", req->body, req->body_len);
 	} else if (strcmp(req->path, "/_test/sleep") == 0) {
@@ -230,10 +238,30 @@ api_t *api_new(struct ev_loop *loop, const char *data_dir, int test_routes)
 	return a;
 }
 
+int api_set_presence(api_t *a, const json_t *req)
+{
+	json_t *sessions = json_object_get(req, "sessions");
+	const char *k;
+	json_t *v;
+	if (!json_is_object(sessions))
+		return -1;
+	json_object_foreach(sessions, k, v) if (!json_is_integer(v) || json_integer_value(v) < 0) return -1;
+	json_decref(a->presence);
+	a->presence = json_incref(sessions);
+	return 0;
+}
+
+int api_attached_clients(const api_t *a, const char *session_id)
+{
+	json_t *n = a->presence ? json_object_get(a->presence, session_id) : NULL;
+	return n ? (int)json_integer_value(n) : 0;
+}
+
 void api_free(api_t *a)
 {
 	if (a == NULL)
 		return;
+	json_decref(a->presence);
 	free(a->data_dir);
 	free(a);
 }

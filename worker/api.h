@@ -25,6 +25,12 @@ void api_dispatch(void *arg, call_t *c, const call_req_t *req);
  * every object it dereferences. New reference. */
 json_t *api_config(const api_t *a);
 
+/* The supervisor's presence request ({"sessions":{"<sid>":n}}): how
+ * many attached clients view each session. 0, or -1 when malformed. */
+int api_set_presence(api_t *a, const json_t *req);
+/* Upstream's attached_clients of a session (0 when none view it). */
+int api_attached_clients(const api_t *a, const char *session_id);
+
 /* The upstream route table, for tests and docs: each entry's method,
  * pattern ("{sid}" matches one segment) and whether it is implemented. */
 typedef struct api_route {

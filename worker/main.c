@@ -353,6 +353,11 @@ static void handle_request(struct worker *wk, const proto_frame_t *f)
 		send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "pong"));
 	} else if (strcmp(method, "setup") == 0) {
 		handle_setup(wk, f->id, req);
+	} else if (strcmp(method, "presence") == 0) {
+		if (api_set_presence(wk->api, req) != 0)
+			respond_error(wk, f->id, "bad request: sessions must map session ids to counts");
+		else
+			send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "ok"));
 	} else if (strcmp(method, "http") == 0) {
 		const char *why;
 		if (calls_request(wk->calls, f->id, f->payload, f->len, &why) != 0)

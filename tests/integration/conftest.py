@@ -6,6 +6,7 @@ it fails the test that produced it; leak reports are listed at the end of
 the run (and failed once, by a dedicated test).
 """
 
+import contextlib
 import os
 import re
 import sys
@@ -116,3 +117,12 @@ def make_dir(tmp_path):
 @pytest.fixture
 def wsdir(make_dir):
     return make_dir("ws")
+
+
+@pytest.fixture
+def claim():
+    """claim(sup, path, attach=True, release=False) -> crush.Claim: a new
+    client creates the workspace, opens a stream, optionally releases its
+    create claim. Its streams are closed when the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda sup, path, **kw: stack.enter_context(crush.Claim(sup, path, **kw))

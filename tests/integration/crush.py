@@ -10,12 +10,14 @@ be polled: wait_until() and stays_true() are the only clocks.
 import http.client
 import json
 import os
+import random
 import re
 import secrets
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -80,6 +82,111 @@ def stays_true(cond, duration, interval=0.02, what=None):
         if time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Races
+
+
+class Race:
+    """Steers and tallies a race test that accepts two outcomes, so that it
+    can prove it raced: each outcome it covers must actually occur.
+
+    Every iteration runs the race's two sides `delay` seconds apart (see
+    run_apart()) and record()s the outcome. `early` is the outcome a smaller
+    delay favours, `late` the one a larger delay favours. The delay is a
+    staircase: after each outcome it steps toward the other one, the step
+    doubling while the same outcome repeats and starting again from `step`
+    when it flips, clamped to [lo, hi]; each iteration adds a jitter of up
+    to half a step (seeded: the same outcomes give the same delays). So the
+    iterations gather where either side can win, wherever the machine's
+    load has moved that point, and an outcome that is rare at `start` is
+    reached within a few iterations. Iterates `n` times, then on while an
+    outcome is still missing, up to `max_n` iterations and `budget` seconds
+    in all; assert_covered() then fails the test unless both occurred."""
+
+    def __init__(self, early, late, n, start, step, lo, hi, max_n=None, budget=2 * WAIT):
+        assert early != late and lo <= start <= hi and step > 0
+        self.early, self.late = early, late
+        self.n = n
+        self.max_n = max_n if max_n is not None else 3 * n
+        self.budget = budget
+        self.step, self.lo, self.hi = step, lo, hi
+        self.delay = start
+        self._used = start
+        self._rnd = random.Random(0)
+        self._step = step
+        self._last = None
+        self.counts = {early: 0, late: 0}
+        self.history = []  # (delay, outcome) per iteration
+
+    def missing(self):
+        return [o for o, c in self.counts.items() if c == 0]
+
+    def __iter__(self):
+        t0 = time.monotonic()
+        i = 0
+        while i < self.n or (self.missing() and i < self.max_n and time.monotonic() - t0 < self.budget):
+            jitter = self._rnd.uniform(-self.step, self.step) / 2
+            self._used = min(self.hi, max(self.lo, self.delay + jitter))
+            yield self._used
+            i += 1
+            assert len(self.history) == i, "each iteration of a Race must record() its outcome"
+
+    def record(self, outcome):
+        assert outcome in self.counts, f"outcome {outcome!r} is not one of {list(self.counts)}"
+        self.counts[outcome] += 1
+        self.history.append((self._used, outcome))
+        self._step = self._step * 2 if outcome == self._last else self.step
+        self._last = outcome
+        self.delay += self._step if outcome == self.early else -self._step
+        self.delay = min(self.hi, max(self.lo, self.delay))
+
+    def summary(self):
+        counts = ", ".join(f"{o} {c}" for o, c in self.counts.items())
+        steps = " ".join(f"{d * 1000:.1f}:{o}" for d, o in self.history)
+        return f"{counts} in {len(self.history)} iterations (delay ms:outcome {steps})"
+
+    def assert_covered(self):
+        """Fails unless every outcome occurred; prints the tally (pytest -rP shows it)."""
+        print(f"race: {self.summary()}")
+        assert not self.missing(), f"the race never ended {' or '.join(self.missing())}: {self.summary()}"
+
+
+def run_apart(in_thread, here, delay, timeout=WAIT):
+    """The two sides of one race: in_thread() runs in a new thread and here()
+    in this one, here() starting `delay` seconds after the thread started
+    (delay < 0: the thread starts -delay seconds after here() returned).
+    Returns in_thread()'s value once both are done, or raises what it
+    raised; fails if it takes longer than timeout."""
+    import threading
+    result = {}
+
+    def run():
+        try:
+            result["value"] = in_thread()
+        except BaseException as e:  # handed to the caller
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    if delay >= 0:
+        t.start()
+        try:
+            if delay > 0:
+                time.sleep(delay)
+            here()
+        finally:
+            t.join(timeout)
+    else:
+        here()
+        time.sleep(-delay)
+        t.start()
+        t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"the racing thread did not finish within {timeout}s")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 # --------------------------------------------------------------------------
@@ -184,7 +291,7 @@ def http_request(endpoint, method, path, body=None, headers=None, timeout=WAIT):
         conn.close()
 
 
-def _parse_head(head):
+def parse_head(head):
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     status = int(parts[1])
@@ -214,7 +321,7 @@ def raw_exchange(endpoint, data, timeout=WAIT):
                 raise AssertionError(f"connection closed before a response head: {buf!r}")
             buf += chunk
         head, _, rest = buf.partition(b"\r\n\r\n")
-        status, headers = _parse_head(head)
+        status, headers = parse_head(head)
         n = int(headers.get("content-length", "-1"))
         while n < 0 or len(rest) < n:
             s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -301,7 +408,7 @@ class EventStream:
                     f"no response head for the event stream within {header_timeout}s "
                     f"(eof={self.eof}, got {self._raw[:300]!r})")
         head, _, self._raw = self._raw.partition(b"\r\n\r\n")
-        self.status, self.headers = _parse_head(head)
+        self.status, self.headers = parse_head(head)
         self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self._consume()
 
@@ -490,6 +597,94 @@ class Api:
         s = EventStream(self.endpoint, ws_id, client_id, header_timeout)
         assert s.status == 200, f"attach failed: HTTP {s.status} {s.headers} {s._raw[:300]!r}"
         return s
+
+
+class Claim:
+    """One client's hold on a workspace, the sequence most lifetime tests
+    start with: a new client id creates the workspace for `path`, then
+    (attach=True) opens an event stream on it, then (release=True) releases
+    its create claim, so that the stream is its only hold (SPEC §4).
+    Closes its streams on exit; releases nothing on its own."""
+
+    def __init__(self, sup, path, attach=True, release=False):
+        self.sup = sup
+        self.cid = new_client_id()
+        self.ws = sup.api.create(path, self.cid)
+        self.streams = []
+        if attach:
+            self.attach()
+        if release:
+            self.release()
+
+    @property
+    def stream(self):
+        """The first stream it opened."""
+        return self.streams[0]
+
+    def attach(self):
+        """Opens one more event stream (expects 200) and returns it."""
+        s = self.sup.api.events(self.ws["id"], self.cid)
+        self.streams.append(s)
+        return s
+
+    def release(self):
+        return self.sup.api.release(self.ws["id"], self.cid)
+
+    def close(self):
+        """Closes every stream it opened (closing one twice is harmless)."""
+        for s in self.streams:
+            s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# Predicates on a workspace, for wait_until() and stays_true(): each returns
+# the Workspace while it holds (so a wait hands it back), else a falsy value.
+
+
+def alive(sup, ws, streams=None, clients=None):
+    """The workspace `ws` (as created) is listed, with the given stream and
+    client counts when those are not None, and its worker (the pid the
+    create answered) runs."""
+    def check():
+        w = sup.api.workspace(ws["id"])
+        if w is None or not pid_live(ws["pid"]):
+            return False
+        if streams is not None and w["streams"] != streams:
+            return False
+        if clients is not None and w["clients"] != clients:
+            return False
+        return w
+    check.__name__ = f"workspace {ws['id']} alive (streams={streams}, clients={clients})"
+    return check
+
+
+def ready_with(sup, ws_id, pid=None):
+    """The workspace is listed `ready` (with that pid, when not None) and
+    its listed worker runs; for a workspace whose worker may have been
+    replaced since the create."""
+    def check():
+        w = sup.api.workspace(ws_id)
+        if not w or w["state"] != "ready" or not pid_live(w["pid"]):
+            return None
+        if pid is not None and w["pid"] != pid:
+            return None
+        return w
+    check.__name__ = f"workspace {ws_id} ready (pid {pid})"
+    return check
+
+
+def wait_gone(sup, ws, timeout=WAIT):
+    """Waits until the workspace answers 404 and its worker is reaped."""
+    wait_until(lambda: sup.api.workspace(ws["id"]) is None, timeout,
+               what=f"workspace {ws['id']} torn down")
+    wait_until(lambda: not pid_exists(ws["pid"]), timeout,
+               what=f"worker {ws['pid']} reaped (gone from /proc, not a zombie)")
 
 
 # --------------------------------------------------------------------------
@@ -865,7 +1060,6 @@ class StreamDrainer:
     manager; events accumulate in stream.events (appends are atomic)."""
 
     def __init__(self, stream):
-        import threading
         self.stream = stream
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -9,7 +9,8 @@ import signal
 
 import pytest
 
-from crush import RFC3339_RE, new_client_id, pid_exists, run_cli, short_tmpdir, stays_true, wait_until
+from crush import (RFC3339_RE, alive, new_client_id, pid_exists, run_cli, short_tmpdir, stays_true,
+                   wait_until)
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_create_grace_from_the_environment(start_supervisor, wsdir):
 def test_flag_wins_over_the_environment(start_supervisor, wsdir):
     sup = start_supervisor(create_grace=30, env={"CRUSH_SERVER_CREATE_GRACE": "0.2"})
     ws = sup.api.create(wsdir)
-    stays_true(lambda: sup.api.workspace(ws["id"]) is not None, 0.8, what="flag's 30s grace holds")
+    stays_true(alive(sup, ws), 0.8, what="flag's 30s grace holds")
 
 
 def test_idle_timeout_from_the_environment(start_supervisor, wsdir):
@@ -107,10 +108,10 @@ def test_detach_grace_from_the_environment(start_supervisor, wsdir):
     cid = new_client_id()
     ws = sup.api.create(wsdir, cid)
     s = sup.api.events(ws["id"], cid)
-    wait_until(lambda: sup.api.workspace(ws["id"])["streams"] == 1)
+    wait_until(alive(sup, ws, streams=1))
     s.close()
-    wait_until(lambda: sup.api.workspace(ws["id"])["streams"] == 0)
-    stays_true(lambda: sup.api.workspace(ws["id"]) is not None, 0.4, what="held by the env detach grace")
+    wait_until(alive(sup, ws, streams=0))
+    stays_true(alive(sup, ws), 0.4, what="held by the env detach grace")
     wait_until(lambda: sup.api.workspace(ws["id"]) is None)
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from crush import new_client_id, raw_exchange
+from crush import new_client_id, raw_exchange, wait_gone
 
 UNKNOWN_WS = "00000000-0000-4000-8000-000000000000"
 
@@ -196,6 +196,9 @@ def test_repeated_delete_is_200(sup, wsdir):
     ws = sup.api.create(wsdir, cid)
     for _ in range(3):
         sup.api.release(ws["id"], cid)
+    # The releases did release: GET /v1/workspaces/{id} answers 404 (the
+    # teardown may finish after the answer; wait_gone polls, bounded).
+    wait_gone(sup, ws)
 
 
 def test_garbage_request_does_not_wedge_the_daemon(sup):

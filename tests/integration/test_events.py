@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from crush import is_fs, new_client_id, wait_until
+from crush import is_fs, new_client_id, ready_with, wait_until
 
 
 def write(path, text, mode="w"):
@@ -114,7 +114,9 @@ def test_streams_see_only_events_after_they_attached_but_then_all_of_them(sup, w
     ws = sup.api.create(wsdir, a)
     sa = sup.api.events(ws["id"], a)
     write(os.path.join(wsdir, "early.txt"), "")
-    sa.wait_for(lambda e: is_fs(e, "created", "early.txt"))
+    # Both of early.txt's events (created, then modified at close) are
+    # out before b attaches: on a loaded machine the second one lagged.
+    sa.wait_for(lambda e: is_fs(e, "modified", "early.txt"))
     sb = sup.api.events(ws["id"], b)
     write(os.path.join(wsdir, "late.txt"), "")
     late_a = sa.wait_for(lambda e: is_fs(e, "created", "late.txt"))
@@ -259,11 +261,7 @@ def test_crashed_worker_is_restarted_and_streams_are_told(sup, wsdir):
     newpid = restarted.payload.get("pid")
     assert newpid and newpid != ws["pid"]
 
-    def ready():
-        w = sup.api.workspace(ws["id"])
-        return w if w and w["state"] == "ready" else None
-
-    assert wait_until(ready, what="workspace ready after the restart")["pid"] == newpid
+    assert wait_until(ready_with(sup, ws["id"]), what="workspace ready after the restart")["pid"] == newpid
     # And it still publishes fs events on the same stream.
     write(os.path.join(wsdir, "after.txt"), "")
     stream.wait_for(lambda e: is_fs(e, "created", "after.txt"))

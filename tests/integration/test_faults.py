@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from crush import (WAIT, WORKER, is_fs, is_ws_event, new_client_id, pid_exists, pid_live,
-                   stays_true, wait_until)
+from crush import (WAIT, WORKER, alive, is_fs, is_ws_event, new_client_id, pid_exists, pid_live,
+                   ready_with, stays_true, wait_until)
 
 FAKE = Path(__file__).resolve().with_name("fake_worker.py")
 
@@ -60,19 +60,6 @@ def assert_ids_increase(stream):
     ids = numbered_ids(stream)
     assert all(isinstance(i, int) for i in ids), f"non-integer ids: {ids}"
     assert all(a < b for a, b in zip(ids, ids[1:])), f"event ids not strictly increasing: {ids}"
-
-
-def ready_with(sup, ws_id, pid=None):
-    """Predicate: the workspace is listed `ready` (with that pid) and its worker runs."""
-    def check():
-        w = sup.api.workspace(ws_id)
-        if not w or w["state"] != "ready" or not pid_live(w["pid"]):
-            return None
-        if pid is not None and w["pid"] != pid:
-            return None
-        return w
-    check.__name__ = f"workspace {ws_id} ready (pid {pid})"
-    return check
 
 
 def reaped(pid):
@@ -570,7 +557,7 @@ def test_control_is_409_while_only_a_stream_holds_a_workspace(sup, wsdir):
     ws = sup.api.create(wsdir, a)
     s = sup.api.events(ws["id"], b)
     sup.api.release(ws["id"], a)
-    wait_until(lambda: (sup.api.workspace(ws["id"]) or {}).get("clients") == 1)
+    wait_until(alive(sup, ws, clients=1))
     for cmd in ("shutdown_if_idle", "shutdown"):
         json_error(sup.api.request("POST", "/v1/control", {"command": cmd}), 409)
     assert s.pump(0.05), "a refused control ended a stream"

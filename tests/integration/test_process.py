@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from crush import (WAIT, all_pids, is_worker_cmdline, new_client_id, open_fds, pid_exists, pid_live,
-                   proc_cmdline, proc_environ, proc_stat, unix_socket_inodes, wait_until)
+from crush import (WAIT, Race, alive, all_pids, is_worker_cmdline, new_client_id, open_fds, pid_exists,
+                   pid_live, proc_cmdline, proc_environ, proc_stat, ready_with, run_apart, unix_socket_inodes,
+                   wait_until)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
@@ -207,34 +208,34 @@ def test_close_and_recreate_never_runs_two_workers_for_one_directory(sup, wsdir)
 
 
 def test_concurrent_release_and_create_never_run_two_workers_for_one_directory(sup, wsdir):
+    """A create races the release of the directory's only claim: it either
+    joins the workspace before the release (same workspace, kept by the new
+    client) or comes after it and gets a new workspace, whose worker must
+    not overlap the old one's. The create starts `delay` seconds before the
+    release (after, when negative); the Race steers that delay around the
+    point where either can win, and both must occur."""
     errors = []
+    race = Race(early="replaced", late="joined", n=10, start=0.0, step=0.0005, lo=-0.1, hi=0.1)
     with WorkerSampler(wsdir, sup.pid) as sampler:
         cid = new_client_id()
         ws = sup.api.create(wsdir, cid)
-        for _ in range(10):
+        for delay in race:
             nxt = new_client_id()
-            result = {}
-
-            def create():
-                r = sup.api.create_raw(wsdir, nxt)
-                result["r"] = r
-
-            t = threading.Thread(target=create)
-            t.start()
-            sup.api.release(ws["id"], cid)
-            t.join(WAIT * 2)
-            r = result.get("r")
+            r = run_apart(lambda: sup.api.create_raw(wsdir, nxt),
+                          lambda: sup.api.release(ws["id"], cid), delay, timeout=WAIT * 2)
             if r is None or r.status != 200:
                 errors.append(r and r.describe())
                 break
-            ws, cid = r.json(), nxt
+            old, ws, cid = ws, r.json(), nxt
+            race.record("joined" if ws["id"] == old["id"] else "replaced")
             # Whichever won, the answer is a live workspace with a live worker.
             assert pid_live(ws["pid"]), ws
-            wait_until(lambda: sup.api.workspace(ws["id"]) is not None)
+            wait_until(alive(sup, ws))
         sup.api.release(ws["id"], cid)
         wait_until(lambda: sup.workers() == [], what="all workers gone")
     assert errors == []
     assert sampler.violations == [], f"two live workers for {wsdir} at once: {sampler.violations[:5]}"
+    race.assert_covered()
 
 
 def test_killed_worker_is_reaped_and_the_supervisor_stays_healthy(sup, wsdir):
@@ -248,11 +249,7 @@ def test_killed_worker_is_reaped_and_the_supervisor_stays_healthy(sup, wsdir):
     # (a join may answer while the workspace is still "restarting").
     again = sup.api.create(wsdir, new_client_id())
 
-    def ready():
-        w = sup.api.workspace(again["id"])
-        return w if w and w["state"] == "ready" and pid_live(w["pid"]) else None
-
-    w = wait_until(ready, what="workspace ready again with a live worker")
+    w = wait_until(ready_with(sup, again["id"]), what="workspace ready again with a live worker")
     assert w["pid"] != ws["pid"]
     wait_until(lambda: [p.pid for p in sup.workers(path=wsdir)] == [w["pid"]],
                what="exactly one worker for the directory, the listed one")

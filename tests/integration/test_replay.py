@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from crush import (WAIT, StreamDrainer, is_fs, is_ws_event, new_client_id, open_events,
+from crush import (WAIT, StreamDrainer, alive, is_fs, is_ws_event, new_client_id, open_events,
                    wait_until)
 
 
@@ -75,7 +75,7 @@ def test_resume_gets_exactly_the_missed_events_then_live_ones(sup, wsdir, via):
         sb.pump(0.1)  # and whatever else is already on its way
         last = numbered(sb)[-1][0]
         sb.close()
-        wait_until(lambda: sup.api.workspace(ws["id"])["streams"] == 1, what="b detached")
+        wait_until(alive(sup, ws, streams=1), what="b detached")
 
         for i in range(5):
             write(os.path.join(wsdir, f"missed{i}.txt"))

@@ -238,6 +238,7 @@ def test_h2_rapid_reset_of_creates_closes_the_connection_and_spawns_little(sup, 
         s.close()
     assert "limit=resets" in sup.stderr()
     started = sup.stderr().count('msg="Worker started"')
+    print(f"rapid reset: {sent} creates abandoned on one connection, {started} workers started")
     assert started < 150, f"{started} workers spawned for {sent} abandoned creates"
     assert sup.api.health().status == 200
     sup.api.create(make_dir("legit"))  # everyone else is still served
@@ -314,8 +315,65 @@ def test_out_of_descriptors_the_daemon_does_not_spin_and_recovers(start_supervis
         t0, c0 = time.monotonic(), cpu()
         time.sleep(1.0)
         used = (cpu() - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0)
+        print(f"out of descriptors: the daemon used {used:.1%} of a core")
         assert used < 0.3, f"the daemon used {used:.0%} of a core while out of descriptors"
     finally:
         for c in conns:
             c.close()
     crush.wait_until(lambda: sup.api.health().status == 200, what="served again")
+
+
+def test_a_create_flood_hits_429_while_a_legitimate_client_is_served(start_supervisor, make_dir):
+    """140 creates on new paths exhausted the uid's inotify instances and
+    everyone else got 500. Now new workspaces past --max-workspaces are
+    429 (logged once per episode), and a client joining an existing
+    workspace is still served."""
+    sup = start_supervisor(max_workspaces=8)
+    legit_dir = make_dir("legit")
+    legit = sup.api.create(legit_dir)
+    statuses = []
+    for i in range(24):
+        r = sup.api.create_raw(make_dir(f"flood{i}"), crush.new_client_id())
+        statuses.append(r.status)
+        if r.status != 200:
+            assert r.status == 429, r.describe()
+            assert "limit 8" in r.json()["message"]
+    assert statuses.count(200) == 7 and statuses.count(429) == 17, statuses
+    # Joining what exists still works; so does everything else.
+    assert sup.api.create(legit_dir)["id"] == legit["id"]
+    assert sup.api.health().status == 200
+    assert sup.stderr().count("limit=workspaces") == 1
+
+
+# ---- issue 10: current sessions, and attached_clients reaching the worker
+
+def test_current_session_needs_a_stream_and_its_presence_reaches_the_worker(start_supervisor, wsdir):
+    sup = start_supervisor(env={"CRUSH_TEST_ROUTES": "1"})
+    a, b, c = (crush.new_client_id() for _ in range(3))
+    ws = sup.api.create(wsdir, a)
+    base = f"/v1/workspaces/{ws['id']}"
+
+    def current(client, sid):
+        return sup.api.request("POST", f"{base}/current-session?client_id={client}", {"session_id": sid})
+
+    def attached(sid):
+        r = sup.api.request("GET", f"{base}/_test/presence?sid={sid}")
+        assert r.status == 200, r.describe()
+        return r.json()["attached_clients"]
+
+    assert current(a, "S1").status == 409  # a create claim only: not attached
+    assert current(a, "S1").json()["message"] == "client not attached"
+    assert sup.api.request("POST", f"/v1/workspaces/{crush.new_client_id()}/current-session?client_id={a}",
+                           {"session_id": "S1"}).status == 404
+    sa, sb = sup.api.events(ws["id"], a), sup.api.events(ws["id"], b)
+    try:
+        assert current(a, "S1").status == 200
+        assert current(b, "S1").status == 200
+        crush.wait_until(lambda: attached("S1") == 2, what="two clients view S1")
+        assert current(b, "S2").status == 200
+        crush.wait_until(lambda: attached("S1") == 1 and attached("S2") == 1, what="one each")
+        assert current(c, "S1").status == 409
+    finally:
+        sb.close()
+    crush.wait_until(lambda: attached("S2") == 0, what="a closed stream no longer counts")
+    sa.close()

@@ -12,7 +12,6 @@ and exits 1 when a check failed (2 on a harness error).
 
 import argparse
 import collections
-import http.client
 import json
 import os
 import random
@@ -29,49 +28,15 @@ import traceback
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The integration suite's /proc helpers (stdlib only, no pytest needed).
+# The integration suite's HTTP and /proc helpers (stdlib only, no pytest needed).
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+from crush import Endpoint, Response, http_request, parse_head  # noqa: E402
+from crush import SANITIZER_ERRORS  # noqa: E402
 from crush import all_pids, open_fds as fd_table, proc_cmdline, proc_stat  # noqa: E402
 from crush import is_worker_cmdline as is_worker  # noqa: E402
 
-# --------------------------------------------------------------------------
-# small helpers: HTTP over the unix socket
-
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-class Resp:
-    def __init__(self, status, ctype, body):
-        self.status, self.ctype, self.body = status, ctype, body
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def request(sock_path, method, path, body=None, timeout=30.0):
-    conn = Unix(sock_path, timeout)
-    try:
-        hdrs = {}
-        if body is not None:
-            body = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        data = r.read()
-        return Resp(r.status, r.getheader("Content-Type", ""), data)
-    finally:
-        conn.close()
-
+# Every request waits this long at most (the crush.py default is shorter).
+HTTP_TIMEOUT = 30.0
 
 # --------------------------------------------------------------------------
 # Results: figures and invariant violations, shared by every thread
@@ -291,13 +256,11 @@ class Hub(threading.Thread):
             self._drop(st)
 
 
-def open_stream(sock_path, ws_id, client, after=None, timeout=30.0):
+def open_stream(endpoint, ws_id, client, after=None, timeout=HTTP_TIMEOUT):
     """Opens an event stream (blocking until the head); returns (status,
-    Stream or error body)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
+    Stream or error Response)."""
+    s = endpoint.connect(timeout)
     try:
-        s.connect(sock_path)
         extra = f"Last-Event-ID: {after}\r\n" if after is not None else ""
         s.sendall((f"GET /v1/workspaces/{ws_id}/events?client_id={client.cid} HTTP/1.1\r\n"
                    f"Host: x\r\nAccept: text/event-stream\r\n{extra}\r\n").encode())
@@ -308,9 +271,7 @@ def open_stream(sock_path, ws_id, client, after=None, timeout=30.0):
                 raise ConnectionError(f"closed before the head: {buf[:200]!r}")
             buf += chunk
         head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        status, headers = parse_head(head)
         if status != 200:
             n = int(headers.get("content-length", "0"))
             while len(rest) < n:
@@ -319,7 +280,7 @@ def open_stream(sock_path, ws_id, client, after=None, timeout=30.0):
                     break
                 rest += chunk
             s.close()
-            return status, Resp(status, headers.get("content-type", ""), rest)
+            return status, Response(status, headers, rest)
         st = Stream(s, ws_id, client, after)
         st.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if st.chunked:
@@ -345,6 +306,7 @@ class Soak:
         self.worker = os.path.join(build, "crush-worker")
         self.tmp = os.path.realpath(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
         self.sock = os.path.join(self.tmp, "s.sock")
+        self.endpoint = Endpoint("unix", self.sock)
         self.root = os.path.join(self.tmp, "dirs")
         self.proc = None
         self.stopping = False  # 503 allowed from here on
@@ -404,7 +366,7 @@ class Soak:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.proc.returncode} at start:\n{self.stderr()}")
             try:
-                if request(self.sock, "GET", "/v1/health").status == 200:
+                if http_request(self.endpoint, "GET", "/v1/health", timeout=HTTP_TIMEOUT).status == 200:
                     return
             except OSError:
                 pass
@@ -423,7 +385,7 @@ class Soak:
 
     def api(self, op, method, path, body=None, allowed=(200,), client=None):
         try:
-            r = request(self.sock, method, path, body)
+            r = http_request(self.endpoint, method, path, body, timeout=HTTP_TIMEOUT)
         except OSError as e:
             R.op(f"{op} transport-error")
             R.violation("api", f"{op} {method} {path}: {type(e).__name__}: {e}")
@@ -438,12 +400,12 @@ class Soak:
     def check_error_body(self, op, r):
         try:
             body = r.json()
-            ok = "application/json" in r.ctype and isinstance(body.get("message"), str) and body["message"]
+            ok = "application/json" in r.content_type and isinstance(body.get("message"), str) and body["message"]
         except (ValueError, AttributeError):
             ok = False
         if not ok:
             R.violation("api", f"{op}: HTTP {r.status} error body not JSON {{message}}: "
-                               f"{r.ctype!r} {r.body[:200]!r}")
+                               f"{r.content_type!r} {r.body[:200]!r}")
 
     def listing(self):
         r = self.api("list", "GET", "/v1/workspaces")
@@ -633,7 +595,7 @@ class Soak:
         keeper = Client(self, random.Random(0))
         r = self.api("create", "POST", "/v1/workspaces", {"path": self.keeper_dir, "client_id": keeper.cid})
         keeper_ws = r.json()["id"]
-        status, kst = open_stream(self.sock, keeper_ws, keeper)
+        status, kst = open_stream(self.endpoint, keeper_ws, keeper)
         assert status == 200, status
         self.hub.add(kst)
 
@@ -692,8 +654,7 @@ class Soak:
 
     def report(self):
         text = self.stderr()
-        markers = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "ERROR: UndefinedBehaviorSanitizer")
+        markers = SANITIZER_ERRORS + ("ERROR: LeakSanitizer",)
         for m in markers:
             if m in text:
                 i = text.index(m)
@@ -803,7 +764,7 @@ class Client:
         if ws in self.seen and self.rnd.random() < 0.4:
             after = self.seen[ws]  # resume where this client left off
         try:
-            status, st = open_stream(self.soak.sock, ws, self, after)
+            status, st = open_stream(self.soak.endpoint, ws, self, after)
         except OSError as e:
             R.op("attach transport-error")
             R.violation("api", f"attach {ws[:8]}: {type(e).__name__}: {e}")
