@@ -30,7 +30,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SUP_LIBS    := -lh2o-evloop $(JSON_LIBS) $(UUID_LIBS) -lm
 WORKER_LIBS := -lev -lsqlite3 $(JSON_LIBS) $(UUID_LIBS)
 
-.PHONY: all deps run test test-browser unit-bins clean format bench fuzz soak
+.PHONY: all deps run test test-browser unit-bins clean format bench fuzz soak install uninstall man-lint
 # Keep the unit tests' objects between runs.
 .SECONDARY:
 all: $(BUILD)/crush-supervisor $(BUILD)/crush-worker
@@ -98,6 +98,36 @@ unit-bins: $(UNIT_BIN)
 
 clean:
 	rm -rf build
+
+# `make && make install` (PREFIX, DESTDIR as usual). Install does not build:
+# run `make` first (as yourself), so that installing as root compiles
+# nothing. crush-worker goes beside crush-supervisor, where it looks first.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+SYSTEMD_USER_DIR ?= $(PREFIX)/lib/systemd/user
+INSTALL_BIN := crush-supervisor crush-worker
+INSTALL_SCRIPTS := crushctl crush-ps
+MAN1 := crushctl.1
+MAN8 := crush-supervisor.8 crush-worker.8
+UNITS := crush-supervisor.socket crush-supervisor.service
+
+install:
+	@for b in $(INSTALL_BIN); do test -x $(BUILD)/$$b || { echo "install: $(BUILD)/$$b missing: run make first" >&2; exit 1; }; done
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMD_USER_DIR)
+	install -m 755 $(addprefix $(BUILD)/,$(INSTALL_BIN)) $(addprefix scripts/,$(INSTALL_SCRIPTS)) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(addprefix man/,$(MAN1)) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(addprefix man/,$(MAN8)) $(DESTDIR)$(MANDIR)/man8/
+	for u in $(UNITS); do sed 's|@BINDIR@|$(BINDIR)|g' systemd/$$u > $(DESTDIR)$(SYSTEMD_USER_DIR)/$$u && chmod 644 $(DESTDIR)$(SYSTEMD_USER_DIR)/$$u || exit 1; done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALL_BIN) $(INSTALL_SCRIPTS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(MAN1)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMD_USER_DIR)/,$(UNITS))
+
+# The man pages, as mandoc's linter sees them (warnings and worse).
+man-lint:
+	mandoc -T lint -W warning man/*
 
 format:
 	clang-format -i $(wildcard */*.c */*.h tests/unit/*.c)

@@ -133,9 +133,14 @@ void log_kv(enum log_level level, const char *msg, ...)
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	strftime(tz, sizeof(tz), "%z", &tm);
-	/* RFC 3339 with milliseconds, as slog: 2026-11-24T01:02:03.456+00:00 */
-	buf_appendf(&b, "time=%s.%03ld%.3s:%.2s level=%s msg=", ts, (long)tv.tv_usec / 1000, tz, tz + 3,
-		    level_name(level));
+	/* RFC 3339 with milliseconds, as slog (Go's time) writes it: UTC is
+	 * "Z" (2026-11-24T01:02:03.456Z), else the offset (+01:00). */
+	if (tm.tm_gmtoff == 0)
+		buf_appendf(&b, "time=%s.%03ldZ level=%s msg=", ts, (long)tv.tv_usec / 1000,
+			    level_name(level));
+	else
+		buf_appendf(&b, "time=%s.%03ld%.3s:%.2s level=%s msg=", ts, (long)tv.tv_usec / 1000, tz,
+			    tz + 3, level_name(level));
 	append_value(&b, msg);
 
 	va_list ap;

@@ -54,16 +54,28 @@ int create_body_parse(create_body_t *b, const char *data, size_t len, const char
 
 	memset(b, 0, sizeof(*b));
 	b->root = json_loadb(data, len, 0, NULL);
-	if (!json_is_object(b->root) || member(b->root, "path", JSON_STRING, &jpath) ||
-	    member(b->root, "client_id", JSON_STRING, &jcid) || member(b->root, "yolo", JSON_TRUE, &jyolo) ||
-	    member(b->root, "debug", JSON_TRUE, &jdebug) ||
-	    member(b->root, "data_dir", JSON_STRING, &jdata) ||
-	    member(b->root, "version", JSON_STRING, &jversion) || member(b->root, "env", JSON_ARRAY, &jenv) ||
-	    member(b->root, "channels", JSON_ARRAY, &jchan))
+	/* Go's decoder names the field it could not take; so do we. */
+#define BAD(f, what) "failed to decode request: " f " must be " what
+	if (!json_is_object(b->root))
 		return fail(b, msg, "failed to decode request");
-	if (strings(jenv, &b->env, &b->nenv) != 0 || strings(jchan, &b->channels, &b->nchannels) != 0)
-		return fail(b, msg, "failed to decode request");
-
+	if (member(b->root, "path", JSON_STRING, &jpath))
+		return fail(b, msg, BAD("path", "a string"));
+	if (member(b->root, "client_id", JSON_STRING, &jcid))
+		return fail(b, msg, BAD("client_id", "a string"));
+	if (member(b->root, "yolo", JSON_TRUE, &jyolo))
+		return fail(b, msg, BAD("yolo", "a boolean"));
+	if (member(b->root, "debug", JSON_TRUE, &jdebug))
+		return fail(b, msg, BAD("debug", "a boolean"));
+	if (member(b->root, "data_dir", JSON_STRING, &jdata))
+		return fail(b, msg, BAD("data_dir", "a string"));
+	if (member(b->root, "version", JSON_STRING, &jversion))
+		return fail(b, msg, BAD("version", "a string"));
+	if (member(b->root, "env", JSON_ARRAY, &jenv) || strings(jenv, &b->env, &b->nenv) != 0)
+		return fail(b, msg, BAD("env", "an array of strings"));
+	if (member(b->root, "channels", JSON_ARRAY, &jchan) ||
+	    strings(jchan, &b->channels, &b->nchannels) != 0)
+		return fail(b, msg, BAD("channels", "an array of strings"));
+#undef BAD
 	b->path = jpath ? json_string_value(jpath) : "";
 	b->data_dir = jdata ? json_string_value(jdata) : "";
 	b->version = jversion ? json_string_value(jversion) : NULL;

@@ -320,6 +320,8 @@ static int last_event_id(h2o_req_t *req, uint64_t *after)
 	} else if ((n = query_param(req, "last_event_id", raw, sizeof(raw))) < 0) {
 		return 0;
 	}
+	if (n == 0) /* empty: absent, as browsers' EventSource may send it */
+		return 0;
 	if (route_event_id(v, (size_t)n, after) != 0) {
 		reply_error(req, 400, "invalid last_event_id");
 		return -1;
@@ -355,6 +357,23 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 	return 0;
 }
 
+/* HEAD of an event stream: what the GET would answer, without attaching. */
+static int on_events_head(http_handler_t *h, h2o_req_t *req, const char *id)
+{
+	char client_id[ID_LEN + 1];
+	if (query_client_id(req, client_id) != 0)
+		return 0;
+	claims_ws_t *ws = claims_find(h->env.claims, id);
+	if (ws == NULL || ws->state == WS_CLOSING)
+		return reply_error(req, 404, "workspace not found");
+	req->res.status = 200;
+	req->res.reason = "OK";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT("text/event-stream"));
+	h2o_send_inline(req, "", 0);
+	return 0;
+}
+
 /* DELETE /v1/clients/{client_id}: retire the client (upstream-later). */
 static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 {
@@ -368,6 +387,33 @@ static int on_retire(http_handler_t *h, h2o_req_t *req, const char *raw)
 	return 0;
 }
 
+static void count_state(void *arg, claims_ws_t *ws)
+{
+	metrics_gauges_t *g = arg;
+	uint64_t *n[] = {[WS_STARTING] = &g->ws_starting,
+			 [WS_READY] = &g->ws_ready,
+			 [WS_RESTARTING] = &g->ws_restarting,
+			 [WS_CLOSING] = &g->ws_closing};
+	if ((unsigned)ws->state < sizeof(n) / sizeof(n[0]))
+		(*n[ws->state])++;
+}
+
+/* GET /v1/metrics: Prometheus text (SPEC §9, metrics.h). */
+static int on_metrics(http_handler_t *h, h2o_req_t *req)
+{
+	metrics_gauges_t g = {.streams = h->env.streams->count};
+	claims_foreach(h->env.claims, count_state, &g);
+	buf_reset(&h->scratch);
+	metrics_render(h->env.metrics, &g, h->env.limits, &h->scratch);
+	req->res.status = 200;
+	req->res.reason = "OK";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+		       H2O_STRLIT(METRICS_CONTENT_TYPE));
+	req->res.content_length = buf_size(&h->scratch);
+	h2o_send_inline(req, buf_data(&h->scratch), buf_size(&h->scratch));
+	return 0;
+}
+
 /* POST /v1/control {"command": "shutdown_if_idle" | "shutdown"}: both
  * are conditional, as upstream: 409 while any workspace is live. A pinned
  * daemon refuses (409 "server is pinned"), so an upstream client of
@@ -378,9 +424,12 @@ static int on_control(http_handler_t *h, h2o_req_t *req)
 	json_t *cmd = json_is_object(body) ? json_object_get(body, "command") : NULL;
 	const char *c = json_is_string(cmd) ? json_string_value(cmd) : NULL;
 	int known = c != NULL && (strcmp(c, "shutdown_if_idle") == 0 || strcmp(c, "shutdown") == 0);
+	int obj = json_is_object(body);
 	json_decref(body); /* c and cmd die with it */
 	if (c == NULL)
-		return reply_error(req, 400, "failed to decode request");
+		return reply_error(req, 400,
+				   obj ? "failed to decode request: command must be a string"
+				       : "failed to decode request");
 	if (!known)
 		return reply_error(req, 400, "unknown command");
 	if (h->env.pinned)
@@ -455,6 +504,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	route_t r;
 	route_match(req->path_normalized.base, req->path_normalized.len, &r);
 	unsigned m = route_method(req->method.base, req->method.len);
+	/* HEAD wherever GET is: the GET handler runs, h2o sends no body. */
+	int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+	if (head && r.id != ROUTE_FORWARD && (r.methods & ROUTE_GET))
+		m = ROUTE_GET;
 	/* Only a workspace's worker takes bodies past 1 MiB. */
 	size_t max = r.id == ROUTE_FORWARD ? HTTP_MAX_FORWARD_BODY : HTTP_MAX_BODY;
 	if (req->entity.base != NULL && req->entity.len > max)
@@ -476,9 +529,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	case ROUTE_WORKSPACE:
 		return m == ROUTE_GET ? on_get(h, req, r.param) : on_delete(h, req, r.param);
 	case ROUTE_EVENTS:
-		return on_events(h, req, r.param);
+		return head ? on_events_head(h, req, r.param) : on_events(h, req, r.param);
 	case ROUTE_CONTROL:
 		return on_control(h, req);
+	case ROUTE_METRICS:
+		return on_metrics(h, req);
 	case ROUTE_CLIENT:
 		return on_retire(h, req, r.param);
 	case ROUTE_CURRENT_SESSION:
@@ -507,7 +562,7 @@ static void json_error_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t 
 	if (!h2o_send_state_is_in_progress(state) && !os->sent) {
 		os->sent = 1;
 		char body[160];
-		int n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}",
+		int n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n",
 				 req->res.status == 413 ? "request body too large" : req->res.reason);
 		h2o_iovec_t out = h2o_strdup(&req->pool, body, (size_t)n);
 		h2o_ostream_send_next(self, req, &out, 1, state);
@@ -544,6 +599,7 @@ http_handler_t *http_register(h2o_globalconf_t *config, const http_env_t *env)
 	http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
 	h->super.on_req = on_req;
 	h->env = *env;
+	metrics_register_logger(env->metrics, path);
 	buf_t empty = BUF_INIT;
 	h->scratch = empty;
 	h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));

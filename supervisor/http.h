@@ -16,6 +16,7 @@
 #include "supervisor/conns.h"
 #include "supervisor/forward.h"
 #include "supervisor/limits.h"
+#include "supervisor/metrics.h"
 #include "supervisor/offload.h"
 #include "supervisor/stream.h"
 #include "supervisor/workspace.h"
@@ -33,6 +34,7 @@ typedef struct http_env {
 	claims_t *claims;
 	stream_hub_t *streams;
 	limits_t *limits;
+	metrics_t *metrics; /* counted by a logger; GET /v1/metrics */
 	conns_t *conns;
 	forwarder_t *forwarder;
 	int pinned;	    /* --pinned: shutdown_if_idle is 409 */

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -199,6 +202,73 @@ int listener_open(listener_t *l, const char *url, int allow_remote, char *err, s
 	if (strncmp(url, "tcp://", 6) == 0)
 		return open_tcp(l, url + 6, allow_remote, err, errlen);
 	return fail(err, errlen, "%s: want unix:///path or tcp://host:port", url);
+}
+
+/* One passed socket: a listening stream socket, described as a url. */
+static int adopt(listener_t *l, int fd, int allow_remote, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int type = 0, acc = 0;
+	socklen_t tl = sizeof(type), al = sizeof(acc);
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 || type != SOCK_STREAM || !acc ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return fail(err, errlen, "LISTEN_FDS: fd %d is not a listening stream socket", fd);
+	if (ss.ss_family == AF_UNIX) {
+		const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+		snprintf(l->url, sizeof(l->url), "unix://%s", su->sun_path[0] ? su->sun_path : "@abstract");
+	} else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		int port;
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *si = (const struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &si->sin_addr, host, sizeof(host));
+			port = ntohs(si->sin_port);
+			snprintf(l->url, sizeof(l->url), "tcp://%s:%d", host, port);
+		} else {
+			const struct sockaddr_in6 *si = (const struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &si->sin6_addr, host, sizeof(host));
+			port = ntohs(si->sin6_port);
+			snprintf(l->url, sizeof(l->url), "tcp://[%s]:%d", host, port);
+		}
+		if (!allow_remote && !guard_addr_is_loopback((const struct sockaddr *)&ss))
+			return fail(
+			    err, errlen,
+			    "%s (LISTEN_FDS): refusing a non-loopback address without an explicit token",
+			    l->url);
+	} else {
+		return fail(err, errlen, "LISTEN_FDS: fd %d is neither a unix nor a tcp socket", fd);
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		return fail(err, errlen, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+	l->fd = fd;
+	return 0;
+}
+
+int listener_activated(listener_t *ls, int max, int allow_remote, char *err, size_t errlen)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	char *end;
+	long n = 0;
+	int ours = pid != NULL && fds != NULL && strtol(pid, &end, 10) == (long)getpid() && *end == '\0';
+	if (ours) {
+		n = strtol(fds, &end, 10);
+		if (*end != '\0' || n <= 0 || n > max)
+			ours = fail(err, errlen, "LISTEN_FDS=%.16s: want 1 to %d sockets", fds, max);
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (ours <= 0)
+		return ours;
+	for (int i = 0; i < n; i++)
+		if (adopt(&ls[i], 3 + i, allow_remote, err, errlen) != 0)
+			return -1;
+	return (int)n;
 }
 
 void listener_remove_file(listener_t *l)

@@ -27,6 +27,17 @@ typedef struct listener {
  * or -1 with a message in err.
  */
 int listener_open(listener_t *l, const char *url, int allow_remote, char *err, size_t errlen);
+/*
+ * Socket activation (SPEC §5, systemd's sd_listen_fds protocol): when
+ * LISTEN_PID is our pid, takes the LISTEN_FDS sockets from fd 3 on as the
+ * listeners (up to max), made close-on-exec and non-blocking, each url
+ * from getsockname. Their unix_path stays "": a passed socket file is
+ * never unlinked. A tcp one that is not loopback is refused unless
+ * allow_remote, as for -H. LISTEN_* are removed from the environment
+ * either way, so no worker inherits them. Returns how many (0: not
+ * activated), or -1 with a message in err.
+ */
+int listener_activated(listener_t *ls, int max, int allow_remote, char *err, size_t errlen);
 /* Removes the unix socket file if it is still the one we bound. */
 void listener_remove_file(listener_t *l);
 

@@ -58,8 +58,13 @@ void reply_text(h2o_req_t *req, int status, const char *text, size_t len)
 	req->res.reason = reply_reason(status);
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
 		       H2O_STRLIT("application/json"));
-	req->res.content_length = len;
-	h2o_send_inline(req, text, len);
+	/* Every JSON body ends with a newline, as curl users expect. */
+	int nl = len > 0 && text[len - 1] != '\n';
+	char *body = h2o_mem_alloc_pool(&req->pool, len + 1);
+	memcpy(body, text, len);
+	body[len] = '\n';
+	req->res.content_length = len + nl;
+	h2o_send_inline(req, body, len + nl);
 }
 
 void reply_json(h2o_req_t *req, int status, json_t *body)

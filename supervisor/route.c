@@ -43,6 +43,8 @@ void route_match(const char *p, size_t len, route_t *r)
 		set(r, ROUTE_VERSION, ROUTE_GET, "GET");
 	else if (is(p, len, "/v1/workspaces"))
 		set(r, ROUTE_WORKSPACES, ROUTE_GET | ROUTE_POST, "GET, POST");
+	else if (is(p, len, "/v1/metrics"))
+		set(r, ROUTE_METRICS, ROUTE_GET, "GET");
 	else if (is(p, len, "/v1/control"))
 		set(r, ROUTE_CONTROL, ROUTE_POST, "POST");
 	else if ((rest = route_segment(p, len, "/v1/workspaces/", r->param, sizeof(r->param))) != NULL) {

@@ -20,6 +20,7 @@ typedef enum route_id {
 	ROUTE_CLIENT,	       /* /v1/clients/{id} */
 	ROUTE_CURRENT_SESSION, /* /v1/workspaces/{id}/current-session */
 	ROUTE_FORWARD,	       /* /v1/workspaces/{id}/<anything else>: the worker's */
+	ROUTE_METRICS,	       /* /v1/metrics */
 } route_id_t;
 
 enum { ROUTE_GET = 1, ROUTE_POST = 2, ROUTE_DELETE = 4, ROUTE_PUT = 8, ROUTE_OTHER = 16 };

@@ -88,6 +88,7 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 	workspace_t *w = arg;
 	const char *code = procs_exited_code(ps);
 	w->proc = NULL;
+	s->metrics.workers_failed += w->ws->state != WS_CLOSING; /* not asked to stop */
 	/* Out of a per-user kernel resource: the machine is busy, not broken
 	 * (503, the sysctl named in the reason). The data dir owned by another
 	 * process (a Go crush, another daemon): 409, as upstream's conflict. */
@@ -151,8 +152,11 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 	    .env = ws->env,
 	    .nenv = ws->nenv,
 	};
-	if ((w->proc = proc_spawn(&s->procs, &spec, w, err, errlen)) == NULL)
+	if ((w->proc = proc_spawn(&s->procs, &spec, w, err, errlen)) == NULL) {
+		s->metrics.workers_failed++;
 		return -1;
+	}
+	s->metrics.workers_started++;
 	w->feed.pid = proc_pid(w->proc);
 	return 0;
 }
@@ -183,7 +187,7 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 
 static void fx_restarting(void *ud, claims_ws_t *ws, const char *reason)
 {
-	(void)ud;
+	((server_t *)ud)->metrics.workers_restarted++;
 	log_warn("Worker crashed, restarting", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 		 NULL);
 	stream_publish_workspace(&shell_of(ws)->feed, "restarting", reason);
@@ -384,11 +388,26 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		return -1;
 	}
 
+	/* Socket activation: the passed sockets replace -H (and tell the
+	 * gate which are tcp, so it finds a token for them). */
+	char aerr[512];
+	int nact = listener_activated(s->listeners, OPTIONS_MAX_HOSTS, options_token_given(opts), aerr,
+				      sizeof(aerr));
+	if (nact < 0) {
+		fprintf(stderr, "crush-supervisor: %s\n", aerr);
+		close(sfd);
+		return -1;
+	}
+	for (int i = 0; i < nact; i++)
+		opts->hosts[i] = s->listeners[i].url;
+	s->nlisteners = nact;
+	if (nact > 0)
+		opts->nhosts = nact;
 	if (gate_init(&s->gate, opts) != 0) { /* issue 8: token, origins */
 		close(sfd);
 		return -1;
 	}
-	for (int i = 0; i < opts->nhosts; i++) {
+	for (int i = 0; nact == 0 && i < opts->nhosts; i++) {
 		char err[512];
 		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
 				  sizeof(err)) != 0) {
@@ -438,6 +457,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .claims = s->claims,
 	    .streams = &s->hub,
 	    .limits = &s->limits,
+	    .metrics = &s->metrics,
 	    .conns = &s->conns,
 	    .forwarder = &s->forwarder,
 	    .pinned = opts->pinned,
@@ -456,6 +476,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	s->accept_ctx.hosts = s->config.hosts;
 	stream_hub_init(&s->hub, &s->ctx, on_stream_detach, s);
 	s->hub.limits = &s->limits;
+	s->hub.metrics = &s->metrics;
 	proc_callbacks_t pcb = {
 	    .ready = on_worker_ready,
 	    .event = on_worker_event,
@@ -486,7 +507,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	}
 
 	for (int i = 0; i < s->nlisteners; i++)
-		log_info("Listening", "address", s->listeners[i].url, "worker", worker_path, NULL);
+		log_info("Listening", "address", s->listeners[i].url, "worker", worker_path, "activated",
+			 nact > 0 ? "true" : "false", NULL);
 	return 0;
 }
 

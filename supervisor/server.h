@@ -17,6 +17,7 @@
 #include "supervisor/http.h"
 #include "supervisor/limits.h"
 #include "supervisor/listen.h"
+#include "supervisor/metrics.h"
 #include "supervisor/options.h"
 #include "supervisor/proc.h"
 #include "supervisor/stream.h"
@@ -43,6 +44,7 @@ typedef struct server {
 	h2o_evloop_t *loop;
 	claims_t *claims;
 	limits_t limits;
+	metrics_t metrics; /* GET /v1/metrics */
 	conns_t conns;
 	forwarder_t forwarder;
 	offload_t *offload;

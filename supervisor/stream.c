@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "supervisor/metrics.h"
 
 struct stream {
 	h2o_generator_t gen;
@@ -27,7 +28,6 @@ struct stream {
 	hmap_node_t by_conn; /* HTTP/1 only: in hub->h1_conns */
 	h2o_socket_t *sock;  /* HTTP/1 only: the socket we watch for EOF */
 	int claimed;	     /* claims still counts this stream: detach at dispose */
-	int input_shrunk;    /* HTTP/1: the socket's input buffer was made small */
 	size_t accounted;    /* its bytes in hub->queued */
 	sse_t sse;
 	char ws_id[ID_LEN + 1];
@@ -101,8 +101,6 @@ static void watch_h1_eof(stream_t *st, h2o_req_t *req)
 #define STREAM_TRIM_MAX_MS 2000
 /* A burst worth trimming after: bytes owed to all streams at once. */
 #define STREAM_TRIM_BURST (1u << 20)
-/* The smallest input buffer an HTTP/1 stream's socket is left with. */
-#define STREAM_H1_INPUT_MIN 512
 
 static void on_trim(h2o_timeout_entry_t *te)
 {
@@ -129,40 +127,6 @@ static void trim_soon(stream_hub_t *hub)
 static replay_t *log_of(stream_t *st)
 {
 	return st->feed != NULL ? &st->feed->replay : NULL;
-}
-
-/*
- * HTTP/1: h2o 2.2.5 reads a request into the socket's input buffer (8 KiB,
- * from its prototype) and keeps it, request bytes and all, until the
- * response ends: for an event stream, for ever. Once the headers are out
- * nothing reads those bytes (h2o parsed them in place, and only consumes
- * the request's size from the buffer when the response is over: see
- * on_send_complete in lib/http1.c; it expects the buffer may move, as a
- * read into it can realloc it), so a copy of just the bytes held, in a
- * buffer of the same prototype, takes its place. h2o frees it (capacity
- * unequal to the prototype's: free(3)) or grows it as any other.
- */
-static void shrink_h1_input(stream_t *st)
-{
-	h2o_buffer_t *in = st->sock->input;
-	st->input_shrunk = 1;
-	if (in->bytes == NULL || in->_prototype == NULL || in->_fd != -1 ||
-	    in->capacity < 2 * STREAM_H1_INPUT_MIN)
-		return;
-	size_t cap = in->size < STREAM_H1_INPUT_MIN ? STREAM_H1_INPUT_MIN : in->size;
-	if (cap == in->_prototype->_initial_buf.capacity || cap >= in->capacity)
-		return;
-	h2o_buffer_t *b = malloc(offsetof(h2o_buffer_t, _buf) + cap);
-	if (b == NULL)
-		return; /* keep the big one */
-	b->capacity = cap;
-	b->size = in->size;
-	b->bytes = b->_buf;
-	b->_prototype = in->_prototype;
-	b->_fd = -1;
-	memcpy(b->_buf, in->bytes, in->size);
-	st->sock->input = b;
-	h2o_buffer_dispose(&in);
 }
 
 /* Keeps hub->queued (bytes owed to all streams) up to date with st. */
@@ -224,8 +188,6 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
 	(void)req;
 	stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
-	if (st->sock != NULL && !st->input_shrunk)
-		shrink_h1_input(st); /* the headers are out */
 	sse_sent(&st->sse);
 	flush(st);
 }
@@ -390,6 +352,8 @@ void stream_publish(stream_feed_t *f, const char *json, size_t len)
 	buf_t *b = &f->hub->scratch;
 	buf_reset(b);
 	buf_appendf(b, "id: %llu\ndata: ", (unsigned long long)++f->last_id);
+	if (f->hub->metrics != NULL)
+		f->hub->metrics->events_published++;
 	buf_append(b, json, len);
 	buf_append(b, "\n\n", 2);
 	/* The one copy of the event: every stream reads it from the log, so
@@ -426,6 +390,8 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 {
 	char reason[128];
 	buf_t b = BUF_INIT;
+	if (st->hub->metrics != NULL)
+		st->hub->metrics->gaps++;
 	snprintf(reason, sizeof(reason), "events after %llu are no longer buffered (oldest held: %llu)",
 		 (unsigned long long)after, (unsigned long long)replay_oldest(&f->replay));
 	buf_append(&b, "data: ", 6);
@@ -475,7 +441,7 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	watch_h1_eof(st, req);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
-	push(st, ": connected\n\n", 13);
+	push(st, "retry: 1000\n: connected\n\n", 25); /* reconnect after 1 s */
 	if (resume && replay_gap(&f->replay, after, f->last_id)) {
 		push_gap(st, f, after);
 		after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;

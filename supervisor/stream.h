@@ -41,6 +41,8 @@ typedef struct stream_hub {
 	h2o_timeout_t trim; /* memory goes back to the system at quiet points */
 	h2o_timeout_entry_t trim_entry;
 	uint64_t trim_first; /* when the pending trim was first asked for */
+	/* Events published, gaps told; NULL: none. */
+	struct metrics *metrics;
 	/* A stream that claims still counted closed (client gone, slow
 	 * reader, server end): give the claim back. */
 	void (*detach)(void *arg, const char *ws_id, const char *client_id);

@@ -1,5 +1,5 @@
 """
-scripts/crush-ps: the operator's view of a running supervisor.
+scripts/crush-ps (now a thin wrapper for `crushctl ps`): the operator's view of a running supervisor.
 """
 
 import json

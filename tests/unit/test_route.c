@@ -27,6 +27,8 @@ static void test_fixed_paths_name_their_routes_and_methods(void **state)
 	assert_int_equal(match("/v1/health").id, ROUTE_HEALTH);
 	assert_int_equal(match("/v1/health").methods, ROUTE_GET);
 	assert_int_equal(match("/v1/version").id, ROUTE_VERSION);
+	assert_int_equal(match("/v1/metrics").id, ROUTE_METRICS);
+	assert_int_equal(match("/v1/metrics").methods, ROUTE_GET);
 	assert_int_equal(match("/v1/workspaces").id, ROUTE_WORKSPACES);
 	assert_int_equal(match("/v1/workspaces").methods, ROUTE_GET | ROUTE_POST);
 	assert_string_equal(match("/v1/workspaces").allow, "GET, POST");
