@@ -99,12 +99,11 @@ void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 		h2o_linklist_unlink(&wt->link);
 		if (err == NULL)
 			send_workspace(h, wt->req, w);
+		else if (claims_stopping(h->env.claims))
+			reply_error(wt->req, 503, err);
 		else
-			reply_error(wt->req,
-				    claims_stopping(h->env.claims) ? 503
-				    : w->fail_status		   ? w->fail_status
-								   : 500,
-				    err);
+			reply_error(wt->req, w->fail_status ? w->fail_status : 500,
+				    w->fail_message != NULL ? w->fail_message : err);
 	}
 }
 

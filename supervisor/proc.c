@@ -828,7 +828,7 @@ void procs_reap(procs_t *ps)
 		/* Its own reason first (why it gave up), then ours (why we
 		 * killed it), then how it ended. */
 		char full[sizeof(p->fail_reason) + sizeof(p->reason) + 80], why[PROC_REASON_MAX], st[64];
-		char code[sizeof(p->fail_code)];
+		char code[sizeof(p->fail_code)], error[sizeof(p->fail_reason)];
 		describe_status(status, st, sizeof(st));
 		if (p->fail_reason[0] != '\0' && p->reason[0] != '\0')
 			snprintf(full, sizeof(full), "%s; %s (%s)", p->fail_reason, p->reason, st);
@@ -838,6 +838,7 @@ void procs_reap(procs_t *ps)
 			snprintf(full, sizeof(full), "%s", st);
 		copy_text(why, sizeof(why), full);
 		snprintf(code, sizeof(code), "%s", p->fail_code);
+		snprintf(error, sizeof(error), "%s", p->fail_reason);
 		char pidstr[16];
 		snprintf(pidstr, sizeof(pidstr), "%d", (int)pid);
 		log_info("Worker reaped", "workspace_id", p->ws_id, "pid", pidstr, "status", why, NULL);
@@ -861,8 +862,9 @@ void procs_reap(procs_t *ps)
 		free(p);
 		if (owner != NULL) {
 			ps->exited_code = code[0] != '\0' ? code : NULL;
+			ps->exited_error = error[0] != '\0' ? error : NULL;
 			ps->cb.exited(ps, owner, why);
-			ps->exited_code = NULL;
+			ps->exited_code = ps->exited_error = NULL;
 		}
 	}
 }
@@ -870,4 +872,9 @@ void procs_reap(procs_t *ps)
 const char *procs_exited_code(const procs_t *ps)
 {
 	return ps->exited_code;
+}
+
+const char *procs_exited_error(const procs_t *ps)
+{
+	return ps->exited_error;
 }

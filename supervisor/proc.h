@@ -65,8 +65,9 @@ struct procs {
 	uint64_t kill_ms; /* SIGTERM -> SIGKILL; 0: SIGKILL at once */
 	uint64_t ping_ms; /* 0: no liveness pings */
 	h2o_timeout_t start_timeout, kill_timeout, ping_interval;
-	h2o_timeout_t next_turn; /* 0 ms: frames left over a turn's budget */
-	const char *exited_code; /* see procs_exited_code; NULL outside cb.exited */
+	h2o_timeout_t next_turn;  /* 0 ms: frames left over a turn's budget */
+	const char *exited_code;  /* see procs_exited_code; NULL outside cb.exited */
+	const char *exited_error; /* likewise, its FAIL error */
 };
 
 /* How to start one worker. */
@@ -94,6 +95,8 @@ void procs_reap(procs_t *ps);
  * kernel's inotify limits stopped it; a code this build does not know is
  * passed on as it came ([a-z0-9_], at most PROTO_FAIL_CODE_MAX bytes).
  */
+/* Inside cb.exited only: the worker's FAIL error (for people), or NULL. */
+const char *procs_exited_error(const procs_t *ps);
 const char *procs_exited_code(const procs_t *ps);
 
 /* Starts a worker reporting to arg, its setup request queued. The proc,

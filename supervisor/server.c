@@ -94,9 +94,11 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 	 * process (a Go crush, another daemon): 409, as upstream's conflict. */
 	if (code != NULL && strncmp(code, "inotify_", 8) == 0)
 		w->fail_status = 503;
-	else if (code != NULL && strcmp(code, "data_dir_locked") == 0)
+	else if (code != NULL && strcmp(code, "data_dir_locked") == 0) {
+		/* Said as is: "data directory is in use by pid N" (SPEC §8). */
 		w->fail_status = 409;
-	else
+		workspace_set_fail_message(w, procs_exited_error(ps));
+	} else
 		w->fail_status = 500;
 	claims_worker_exited(s->claims, w->ws, reason, clock_ms());
 }

@@ -99,6 +99,12 @@ void workspace_presence_reset(workspace_t *w)
 	w->presence_sent = NULL;
 }
 
+void workspace_set_fail_message(workspace_t *w, const char *msg)
+{
+	free(w->fail_message);
+	w->fail_message = msg != NULL ? strdup(msg) : NULL;
+}
+
 void workspace_set_config(workspace_t *w, const char *json, size_t len)
 {
 	char *copy = malloc(len + 1);
@@ -122,6 +128,7 @@ void workspace_free(workspace_t *w)
 	free(w->fixed_json);
 	free(w->config_json);
 	free(w->presence_sent);
+	free(w->fail_message);
 	free(w->data_dir);
 	free(w->watch_json);
 	w->ws->shell = NULL;

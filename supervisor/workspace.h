@@ -31,6 +31,7 @@ typedef struct workspace {
 	hmap_t sessions;	    /* current session per client (workspace_session_t) */
 	char *presence_sent;	    /* the last presence told to the worker */
 	char created_at[32];	    /* RFC 3339, UTC */
+	char *fail_message;	    /* the answer to waiting creates instead of the reason, or NULL */
 	int fail_status;	    /* HTTP status of a failed start: 500, or 503 (resources) */
 	char *fixed_json;	    /* the object's fixed fields, made once */
 	char *data_dir;		    /* the worker's resolved data dir (READY), or NULL */
@@ -49,6 +50,8 @@ const char *workspace_session(const workspace_t *w, const char *client_id);
 void workspace_presence_update(workspace_t *w);
 /* A new worker knows nothing yet. */
 void workspace_presence_reset(workspace_t *w);
+/* A failed start's own message for waiting creates (NULL: the reason). */
+void workspace_set_fail_message(workspace_t *w, const char *msg);
 /* The worker's config (READY's "config"); kept as its JSON text. */
 void workspace_set_config(workspace_t *w, const char *json, size_t len);
 

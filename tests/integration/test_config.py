@@ -160,7 +160,7 @@ def test_a_lock_held_by_another_process_is_409_naming_its_pid_and_leaves_nothing
         f.flush()
         r = csup.api.create_raw(wsdir, new_client_id())
         msg = json_error(r, 409)
-        assert f"data directory is in use by pid {os.getpid()}" in msg, msg
+        assert msg == f"data directory is in use by pid {os.getpid()}", msg  # SPEC §8, exactly
         assert csup.api.list() == []
         wait_until(lambda: csup.worker_pids() == set(), what="no worker left running")
     # The lock gone, the directory is ours again; the file was kept.
@@ -184,7 +184,7 @@ def test_a_second_daemon_on_the_same_directory_gets_409_until_the_first_lets_go(
     cid = new_client_id()
     wa = a.api.create(wsdir, cid)
     msg = json_error(b.api.create_raw(wsdir, new_client_id()), 409)
-    assert f"data directory is in use by pid {wa['pid']}" in msg, msg
+    assert msg == f"data directory is in use by pid {wa['pid']}", msg
     assert b.api.list() == [] and b.worker_pids() == set()
     assert a.api.workspace(wa["id"])["state"] == "ready"
     assert a.api.release(wa["id"], cid).status == 200
