@@ -642,8 +642,15 @@ void api_set_cfgstore(api_t *a, cfgstore_t *cfg)
 	a->cfg = cfg;
 }
 
+static int attached_of(void *arg, const char *session_id)
+{
+	return api_attached_clients(arg, session_id);
+}
+
 void api_set_services(api_t *a, store_t *store, shell_t *shell, const char *root, api_emit_cb emit, void *arg)
 {
+	if (store != NULL)
+		store_set_attached(store, attached_of, a);
 	free(a->root);
 	if ((a->root = strdup(root)) == NULL)
 		abort();

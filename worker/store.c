@@ -30,7 +30,26 @@
 struct store {
 	sqlite3 *db; /* NULL until connected */
 	char *data_dir;
+	/* attached_clients of a session: the supervisor's presence (api.c) */
+	int (*attached)(void *arg, const char *session_id);
+	void *attached_arg;
 };
+
+void store_set_attached(store_t *st, int (*fn)(void *arg, const char *session_id), void *arg)
+{
+	st->attached = fn;
+	st->attached_arg = arg;
+}
+
+/* A session object gets its attached_clients from the supervisor's
+ * presence (upstream computes it on read from the clients viewing it). */
+static json_t *with_presence(const store_t *st, json_t *o)
+{
+	const char *id = json_string_value(json_object_get(o, "id"));
+	if (o != NULL && id != NULL && st->attached != NULL)
+		json_object_set_new(o, "attached_clients", json_integer(st->attached(st->attached_arg, id)));
+	return o;
+}
 
 /*
  * Upstream's migrations (internal/db/migrations), by goose version. Each
@@ -330,8 +349,8 @@ static json_t *todos_proto(const char *text)
 	return out;
 }
 
-/* proto.Session; is_busy and attached_clients are the supervisor's to
- * know: false and 0 here. */
+/* proto.Session; attached_clients is filled by with_presence, is_busy
+ * is false here (no agent runs in this worker). */
 static json_t *session_json(sqlite3_stmt *s)
 {
 	json_t *o = json_object();
@@ -485,7 +504,7 @@ json_t *store_session_create(store_t *st, const char *title, int *status, char *
 	}
 	bind_text(s, 1, id);
 	bind_text(s, 2, title ? title : "");
-	return one_row(st, s, session_json, status, err, errlen);
+	return with_presence(st, one_row(st, s, session_json, status, err, errlen));
 }
 
 json_t *store_session_get(store_t *st, const char *id, int *status, char *err, size_t errlen)
@@ -497,7 +516,7 @@ json_t *store_session_get(store_t *st, const char *id, int *status, char *err, s
 		return NULL;
 	}
 	bind_text(s, 1, id);
-	return one_row(st, s, session_json, status, err, errlen);
+	return with_presence(st, one_row(st, s, session_json, status, err, errlen));
 }
 
 /* Go's encoding/json picks a struct field for a key case-insensitively. */
@@ -573,7 +592,7 @@ json_t *store_session_save(store_t *st, const json_t *in, int *status, char *err
 	bind_text(s, 6, todos_text);
 	bind_text(s, 7, json_string_value(id) ? json_string_value(id) : "");
 	free(todos_text);
-	return one_row(st, s, session_json, status, err, errlen);
+	return with_presence(st, one_row(st, s, session_json, status, err, errlen));
 }
 
 json_t *store_session_delete(store_t *st, const char *id, int *status, char *err, size_t errlen)
@@ -747,7 +766,7 @@ int store_cursor_step(store_cursor_t *c, buf_t *out, unsigned max_rows, size_t m
 		json_t *j;
 		switch (c->what) {
 		case STORE_LIST_SESSIONS:
-			j = session_json(c->s);
+			j = with_presence(c->st, session_json(c->s));
 			break;
 		case STORE_LIST_HISTORY:
 			j = file_json(c->s);

@@ -86,4 +86,7 @@ void store_cursor_free(store_cursor_t *c);
  * its wire form). Exposed for tests. */
 json_t *store_parts_to_proto(const char *parts_text);
 
+/* Where a session's attached_clients comes from (api.c's presence). */
+void store_set_attached(store_t *st, int (*fn)(void *arg, const char *session_id), void *arg);
+
 #endif

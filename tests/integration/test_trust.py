@@ -377,3 +377,33 @@ def test_current_session_needs_a_stream_and_its_presence_reaches_the_worker(star
         sb.close()
     crush.wait_until(lambda: attached("S2") == 0, what="a closed stream no longer counts")
     sa.close()
+
+
+def test_session_objects_count_the_attached_clients_viewing_them(sup, wsdir):
+    """upstream's attached_clients: clients with a live stream whose
+    current session it is, filled in by the worker from the presence the
+    supervisor tells it."""
+    a, b = crush.new_client_id(), crush.new_client_id()
+    ws = sup.api.create(wsdir, a)
+    base = f"/v1/workspaces/{ws['id']}"
+    r = sup.api.request("POST", f"{base}/sessions", {"title": "t"})
+    assert r.status == 200, r.describe()
+    sid = r.json()["id"]
+
+    def count():
+        r = sup.api.request("GET", f"{base}/sessions/{sid}")
+        assert r.status == 200, r.describe()
+        listed = {s["id"]: s for s in sup.api.request("GET", f"{base}/sessions").json()}
+        assert listed[sid]["attached_clients"] == r.json()["attached_clients"]
+        return r.json()["attached_clients"]
+
+    assert count() == 0
+    sa, sb = sup.api.events(ws["id"], a), sup.api.events(ws["id"], b)
+    try:
+        for c in (a, b):
+            assert sup.api.request("POST", f"{base}/current-session?client_id={c}", {"session_id": sid}).status == 200
+        crush.wait_until(lambda: count() == 2, what="both clients view the session")
+    finally:
+        sb.close()
+    crush.wait_until(lambda: count() == 1, what="a closed stream no longer counts")
+    sa.close()
