@@ -351,6 +351,7 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 	default:
 		return reply_error(req, 404, "workspace not found");
 	}
+	log_debug("Stream attached", "workspace_id", ws->id, "client_id", client_id, NULL);
 	stream_open(&((workspace_t *)ws->shell)->feed, req, client_id, resume, after);
 	workspace_presence_update(ws->shell);
 	return 0;
@@ -502,6 +503,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	}
 	route_t r;
 	route_match(req->path_normalized.base, req->path_normalized.len, &r);
+	/* Ids are UUIDs, matched in any case (stored lower-cased), as client
+	 * ids always were. */
+	char canon[ID_LEN + 1];
+	if (r.param[0] != '\0' && id_parse(r.param, strlen(r.param), canon) == 0)
+		memcpy(r.param, canon, sizeof(canon));
 	unsigned m = route_method(req->method.base, req->method.len);
 	/* HEAD wherever GET is: the GET handler runs, h2o sends no body. */
 	int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));

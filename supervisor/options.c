@@ -323,6 +323,8 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 		o->hosts[o->nhosts++] = o->default_host;
 	return OPTIONS_RUN;
 bad:
-	fprintf(err, usage, o->default_host);
+	/* The one error line above, then where the usage is: 25 lines of it
+	 * would bury the error. */
+	fprintf(err, "try 'crush-supervisor --help' for the usage\n");
 	return OPTIONS_EXIT_USAGE;
 }

@@ -108,6 +108,7 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 static void on_stream_detach(void *arg, const char *ws_id, const char *client_id)
 {
 	server_t *s = arg;
+	log_debug("Stream detached", "workspace_id", ws_id, "client_id", client_id, NULL);
 	claims_detach(s->claims, ws_id, client_id, clock_ms());
 	claims_ws_t *ws = claims_find(s->claims, ws_id);
 	if (ws != NULL && ws->state != WS_CLOSING)

@@ -407,3 +407,17 @@ def test_session_objects_count_the_attached_clients_viewing_them(sup, wsdir):
         sb.close()
     crush.wait_until(lambda: count() == 1, what="a closed stream no longer counts")
     sa.close()
+
+
+def test_workspace_ids_match_in_any_case(sup, wsdir):
+    """An upper-case workspace id 404'd while an upper-case client id was
+    accepted: ids are matched case-insensitively everywhere."""
+    cid = crush.new_client_id()
+    ws = sup.api.create(wsdir, cid.upper())
+    up = ws["id"].upper()
+    assert sup.api.get(up).status == 200
+    assert sup.api.request("GET", f"/v1/workspaces/{up}/config").status == 200
+    with sup.api.events(up, cid.upper()) as s:
+        assert s.status == 200
+        sup.api.release(up, cid)  # released: the stream is all that holds it
+    crush.wait_until(lambda: sup.api.workspace(ws["id"]) is None, what="gone once its stream closed")
