@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/id.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/utf8.h"
 #include "common/version.h"
 #include "supervisor/body.h"
@@ -158,8 +159,33 @@ static void list_one(void *arg, claims_ws_t *ws)
 	workspace_json(b, ws->shell);
 }
 
+static void lookup_submit(http_handler_t *h, h2o_req_t *req, const char *path);
+
+/* GET /v1/workspaces?path=P: the workspace P's dedup key names (resolved
+ * as a create resolves it, off the loop), as a list of 0 or 1; no claim
+ * is taken, so "is P served?" costs nothing. */
+static void list_resolved(http_handler_t *h, h2o_req_t *req, const char *key)
+{
+	buf_t *b = &h->scratch;
+	claims_ws_t *ws = claims_find_key(h->env.claims, key);
+	buf_reset(b);
+	buf_append(b, "[", 1);
+	if (ws != NULL)
+		workspace_json(b, ws->shell);
+	buf_append(b, "]", 1);
+	reply_text(req, 200, buf_data(b), buf_size(b));
+}
+
 static int on_list(http_handler_t *h, h2o_req_t *req)
 {
+	char path[PATH_MAX];
+	int n = query_param(req, "path", path, sizeof(path));
+	if (n >= 0) {
+		if (n == 0 || path[0] != '/' || memchr(path, '\0', (size_t)n) != NULL)
+			return reply_error(req, 400, "path must be absolute");
+		lookup_submit(h, req, path);
+		return 0;
+	}
 	buf_t *b = &h->scratch;
 	buf_reset(b);
 	buf_append(b, "[", 1);
@@ -242,6 +268,7 @@ typedef struct create_job {
 	h2o_req_t *req; /* NULL once the client left */
 	struct create_job **slot;
 	create_body_t body;
+	char *lookup; /* GET /v1/workspaces?path=: this path, not a create */
 	int rc;
 	const char *msg;
 } create_job_t;
@@ -251,8 +278,15 @@ static void create_job_work(offload_job_t *j)
 	create_job_t *cj = H2O_STRUCT_FROM_MEMBER(create_job_t, job, j);
 	if (cj->h->resolve_delay_ms > 0) /* test-only: a slow filesystem */
 		usleep((useconds_t)cj->h->resolve_delay_ms * 1000);
-	cj->rc = create_body_resolve(&cj->body, &cj->msg);
+	if (cj->lookup != NULL) {
+		cj->rc = path_resolve_key(cj->lookup, cj->body.key);
+		cj->msg = errno == ENOTDIR ? "path is not a directory" : "failed to resolve workspace path";
+	} else {
+		cj->rc = create_body_resolve(&cj->body, &cj->msg);
+	}
 }
+
+static void list_resolved(http_handler_t *h, h2o_req_t *req, const char *key);
 
 static void create_job_done(offload_job_t *j)
 {
@@ -261,10 +295,13 @@ static void create_job_done(offload_job_t *j)
 		*cj->slot = NULL;
 		if (cj->rc != 0)
 			reply_error(cj->req, 400, cj->msg);
+		else if (cj->lookup != NULL)
+			list_resolved(cj->h, cj->req, cj->body.key);
 		else
 			create_resolved(cj->h, cj->req, &cj->body);
 	}
 	create_body_free(&cj->body);
+	free(cj->lookup);
 	free(cj);
 }
 
@@ -273,6 +310,25 @@ static void create_slot_dispose(void *p)
 	create_job_t **slot = p;
 	if (*slot != NULL)
 		(*slot)->req = NULL; /* the client left while its path resolved */
+}
+
+static void resolve_submit(http_handler_t *h, h2o_req_t *req, create_job_t *cj)
+{
+	cj->h = h;
+	cj->req = req;
+	cj->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*cj->slot), create_slot_dispose);
+	*cj->slot = cj;
+	cj->job.work = create_job_work;
+	cj->job.done = create_job_done;
+	offload_submit(h->env.offload, &cj->job);
+}
+
+static void lookup_submit(http_handler_t *h, h2o_req_t *req, const char *path)
+{
+	create_job_t *cj = calloc(1, sizeof(*cj));
+	if (cj == NULL || (cj->lookup = strdup(path)) == NULL)
+		abort();
+	resolve_submit(h, req, cj);
 }
 
 static int on_create(http_handler_t *h, h2o_req_t *req)
@@ -285,13 +341,7 @@ static int on_create(http_handler_t *h, h2o_req_t *req)
 		free(cj);
 		return reply_error(req, 400, msg);
 	}
-	cj->h = h;
-	cj->req = req;
-	cj->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*cj->slot), create_slot_dispose);
-	*cj->slot = cj;
-	cj->job.work = create_job_work;
-	cj->job.done = create_job_done;
-	offload_submit(h->env.offload, &cj->job);
+	resolve_submit(h, req, cj);
 	return 0;
 }
 

@@ -421,3 +421,20 @@ def test_workspace_ids_match_in_any_case(sup, wsdir):
         assert s.status == 200
         sup.api.release(up, cid)  # released: the stream is all that holds it
     crush.wait_until(lambda: sup.api.workspace(ws["id"]) is None, what="gone once its stream closed")
+
+
+def test_list_by_path_answers_is_it_served_without_a_claim(start_supervisor, tmp_path, make_dir):
+    """GET /v1/workspaces?path= ignored the filter, so the only way to ask
+    "is /x served?" was a create, which takes a claim. The path is
+    resolved as the dedup key is (symlinks, missing tails)."""
+    sup = start_supervisor(create_grace=0.5)
+    d = make_dir("real")
+    os.symlink(d, os.path.join(os.path.realpath(tmp_path), "link"))
+    assert sup.api.request("GET", f"/v1/workspaces?path={d}").json() == []
+    ws = sup.api.create(d)
+    got = sup.api.request("GET", f"/v1/workspaces?path={os.path.realpath(tmp_path)}/link").json()
+    assert [w["id"] for w in got] == [ws["id"]] and got[0]["clients"] == 1
+    assert sup.api.request("GET", f"/v1/workspaces?path={d}/missing").json() == []
+    assert sup.api.request("GET", "/v1/workspaces?path=relative").status == 400
+    # Asking took no claim: the create's grace still ends it.
+    crush.wait_until(lambda: sup.api.workspace(ws["id"]) is None, what="gone after its grace")
