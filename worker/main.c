@@ -765,15 +765,10 @@ int main(int argc, char **argv)
 		free_worker(&wk);
 		return 1;
 	}
-	/* The store is opened now when the directory exists (a broken
-	 * database fails the start, saying why; after the watch and the lock,
-	 * whose reasons come first), else at its first use: opening creates
-	 * the data dir, which must not conjure a directory still waited for. */
-	if (access(wk.root, F_OK) == 0 && store_connect(wk.store, why, sizeof(why)) != 0) {
-		fail(&wk, PROTO_FAIL_ERROR, "cannot open the session store %s/crush.db: %s", abs_data, why);
-		free_worker(&wk);
-		return 1;
-	}
+	/* The session store opens at its first use (store.c), not here: its
+	 * migrations on a new database would add milliseconds to every
+	 * create, and its pages to every idle worker. A database it cannot
+	 * open is reported by the request that needs it, with the reason. */
 	ev_io_init(&wk.inotify, on_inotify, watch_fd(wk.watch), EV_READ);
 	ev_timer_init(&wk.watch_timer, on_watch_timer, 0., 0.);
 	wk.inotify.data = wk.watch_timer.data = &wk;
