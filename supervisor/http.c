@@ -110,6 +110,17 @@ void http_answer_waiters(http_handler_t *h, workspace_t *w, const char *err)
 
 /* --- handlers */
 
+/* The live (not closing) workspace id names, or NULL after a 404. */
+static claims_ws_t *live_workspace(http_handler_t *h, h2o_req_t *req, const char *id)
+{
+	claims_ws_t *ws = claims_find(h->env.claims, id);
+	if (ws == NULL || ws->state == WS_CLOSING) {
+		reply_error(req, 404, "workspace not found");
+		return NULL;
+	}
+	return ws;
+}
+
 static int on_health(h2o_req_t *req)
 {
 	reply_empty(req);
@@ -413,9 +424,9 @@ static int on_events_head(http_handler_t *h, h2o_req_t *req, const char *id)
 	char client_id[ID_LEN + 1];
 	if (query_client_id(req, client_id) != 0)
 		return 0;
-	claims_ws_t *ws = claims_find(h->env.claims, id);
-	if (ws == NULL || ws->state == WS_CLOSING)
-		return reply_error(req, 404, "workspace not found");
+	claims_ws_t *ws = live_workspace(h, req, id);
+	if (ws == NULL)
+		return 0;
 	req->res.status = 200;
 	req->res.reason = "OK";
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -499,9 +510,9 @@ static int on_forward(http_handler_t *h, h2o_req_t *req, const char *id, const c
 	int n = query_param(req, "client_id", raw, sizeof(raw));
 	if (n >= 0 && id_parse(raw, (size_t)n, client_id) != 0)
 		return reply_error(req, 400, "invalid client_id");
-	claims_ws_t *ws = claims_find(h->env.claims, id);
-	if (ws == NULL || ws->state == WS_CLOSING)
-		return reply_error(req, 404, "workspace not found");
+	claims_ws_t *ws = live_workspace(h, req, id);
+	if (ws == NULL)
+		return 0;
 	forward_start(h->env.forwarder, req, ws->shell, client_id, path, pathlen);
 	return 0;
 }
@@ -515,9 +526,9 @@ static int on_current_session(http_handler_t *h, h2o_req_t *req, const char *id)
 	char client_id[ID_LEN + 1];
 	if (query_client_id(req, client_id) != 0)
 		return 0;
-	claims_ws_t *ws = claims_find(h->env.claims, id);
-	if (ws == NULL || ws->state == WS_CLOSING)
-		return reply_error(req, 404, "workspace not found");
+	claims_ws_t *ws = live_workspace(h, req, id);
+	if (ws == NULL)
+		return 0;
 	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
 	json_t *sid = json_is_object(body) ? json_object_get(body, "session_id") : NULL;
 	if (!json_is_string(sid) && !json_is_null(sid) && sid != NULL) {

@@ -17,20 +17,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/errf.h"
 #include "common/log.h"
 #include "supervisor/guard.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* Writes the message; returns -1 for the caller to return. */
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* 1: something accepts connections at path; 0: nothing does (stale). */
 static int unix_is_live(const struct sockaddr_un *sa)
@@ -60,14 +49,14 @@ static int dir_is_safe(const char *path, char *err, size_t errlen, const char *u
 	memcpy(dir, path, n);
 	dir[n] = '\0';
 	if (lstat(dir, &st) != 0)
-		return fail(err, errlen, "%s: %s: %s", url, dir, strerror(errno));
+		return errf(err, errlen, "%s: %s: %s", url, dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "%s: %s is not a directory", url, dir);
+		return errf(err, errlen, "%s: %s is not a directory", url, dir);
 	if (st.st_uid != geteuid() && st.st_uid != 0)
-		return fail(err, errlen, "%s: directory %s belongs to uid %u; refusing to put a socket there",
+		return errf(err, errlen, "%s: directory %s belongs to uid %u; refusing to put a socket there",
 			    url, dir, (unsigned)st.st_uid);
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "%s: directory %s is writable by other users and not sticky; refusing to put a "
 			    "socket there",
 			    url, dir);
@@ -80,9 +69,9 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	struct stat st;
 
 	if (path[0] != '/')
-		return fail(err, errlen, "%s: unix socket path must be absolute", l->url);
+		return errf(err, errlen, "%s: unix socket path must be absolute", l->url);
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, "%s: socket path too long", l->url);
+		return errf(err, errlen, "%s: socket path too long", l->url);
 	strcpy(sa.sun_path, path);
 	if (dir_is_safe(path, err, errlen, l->url) != 0)
 		return -1;
@@ -93,25 +82,25 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	 * symlink planted after it (it fails with EADDRINUSE instead). */
 	if (lstat(path, &st) == 0) {
 		if (S_ISLNK(st.st_mode))
-			return fail(err, errlen, "%s: %s is a symbolic link; refusing to use or remove it",
+			return errf(err, errlen, "%s: %s is a symbolic link; refusing to use or remove it",
 				    l->url, path);
 		if (!S_ISSOCK(st.st_mode))
-			return fail(err, errlen, "%s: %s exists and is not a socket", l->url, path);
+			return errf(err, errlen, "%s: %s exists and is not a socket", l->url, path);
 		if (st.st_uid != geteuid())
-			return fail(err, errlen,
+			return errf(err, errlen,
 				    "%s: %s belongs to uid %u, not to us; refusing to use or remove it",
 				    l->url, path, (unsigned)st.st_uid);
 		if (unix_is_live(&sa))
-			return fail(err, errlen, "%s: address already in use", l->url);
+			return errf(err, errlen, "%s: address already in use", l->url);
 		log_warn("Removing stale socket", "path", path, NULL);
 		if (unlink(path) != 0 && errno != ENOENT)
-			return fail(err, errlen, "%s: cannot remove stale socket: %s", l->url,
+			return errf(err, errlen, "%s: cannot remove stale socket: %s", l->url,
 				    strerror(errno));
 	}
 
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return fail(err, errlen, "%s: socket: %s", l->url, strerror(errno));
+		return errf(err, errlen, "%s: socket: %s", l->url, strerror(errno));
 	/* Created 0600 from the start: no window where others may connect. */
 	mode_t old = umask(0177);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
@@ -119,14 +108,14 @@ static int open_unix(listener_t *l, const char *path, char *err, size_t errlen)
 	umask(old);
 	if (r != 0) {
 		close(fd);
-		return fail(err, errlen, "%s: bind: %s", l->url,
+		return errf(err, errlen, "%s: bind: %s", l->url,
 			    e == EADDRINUSE ? "address already in use" : strerror(e));
 	}
 	if (listen(fd, SOMAXCONN) != 0) {
 		e = errno;
 		close(fd);
 		unlink(path);
-		return fail(err, errlen, "%s: listen: %s", l->url, strerror(e));
+		return errf(err, errlen, "%s: listen: %s", l->url, strerror(e));
 	}
 	if (lstat(path, &st) == 0) {
 		l->ino = st.st_ino;
@@ -145,7 +134,7 @@ static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char 
 	const char *colon = strrchr(hostport, ':');
 	if (colon == NULL || colon == hostport || colon[1] == '\0' ||
 	    (size_t)(colon - hostport) >= sizeof(host))
-		return fail(err, errlen, "%s: want tcp://host:port", l->url);
+		return errf(err, errlen, "%s: want tcp://host:port", l->url);
 	memcpy(host, hostport, (size_t)(colon - hostport));
 	host[colon - hostport] = '\0';
 	/* [::1]:port */
@@ -158,7 +147,7 @@ static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char 
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
 	int gai = getaddrinfo(h, colon + 1, &hints, &res);
 	if (gai != 0)
-		return fail(err, errlen, "%s: %s", l->url, gai_strerror(gai));
+		return errf(err, errlen, "%s: %s", l->url, gai_strerror(gai));
 	/* Without a token the operator chose, the generated one must not be
 	 * the only thing between the network and the API: every address the
 	 * name resolves to must be loopback (0.0.0.0, :: and public ones are
@@ -166,7 +155,7 @@ static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char 
 	for (struct addrinfo *a = res; a != NULL && !allow_remote; a = a->ai_next) {
 		if (!guard_addr_is_loopback(a->ai_addr)) {
 			freeaddrinfo(res);
-			return fail(
+			return errf(
 			    err, errlen,
 			    "%s: refusing to listen on a non-loopback address without an explicit "
 			    "token (give --token-file or CRUSH_SERVER_TOKEN, or use 127.0.0.1 / [::1])",
@@ -176,7 +165,7 @@ static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char 
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		freeaddrinfo(res);
-		return fail(err, errlen, "%s: socket: %s", l->url, strerror(errno));
+		return errf(err, errlen, "%s: socket: %s", l->url, strerror(errno));
 	}
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -184,7 +173,7 @@ static int open_tcp(listener_t *l, const char *hostport, int allow_remote, char 
 		int e = errno;
 		close(fd);
 		freeaddrinfo(res);
-		return fail(err, errlen, "%s: %s", l->url,
+		return errf(err, errlen, "%s: %s", l->url,
 			    e == EADDRINUSE ? "address already in use" : strerror(e));
 	}
 	freeaddrinfo(res);
@@ -201,7 +190,7 @@ int listener_open(listener_t *l, const char *url, int allow_remote, char *err, s
 		return open_unix(l, url + 7, err, errlen);
 	if (strncmp(url, "tcp://", 6) == 0)
 		return open_tcp(l, url + 6, allow_remote, err, errlen);
-	return fail(err, errlen, "%s: want unix:///path or tcp://host:port", url);
+	return errf(err, errlen, "%s: want unix:///path or tcp://host:port", url);
 }
 
 /* One passed socket: a listening stream socket, described as a url. */
@@ -216,7 +205,7 @@ static int adopt(listener_t *l, int fd, int allow_remote, char *err, size_t errl
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 || type != SOCK_STREAM || !acc ||
 	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-		return fail(err, errlen, "LISTEN_FDS: fd %d is not a listening stream socket", fd);
+		return errf(err, errlen, "LISTEN_FDS: fd %d is not a listening stream socket", fd);
 	if (ss.ss_family == AF_UNIX) {
 		const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
 		snprintf(l->url, sizeof(l->url), "unix://%s", su->sun_path[0] ? su->sun_path : "@abstract");
@@ -235,16 +224,16 @@ static int adopt(listener_t *l, int fd, int allow_remote, char *err, size_t errl
 			snprintf(l->url, sizeof(l->url), "tcp://[%s]:%d", host, port);
 		}
 		if (!allow_remote && !guard_addr_is_loopback((const struct sockaddr *)&ss))
-			return fail(
+			return errf(
 			    err, errlen,
 			    "%s (LISTEN_FDS): refusing a non-loopback address without an explicit token",
 			    l->url);
 	} else {
-		return fail(err, errlen, "LISTEN_FDS: fd %d is neither a unix nor a tcp socket", fd);
+		return errf(err, errlen, "LISTEN_FDS: fd %d is neither a unix nor a tcp socket", fd);
 	}
 	int fl = fcntl(fd, F_GETFL);
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
-		return fail(err, errlen, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
+		return errf(err, errlen, "LISTEN_FDS: fd %d: %s", fd, strerror(errno));
 	l->fd = fd;
 	return 0;
 }
@@ -258,7 +247,7 @@ int listener_activated(listener_t *ls, int max, int allow_remote, char *err, siz
 	if (ours) {
 		n = strtol(fds, &end, 10);
 		if (*end != '\0' || n <= 0 || n > max)
-			ours = fail(err, errlen, "LISTEN_FDS=%.16s: want 1 to %d sockets", fds, max);
+			ours = errf(err, errlen, "LISTEN_FDS=%.16s: want 1 to %d sockets", fds, max);
 	}
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");

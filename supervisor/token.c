@@ -13,16 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#include "common/errf.h"
 
 int token_default_path(char *out, size_t outlen)
 {
@@ -60,26 +51,26 @@ int token_read_file(const char *path, char out[GUARD_TOKEN_MAX + 1], char *err, 
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
-		return fail(err, errlen, "--token-file %s: %s", path, strerror(errno));
+		return errf(err, errlen, "--token-file %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, "--token-file %s: not a regular file", path);
+		return errf(err, errlen, "--token-file %s: not a regular file", path);
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {
 		close(fd);
-		return fail(err, errlen, "--token-file %s: owned by uid %u, not by this user or root", path,
+		return errf(err, errlen, "--token-file %s: owned by uid %u, not by this user or root", path,
 			    (unsigned)st.st_uid);
 	}
 	if ((st.st_mode & 077) != 0) {
 		close(fd);
-		return fail(err, errlen,
+		return errf(err, errlen,
 			    "--token-file %s: readable or writable by others (mode %03o); chmod 600 it", path,
 			    (unsigned)(st.st_mode & 0777));
 	}
 	int r = read_token(fd, out);
 	close(fd);
 	if (r != 0)
-		return fail(err, errlen, "--token-file %s: want one line of %d to %d printable characters",
+		return errf(err, errlen, "--token-file %s: want one line of %d to %d printable characters",
 			    path, GUARD_TOKEN_MIN, GUARD_TOKEN_MAX);
 	return 0;
 }
@@ -117,14 +108,14 @@ static int reuse(int dfd, const char *name, const char *path, char out[GUARD_TOK
 		if (errno == ENOENT)
 			return 0;
 		if (errno == ELOOP)
-			return fail(err, errlen,
+			return errf(err, errlen,
 				    "%s is a symbolic link; refusing it (remove it if it is not yours)",
 				    path);
-		return fail(err, errlen, "%s: %s", path, strerror(errno));
+		return errf(err, errlen, "%s: %s", path, strerror(errno));
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
 		close(fd);
-		return fail(err, errlen, "%s exists and is not a regular file of this user; refusing it",
+		return errf(err, errlen, "%s exists and is not a regular file of this user; refusing it",
 			    path);
 	}
 	int ok = (st.st_mode & 07777) == 0600 && read_token(fd, out) == 0;
@@ -140,9 +131,9 @@ int token_load_or_create(const char *path, char out[GUARD_TOKEN_MAX + 1], int *c
 
 	const char *slash = strrchr(path, '/');
 	if (path[0] != '/' || slash[1] == '\0')
-		return fail(err, errlen, "%s: want an absolute path to a file", path);
+		return errf(err, errlen, "%s: want an absolute path to a file", path);
 	if ((size_t)(slash - path) >= sizeof(dir) || strlen(slash + 1) >= sizeof(base))
-		return fail(err, errlen, "%s: path too long", path);
+		return errf(err, errlen, "%s: path too long", path);
 	memcpy(dir, path, (size_t)(slash - path));
 	dir[slash - path] = '\0';
 	snprintf(base, sizeof(base), "%s", slash + 1);
@@ -150,7 +141,7 @@ int token_load_or_create(const char *path, char out[GUARD_TOKEN_MAX + 1], int *c
 	 * a parent in between cannot redirect us. */
 	int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return fail(err, errlen, "%s: %s", dir, strerror(errno));
+		return errf(err, errlen, "%s: %s", dir, strerror(errno));
 
 	*created = 0;
 	for (int attempt = 0; attempt < 4; attempt++) {
@@ -164,14 +155,14 @@ int token_load_or_create(const char *path, char out[GUARD_TOKEN_MAX + 1], int *c
 		/* Missing, or ours but not a usable token: write a fresh one. */
 		char suffix[17];
 		if (random_hex(out, TOKEN_GENERATED_LEN / 2) != 0 || random_hex(suffix, 8) != 0) {
-			fail(err, errlen, "getrandom: %s", strerror(errno));
+			errf(err, errlen, "getrandom: %s", strerror(errno));
 			goto out;
 		}
 		out[TOKEN_GENERATED_LEN] = '\0';
 		snprintf(tmp, sizeof(tmp), ".%s.%s", base, suffix);
 		int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0) {
-			fail(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
+			errf(err, errlen, "%s/%s: %s", dir, tmp, strerror(errno));
 			goto out;
 		}
 		char line[TOKEN_GENERATED_LEN + 1];
@@ -184,7 +175,7 @@ int token_load_or_create(const char *path, char out[GUARD_TOKEN_MAX + 1], int *c
 		close(fd);
 		if (!wrote) {
 			unlinkat(dfd, tmp, 0);
-			fail(err, errlen, "%s/%s: %s", dir, tmp, strerror(e));
+			errf(err, errlen, "%s/%s: %s", dir, tmp, strerror(e));
 			goto out;
 		}
 		/* link() never replaces: when another daemon of ours created the
@@ -201,11 +192,11 @@ int token_load_or_create(const char *path, char out[GUARD_TOKEN_MAX + 1], int *c
 			goto out;
 		}
 		if (e != EEXIST) {
-			fail(err, errlen, "%s: %s", path, strerror(e));
+			errf(err, errlen, "%s: %s", path, strerror(e));
 			goto out;
 		}
 	}
-	fail(err, errlen, "%s keeps changing; refusing it", path);
+	errf(err, errlen, "%s keeps changing; refusing it", path);
 out:
 	if (r != 0)
 		explicit_bzero(out, GUARD_TOKEN_MAX + 1);
