@@ -181,7 +181,7 @@ static void fx_stop(void *ud, claims_ws_t *ws, const char *reason)
 		log_info("Workspace closing", "workspace_id", ws->id, "path", ws->key, "reason", reason,
 			 NULL);
 	stream_publish_workspace(&w->feed, ws->failed ? "failed" : "closing", reason);
-	stream_feed_end(&w->feed);
+	stream_feed_end(&w->feed, ws->failed ? "failed" : "closing");
 	http_answer_waiters(s->http, w, "workspace closed");
 	forward_fail_waiting(w, 404, "workspace not found");
 	if (w->proc != NULL)

@@ -73,12 +73,31 @@ sse_step_t sse_next(sse_t *s, replay_span_t *spans, size_t *n)
 		}
 		s->replaying = 0; /* caught up */
 	}
+	if (s->ending && buf_size(&s->last) > 0) {
+		buf_t t = s->own_inflight;
+		s->own_inflight = s->last;
+		s->last = t;
+		buf_free(&s->last);
+		spans[0].base = buf_data(&s->own_inflight);
+		spans[0].len = buf_size(&s->own_inflight);
+		*n = 1;
+		s->sending = SSE_OWN;
+		return SSE_SEND;
+	}
 	if (s->ending) {
 		s->done = 1;
 		s->sending = SSE_FINISHED;
 		return SSE_FINISH;
 	}
 	return SSE_WAIT;
+}
+
+void sse_last(sse_t *s, const char *data, size_t len)
+{
+	if (s->done)
+		return;
+	buf_reset(&s->last);
+	buf_append(&s->last, data, len);
 }
 
 void sse_sent(sse_t *s)
@@ -140,5 +159,6 @@ void sse_free(sse_t *s)
 {
 	buf_free(&s->own);
 	buf_free(&s->own_inflight);
+	buf_free(&s->last);
 	replay_cursor_release(&s->at);
 }

@@ -39,6 +39,7 @@ typedef enum sse_sending {
 typedef struct sse {
 	buf_t own;	      /* own lines not yet handed out: they go before any event */
 	buf_t own_inflight;   /* handed out, kept until sse_sent */
+	buf_t last;	      /* the stream's last line (why it ends): after every event */
 	replay_cursor_t at;   /* what precedes it was taken by the transport; holds the log from here */
 	replay_cursor_t upto; /* SSE_EVENTS: the end of the batch in flight */
 	uint64_t stop;	      /* log position not read past (ending); UINT64_MAX: none */
@@ -76,6 +77,9 @@ void sse_sent(sse_t *s);
 /* Finish after the backlog (the events published so far in log, which
  * may be NULL once detached); drop_pending: after what is in flight. */
 void sse_end(sse_t *s, int drop_pending, const replay_t *log);
+/* The stream's last line (already SSE-framed): sent once everything else
+ * is out, right before the final part. */
+void sse_last(sse_t *s, const char *data, size_t len);
 /* The transport is gone: nothing more may be handed out. */
 void sse_stop(sse_t *s);
 /* Bytes owed to the stream: in flight, own lines and, once live, unsent

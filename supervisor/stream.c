@@ -238,6 +238,20 @@ static void on_dispose(void *p)
  * keeps the connection open without reading. shutdown(2) makes h2o see
  * the connection end and free it the usual way; HTTP/2 connections go
  * whole (their other streams are stuck behind the same reader anyway). */
+/* The stream's last event says why the server ends it (retired,
+ * slow_reader, closing, failed), so a client knows whether to resume:
+ * {"type":"stream","payload":{"type":"ended","payload":{…}}}, with no id
+ * (it is this stream's, not the workspace's). */
+static void last_reason(stream_t *st, const char *reason)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line),
+			 "data: {\"type\":\"stream\",\"payload\":{\"type\":\"ended\",\"payload\":{"
+			 "\"workspace_id\":\"%s\",\"reason\":\"%s\"}}}\n\n",
+			 st->ws_id, reason);
+	sse_last(&st->sse, line, (size_t)n);
+}
+
 static void end_slow_reader(stream_t *st)
 {
 	if (st->sse.done)
@@ -248,6 +262,7 @@ static void end_slow_reader(stream_t *st)
 		st->hub->limits->refused[LIMIT_SLOW_READERS]++;
 	detach(st); /* its claim goes at dispose */
 	sse_end(&st->sse, 1, NULL);
+	last_reason(st, "slow_reader");
 	flush(st);
 	h2o_conn_t *conn = st->req->conn;
 	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
@@ -265,9 +280,10 @@ static void end_client_gone(stream_t *st)
 
 /* The server ends it (workspace closing, client retired): what is queued
  * still goes out first. */
-static void end_by_server(stream_t *st)
+static void end_by_server(stream_t *st, const char *reason)
 {
 	sse_end(&st->sse, 0, log_of(st)); /* the events published so far still go */
+	last_reason(st, reason);
 	detach(st);
 	st->claimed = 0; /* claims dropped the claim itself */
 	flush(st);
@@ -335,10 +351,10 @@ void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id)
 	snprintf(f->ws_id, sizeof(f->ws_id), "%s", ws_id);
 }
 
-void stream_feed_end(stream_feed_t *f)
+void stream_feed_end(stream_feed_t *f, const char *reason)
 {
 	while (!h2o_linklist_is_empty(&f->streams))
-		end_by_server(H2O_STRUCT_FROM_MEMBER(stream_t, link, f->streams.next));
+		end_by_server(H2O_STRUCT_FROM_MEMBER(stream_t, link, f->streams.next), reason);
 }
 
 void stream_feed_free(stream_feed_t *f)
@@ -459,7 +475,7 @@ void stream_end_client(stream_hub_t *h, const char *client_id)
 	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
 		stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, all, l);
 		if (st->feed != NULL && strcmp(st->client_id, client_id) == 0)
-			end_by_server(st);
+			end_by_server(st, "retired");
 	}
 }
 

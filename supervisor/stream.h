@@ -67,8 +67,10 @@ void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
 void stream_hub_dispose(stream_hub_t *h);
 void stream_feed_init(stream_feed_t *f, stream_hub_t *h, const char *ws_id);
 /* Ends every stream of f: the workspace is closing and claims dropped
- * their claims already. */
-void stream_feed_end(stream_feed_t *f);
+ * their claims already. Each stream's last event says reason ("closing",
+ * "failed"); a retired client's says "retired", a slow reader's
+ * "slow_reader" (best effort: its connection is shut down). */
+void stream_feed_end(stream_feed_t *f, const char *reason);
 /* Frees f's log; f has no stream left. */
 void stream_feed_free(stream_feed_t *f);
 

@@ -438,3 +438,34 @@ def test_list_by_path_answers_is_it_served_without_a_claim(start_supervisor, tmp
     assert sup.api.request("GET", "/v1/workspaces?path=relative").status == 400
     # Asking took no claim: the create's grace still ends it.
     crush.wait_until(lambda: sup.api.workspace(ws["id"]) is None, what="gone after its grace")
+
+
+# ---- issue 14: a stream the server ends says why, last
+
+def _last(stream):
+    assert stream.wait_eof(), "the server did not end the stream"
+    return stream.events[-1]
+
+
+def test_a_retired_clients_stream_ends_with_the_reason(sup, wsdir):
+    cid = crush.new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    s = sup.api.events(ws["id"], cid)
+    assert sup.api.request("DELETE", f"/v1/clients/{cid}").status == 200
+    ev = _last(s)
+    assert crush.is_event(ev, "stream", "ended") and ev.payload["reason"] == "retired", ev.data
+    assert ev.payload["workspace_id"] == ws["id"] and ev.id is None
+    s.close()
+
+
+def test_streams_of_a_stopping_daemon_end_with_closing_after_every_event(start_supervisor, wsdir):
+    import signal
+    sup = start_supervisor()
+    cid = crush.new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    s = sup.api.events(ws["id"], cid)
+    sup.signal(signal.SIGTERM)
+    ev = _last(s)
+    assert crush.is_event(ev, "stream", "ended") and ev.payload["reason"] == "closing", ev.data
+    assert any(crush.is_ws_event(e, "closing") for e in s.events[:-1]), "the workspace event came first"
+    s.close()

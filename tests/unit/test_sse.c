@@ -164,6 +164,30 @@ static void test_end_sends_the_backlog_then_finishes(void **state)
 	replay_free(&log);
 }
 
+/* The last line (why the server ends the stream) goes after every event
+ * still owed, right before the final part. */
+static void test_the_last_line_goes_after_the_backlog_before_the_end(void **state)
+{
+	replay_t log = {0};
+	sse_t s = {0};
+	char out[64];
+	(void)state;
+	sse_attach(&s, &log);
+	publish(&log, "a");
+	publish(&log, "b");
+	sse_end(&s, 0, &log);
+	sse_last(&s, "why", 3);
+	assert_int_equal(next(&s, out, sizeof(out)), SSE_SEND);
+	assert_string_equal(out, "ab");
+	sse_sent(&s);
+	assert_int_equal(next(&s, out, sizeof(out)), SSE_SEND);
+	assert_string_equal(out, "why");
+	sse_sent(&s);
+	assert_int_equal(next(&s, out, sizeof(out)), SSE_FINISH);
+	sse_free(&s);
+	replay_free(&log);
+}
+
 static void test_end_dropping_pending_finishes_after_the_batch_in_flight(void **state)
 {
 	replay_t log = {0};
@@ -315,6 +339,7 @@ int main(void)
 	    cmocka_unit_test(test_own_lines_go_before_events),
 	    cmocka_unit_test(test_a_live_stream_too_far_behind_is_a_slow_reader),
 	    cmocka_unit_test(test_end_sends_the_backlog_then_finishes),
+	    cmocka_unit_test(test_the_last_line_goes_after_the_backlog_before_the_end),
 	    cmocka_unit_test(test_end_dropping_pending_finishes_after_the_batch_in_flight),
 	    cmocka_unit_test(test_the_backlog_outlives_the_log),
 	    cmocka_unit_test(test_a_stopped_transport_gets_nothing_more),
