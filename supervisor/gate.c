@@ -40,7 +40,6 @@ int gate_init(gate_t *g, const options_t *opts)
 
 	if (opts->token_file != NULL) {
 		if (token_read_file(opts->token_file, g->token, err, sizeof(err)) != 0) {
-			fprintf(stderr, "crush-supervisor: %s\n", err);
 			log_error("Cannot read the token", "error", err, NULL);
 			return -1;
 		}
@@ -52,7 +51,6 @@ int gate_init(gate_t *g, const options_t *opts)
 		int created = 0;
 		if (token_default_path(path, sizeof(path)) != 0 ||
 		    token_load_or_create(path, g->token, &created, err, sizeof(err)) != 0) {
-			fprintf(stderr, "crush-supervisor: token file: %s\n", err);
 			log_error("Cannot set up the token file", "error", err, NULL);
 			return -1;
 		}

@@ -414,8 +414,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 		char err[512];
 		if (listener_open(&s->listeners[i], opts->hosts[i], options_token_given(opts), err,
 				  sizeof(err)) != 0) {
-			fprintf(stderr, "crush-supervisor: %s\n", err);
-			log_error("Cannot listen", "error", err, NULL);
+			log_error("Cannot listen", "error", err, NULL); /* one line per failure */
 			for (int j = 0; j < i; j++) {
 				listener_remove_file(&s->listeners[j]);
 				close(s->listeners[j].fd);

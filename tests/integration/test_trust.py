@@ -469,3 +469,12 @@ def test_streams_of_a_stopping_daemon_end_with_closing_after_every_event(start_s
     assert crush.is_event(ev, "stream", "ended") and ev.payload["reason"] == "closing", ev.data
     assert any(crush.is_ws_event(e, "closing") for e in s.events[:-1]), "the workspace event came first"
     s.close()
+
+
+def test_a_listen_failure_is_one_line(start_supervisor):
+    """It was printed twice (a plain line and a log line)."""
+    first = start_supervisor()
+    second = start_supervisor(hosts=[f"unix://{first.sock}"], wait_ready=False)
+    assert second.proc.wait(crush.WAIT) == 1
+    lines = [ln for ln in second.stderr().splitlines() if "already in use" in ln]
+    assert len(lines) == 1 and "level=ERROR" in lines[0], second.stderr()
