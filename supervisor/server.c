@@ -251,7 +251,7 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 		if (si.ssi_signo == SIGCHLD)
 			procs_reap(&s->procs);
 		else
-			server_begin_shutdown(s, sigabbrev_np((int)si.ssi_signo));
+			server_begin_shutdown(s, "signal", sigabbrev_np((int)si.ssi_signo));
 	}
 }
 
@@ -318,19 +318,20 @@ static void close_listeners(server_t *s)
 	}
 }
 
-void server_begin_shutdown(server_t *s, const char *why)
+void server_begin_shutdown(server_t *s, const char *key, const char *why)
 {
 	if (s->stopping)
 		return;
 	s->stopping = 1;
-	log_info("Shutting down", "signal", why ? why : "", NULL);
+	/* signal=TERM, or request=control: not every stop is a signal. */
+	log_info("Shutting down", key, why ? why : "", NULL);
 	close_listeners(s);
 	claims_shutdown(s->claims, clock_ms());
 }
 
 static void on_control_shutdown(void *arg, const char *why)
 {
-	server_begin_shutdown(arg, why);
+	server_begin_shutdown(arg, "request", why);
 }
 
 /* The worker binary: --worker, or crush-worker beside our executable. */

@@ -67,6 +67,7 @@ typedef struct server {
 int server_init(server_t *s, options_t *opts, const char *argv0);
 /* Runs the loop until the exit effect; returns the exit status. */
 int server_run(server_t *s);
-void server_begin_shutdown(server_t *s, const char *why);
+/* Graceful stop; logged as key=why (signal=TERM, request=control). */
+void server_begin_shutdown(server_t *s, const char *key, const char *why);
 
 #endif
