@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libh2o-evloop-dev libev-dev libjansson-dev
 uuid-dev libcmocka-dev libsqlite3-dev sqlite3 clang libclang-rt-14-dev curl python3 python3-pytest
-procps python3-prometheus-client systemd mandoc"
+procps python3-prometheus-client python3-jsonschema python3-yaml systemd mandoc"
 [ "${WITH_BENCH:-0}" = 1 ] && PKGS="$PKGS wrk nghttp2-client h2o"
 # make test-browser only: Debian's headless-capable Chromium (never a
 # browser download of its own).

@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import openapi_check  # noqa: E402  (docs/openapi.yaml: every JSON answer checked)
+
 REPO = Path(__file__).resolve().parents[2]
 _build = Path(os.environ.get("CRUSH_BUILD", "build"))
 BUILD = _build if _build.is_absolute() else REPO / _build
@@ -286,7 +288,9 @@ def http_request(endpoint, method, path, body=None, headers=None, timeout=WAIT):
         conn.request(method, path, body=body, headers=hdrs)
         r = conn.getresponse()
         data = r.read()
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        openapi_check.check(method, path, r.status, headers, data)
+        return Response(r.status, headers, data)
     finally:
         conn.close()
 
