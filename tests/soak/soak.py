@@ -119,6 +119,7 @@ class Stream:
         self.closed = False  # by us
         self.nevents = 0
         self.kinds = []  # workspace payload types seen
+        self.ended = False  # its stream/ended event (the last one) came
 
     def feed(self, data):
         if self.chunked:
@@ -172,8 +173,12 @@ class Stream:
             t = obj["payload"].get("type")
             self.kinds.append(t)
             R.event("workspace/" + str(t))
+        if self.ended:
+            R.violation("event-ids", f"stream {self.ws_id[:8]}: an event after stream/ended: {data[0][:120]}")
+        if kind == "stream" and isinstance(obj.get("payload"), dict) and obj["payload"].get("type") == "ended":
+            self.ended = True  # the stream's own last event: no id
         if ev_id is None:
-            if not (kind == "workspace" and self.kinds and self.kinds[-1] == "gap"):
+            if not (self.ended or (kind == "workspace" and self.kinds and self.kinds[-1] == "gap")):
                 R.violation("event-ids", f"stream {self.ws_id[:8]}: event without id: {data[0][:120]}")
             return
         try:
