@@ -52,5 +52,6 @@ def test_the_readme_walkthrough_runs_as_written(xdg, tmp_path):
             pass
         p.wait()
         shutil.rmtree("/tmp/demo", ignore_errors=True)
+        Path("/tmp/demo.events").unlink(missing_ok=True)
         if xdg:
             shutil.rmtree(rt, ignore_errors=True)
