@@ -55,6 +55,8 @@ static const char usage[] =
     "Durations are seconds and take fractions (0.2); 0 disables the window.\n"
     "Workers are pinged every $CRUSH_SERVER_PING_INTERVAL seconds (default 10)\n"
     "and killed when they do not answer before the next ping; 0 disables it.\n"
+    "A connection with no request in flight for $CRUSH_SERVER_HEADER_TIMEOUT\n"
+    "seconds (default 15) is closed: it is trickling headers.\n"
     "Flags win over the environment. Unix sockets serve only this user (and\n"
     "root); tcp listeners need the token and bind loopback addresses only, unless\n"
     "a token was given with --token-file or $CRUSH_SERVER_TOKEN.\n";
