@@ -192,6 +192,10 @@ static int on_list(http_handler_t *h, h2o_req_t *req)
 	char path[PATH_MAX];
 	int n = query_param(req, "path", path, sizeof(path));
 	if (n >= 0) {
+		/* query_param cuts at the buffer: a path that fills it may have
+		 * been cut, and would name another directory. */
+		if ((size_t)n >= sizeof(path) - 1)
+			return reply_error(req, 400, "path is too long");
 		if (n == 0 || path[0] != '/' || memchr(path, '\0', (size_t)n) != NULL)
 			return reply_error(req, 400, "path must be absolute");
 		lookup_submit(h, req, path);

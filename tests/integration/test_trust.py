@@ -54,8 +54,8 @@ def test_a_start_slower_than_the_create_grace_answers_a_held_workspace(start_sup
     assert ws["state"] == "ready"
     assert ws["clients"] == 1
     # Still there a little later (within its grace after the answer)...
-    time.sleep(0.2)
-    assert sup.api.workspace(ws["id"]) is not None
+    crush.stays_true(lambda: sup.api.workspace(ws["id"]) is not None, 0.2,
+                     what="the answered workspace stays within its grace")
     # ...and a stream can attach and holds it past the grace.
     with sup.api.events(ws["id"], cid):
         crush.stays_true(lambda: sup.api.workspace(ws["id"]) is not None, 0.8,
@@ -436,6 +436,7 @@ def test_list_by_path_answers_is_it_served_without_a_claim(start_supervisor, tmp
     assert [w["id"] for w in got] == [ws["id"]] and got[0]["clients"] == 1
     assert sup.api.request("GET", f"/v1/workspaces?path={d}/missing").json() == []
     assert sup.api.request("GET", "/v1/workspaces?path=relative").status == 400
+    assert sup.api.request("GET", "/v1/workspaces?path=/" + "a" * 5000).status == 400  # never cut
     # Asking took no claim: the create's grace still ends it.
     crush.wait_until(lambda: sup.api.workspace(ws["id"]) is None, what="gone after its grace")
 
