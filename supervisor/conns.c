@@ -22,6 +22,8 @@ typedef struct conn {
 	unsigned inflight;     /* requests whose pool is not disposed yet */
 	int cut;	       /* shut down: nothing more is counted */
 	int doomed;	       /* shut down at the next sweep (after its error answer) */
+	int is_unix;	       /* its listener's transport, seen at accept */
+	long peer_uid;	       /* unix: its peer, seen at accept; -1 unknown */
 } conn_t;
 
 /* One request's tie to its connection, in the request's pool. */
@@ -146,13 +148,26 @@ void conns_dispose(conns_t *cs)
 	hmap_free(&cs->by_sock);
 }
 
-void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now)
+int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid)
+{
+	hmap_node_t *n = hmap_get_ptr(&cs->by_sock, sock);
+	if (n == NULL)
+		return -1;
+	conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, node, n);
+	*is_unix = c->is_unix;
+	*peer_uid = c->peer_uid;
+	return 0;
+}
+
+void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now, int is_unix, long peer_uid)
 {
 	conn_t *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		abort();
 	c->cs = cs;
 	c->sock = sock;
+	c->is_unix = is_unix;
+	c->peer_uid = peer_uid;
 	c->idle_since = now;
 	c->window_start = now;
 	hmap_put_ptr(&cs->by_sock, &c->node, sock);

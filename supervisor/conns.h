@@ -33,8 +33,11 @@ typedef struct conns {
 
 void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits, uint64_t header_timeout_ms);
 void conns_dispose(conns_t *cs);
-/* A socket was accepted (before h2o_accept). */
-void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now);
+/* A socket was accepted (before h2o_accept): its transport and, on unix,
+ * its peer's uid (-1 when unknown), as the gate saw them at accept. */
+void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now, int is_unix, long peer_uid);
+/* What conns_add was told of sock: 0, or -1 for a socket it never saw. */
+int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid);
 /*
  * A request reached the handler: counts it in flight until its pool is
  * disposed, and checks its headers. -1 when its headers are too many or

@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "supervisor/conns.h"
 #include "supervisor/token.h"
 
 /* --- start */
@@ -86,10 +87,12 @@ static long peer_uid(int fd, int *is_unix)
 	return (long)cred.uid;
 }
 
-int gate_accept(gate_t *g, h2o_socket_t *sock)
+int gate_accept(gate_t *g, h2o_socket_t *sock, int *is_unix_out, long *peer_uid_out)
 {
 	int fd = h2o_socket_get_fd(sock), is_unix;
 	long uid = peer_uid(fd, &is_unix);
+	*is_unix_out = is_unix;
+	*peer_uid_out = uid;
 	if (!is_unix || guard_peer_allowed(&g->conf, uid))
 		return 0;
 
@@ -161,18 +164,20 @@ static guard_str_t header(h2o_req_t *req, const char *name, size_t len, int *cou
 /*
  * Which listener a request came in on. h2o 2.2.5 gives every HTTP/1 and
  * HTTP/2 connection a get_socket callback returning the connection's
- * h2o_socket_t; its fd tells unix from tcp (getsockname) and, on unix,
- * the peer (SO_PEERCRED). The peer was checked at accept already; asking
- * again per request keeps the rule true for any socket that reaches h2o
- * by another path. A connection without a socket is treated as tcp, the
- * stricter side.
+ * h2o_socket_t. What it was at accept (transport, unix peer) is kept in
+ * its conns record, so a request costs no syscall; a socket conns never
+ * saw (none should reach h2o another way) is asked of the kernel again
+ * (getsockname, SO_PEERCRED). A connection without a socket is treated as
+ * tcp, the stricter side.
  */
-static void transport_of(h2o_req_t *req, guard_req_t *r)
+static void transport_of(const gate_t *g, h2o_req_t *req, guard_req_t *r)
 {
 	h2o_socket_t *sock =
 	    req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
 	int is_unix = 0;
-	long uid = sock != NULL ? peer_uid(h2o_socket_get_fd(sock), &is_unix) : -1;
+	long uid = -1;
+	if (sock != NULL && (g->conns == NULL || conns_peer(g->conns, sock, &is_unix, &uid) != 0))
+		uid = peer_uid(h2o_socket_get_fd(sock), &is_unix);
 	r->transport = is_unix ? GUARD_UNIX : GUARD_TCP;
 	r->peer_uid = uid;
 }
@@ -221,7 +226,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	guard_verdict_t v;
 
 	memset(&r, 0, sizeof(r));
-	transport_of(req, &r);
+	transport_of(h->gate, req, &r);
 	r.method = str_of(req->method);
 	if (req->query_at != SIZE_MAX) {
 		r.query.p = req->path.base + req->query_at + 1;

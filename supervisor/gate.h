@@ -21,6 +21,7 @@ typedef struct gate {
 	char token[GUARD_TOKEN_MAX + 1]; /* "" when no listener needs one */
 	uint64_t refused_log_ms;	 /* rate limit of the peer-refused log line */
 	unsigned refused_quiet;		 /* refusals not logged since */
+	const struct conns *conns;	 /* what each connection was at accept; NULL: ask the kernel */
 } gate_t;
 
 /*
@@ -43,8 +44,8 @@ void gate_register(gate_t *g, h2o_globalconf_t *config);
  * For a socket just accepted: on a unix listener, the peer's uid
  * (SO_PEERCRED) must be ours or root's. Returns 0 to hand sock to h2o, or
  * -1 after writing a canned 403 to it (best effort, non-blocking) and
- * closing it.
+ * closing it. *is_unix and *peer_uid say what it found, for conns_add.
  */
-int gate_accept(gate_t *g, h2o_socket_t *sock);
+int gate_accept(gate_t *g, h2o_socket_t *sock, int *is_unix, long *peer_uid);
 
 #endif

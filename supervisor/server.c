@@ -270,9 +270,11 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 				pause_accepting(s);
 			return;
 		}
-		if (gate_accept(&s->gate, sock) != 0) /* a unix peer of another user */
+		int is_unix;
+		long uid;
+		if (gate_accept(&s->gate, sock, &is_unix, &uid) != 0) /* a unix peer of another user */
 			continue;
-		conns_add(&s->conns, sock, clock_ms());
+		conns_add(&s->conns, sock, clock_ms(), is_unix, uid);
 		h2o_accept(&s->accept_ctx, sock);
 	}
 }
@@ -492,6 +494,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	if (ht != NULL && options_parse_secs(ht, &header_ms) != 0)
 		header_ms = HEADER_TIMEOUT_MS;
 	conns_init(&s->conns, s->loop, &s->limits, header_ms);
+	s->gate.conns = &s->conns;
 	forwarder_init(&s->forwarder, s->loop, opts->request_timeout_ms, &s->limits);
 	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);
 	s->resume_accept_te.cb = on_resume_accept;
