@@ -107,26 +107,44 @@ def linger(fd):
             eof = True
 
 
+class Frames:
+    """The supervisor's frames as they arrive: read() takes what fd has and
+    returns the whole frames in it as (type, id, payload), keeping a
+    partial one for the next read; None at EOF."""
+
+    def __init__(self):
+        self.buf = b""
+
+    def read(self, fd):
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            return []
+        if not data:
+            return None
+        self.buf += data
+        out = []
+        while len(self.buf) >= 12:
+            n, _, ftype, _, fid = struct.unpack(">IBBHI", self.buf[:12])
+            if len(self.buf) < 12 + n:
+                break
+            out.append((ftype, fid, self.buf[12:12 + n]))
+            self.buf = self.buf[12 + n:]
+        return out
+
+
 def serve_until_trigger(fd, path):
     """Behaves (answers every ping) until the file FAKE_WORKER_TRIGGER names
     exists; returns at once when it is unset."""
-    buf = b""
+    frames = Frames()
     while path and not os.path.exists(path):
         r, _, _ = select.select([fd], [], [], 0.01)
         if not r:
             continue
-        try:
-            data = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        if not data:
+        got = frames.read(fd)
+        if got is None:
             return
-        buf += data
-        while len(buf) >= 12:
-            n, _, ftype, _, fid = struct.unpack(">IBBHI", buf[:12])
-            if len(buf) < 12 + n:
-                break
-            payload, buf = buf[12:12 + n], buf[12 + n:]
+        for ftype, fid, payload in got:
             if ftype == REQUEST:
                 try:
                     method = json.loads(payload).get("method")
@@ -140,22 +158,14 @@ def serve_calls(fd, mode, calls_log):
     """The call modes: answers pings; holds the first routed request
     unanswered and misbehaves on the second (call_never: answers none).
     Returns after misbehaving (or at EOF)."""
-    buf = b""
+    frames = Frames()
     whole = []  # ids of routed requests received whole, in order
     heads = {}  # id -> (verb, path) until END
     while True:
-        try:
-            data = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        if not data:
+        got = frames.read(fd)
+        if got is None:
             return
-        buf += data
-        while len(buf) >= 12:
-            n, _, ftype, _, fid = struct.unpack(">IBBHI", buf[:12])
-            if len(buf) < 12 + n:
-                break
-            payload, buf = buf[12:12 + n], buf[12 + n:]
+        for ftype, fid, payload in got:
             if ftype == REQUEST:
                 try:
                     req = json.loads(payload)
