@@ -535,9 +535,13 @@ static int on_current_session(http_handler_t *h, h2o_req_t *req, const char *id)
 		return 0;
 	json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
 	json_t *sid = json_is_object(body) ? json_object_get(body, "session_id") : NULL;
-	if (!json_is_string(sid) && !json_is_null(sid) && sid != NULL) {
+	/* Session ids are UUIDs upstream: bounded, so that every client's
+	 * current session together fits the worker's presence frame. */
+	if ((!json_is_string(sid) && !json_is_null(sid) && sid != NULL) ||
+	    (json_is_string(sid) && json_string_length(sid) > HTTP_MAX_SESSION_ID)) {
 		json_decref(body);
-		return reply_error(req, 400, "failed to decode request: session_id must be a string");
+		return reply_error(
+		    req, 400, "failed to decode request: session_id must be a string of at most 128 bytes");
 	}
 	if (!json_is_object(body)) {
 		json_decref(body);

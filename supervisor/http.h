@@ -27,7 +27,10 @@
  * make us hold. */
 #define HTTP_MAX_BODY	      (1024 * 1024)
 #define HTTP_MAX_FORWARD_BODY (64u << 20) /* a routed request's body (SPEC §8) */
-#define HTTP_HARD_MAX_BODY    (HTTP_MAX_FORWARD_BODY + HTTP_MAX_BODY)
+/* Longest session id a client may name as its current session: 4096
+ * streams' worth of them stay well under one 1 MiB presence frame. */
+#define HTTP_MAX_SESSION_ID 128
+#define HTTP_HARD_MAX_BODY  (HTTP_MAX_FORWARD_BODY + HTTP_MAX_BODY)
 
 /* What the API needs from its owner. */
 typedef struct http_env {

@@ -337,10 +337,13 @@ static void flush_out(proc_t *p)
 	h2o_socket_write(p->sock, &iov, 1, on_written);
 }
 
-static void send_request(proc_t *p, uint32_t id, const char *json)
+/* 0, or -1 when json does not fit one frame (nothing is sent then). */
+static int send_request(proc_t *p, uint32_t id, const char *json)
 {
-	proto_encode(&p->out, PROTO_REQUEST, id, json, strlen(json));
+	if (proto_encode(&p->out, PROTO_REQUEST, id, json, strlen(json)) != 0)
+		return -1;
 	flush_out(p);
+	return 0;
 }
 
 /* Sends the newest presence, once the worker is ready and the previous
@@ -350,7 +353,12 @@ static void send_presence(proc_t *p)
 	if (p->presence_next == NULL || p->presence_pending != 0 || !proc_ready(p))
 		return;
 	p->presence_pending = next_id(p);
-	send_request(p, p->presence_pending, p->presence_next);
+	if (send_request(p, p->presence_pending, p->presence_next) != 0) {
+		/* Cannot happen with bounded session ids (http.c); never wait
+		 * for an answer to a request that was not sent. */
+		log_warn("Presence too large for one frame; not sent", "workspace_id", p->ws_id, NULL);
+		p->presence_pending = 0;
+	}
 	free(p->presence_next);
 	p->presence_next = NULL;
 }
@@ -372,7 +380,7 @@ static void on_ping(h2o_timeout_entry_t *te)
 		return;
 	}
 	p->ping_pending = next_id(p);
-	send_request(p, p->ping_pending, "{\"method\":\"ping\"}");
+	(void)send_request(p, p->ping_pending, "{\"method\":\"ping\"}"); /* fits: a literal */
 	h2o_timeout_link(p->ps->loop, &p->ps->ping_interval, &p->ping_te);
 }
 

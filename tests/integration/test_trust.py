@@ -373,6 +373,9 @@ def test_current_session_needs_a_stream_and_its_presence_reaches_the_worker(star
         assert current(b, "S2").status == 200
         crush.wait_until(lambda: attached("S1") == 1 and attached("S2") == 1, what="one each")
         assert current(c, "S1").status == 409
+        # Session ids are bounded: all of them must fit the worker's presence frame.
+        assert current(a, "s" * 129).status == 400
+        assert current(a, "s" * 128).status == 200
     finally:
         sb.close()
     crush.wait_until(lambda: attached("S2") == 0, what="a closed stream no longer counts")
