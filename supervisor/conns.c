@@ -116,21 +116,20 @@ static void on_sweep(h2o_timeout_entry_t *te)
 		if (c->doomed && !c->cut) {
 			c->cut = 1;
 			shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
-		} else if (c->inflight == 0 && !c->cut && cs->header_timeout_ms > 0 &&
-			   now - c->idle_since > cs->header_timeout_ms) {
+		} else if (c->inflight == 0 && !c->cut && cs->limits->max[LIMIT_IDLE] > 0 &&
+			   now - c->idle_since > cs->limits->max[LIMIT_IDLE]) {
 			cut(c, LIMIT_IDLE, now, "no complete request within the header timeout");
 		}
 	}
 	h2o_timeout_link(cs->loop, &cs->sweep, &cs->sweep_te);
 }
 
-void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits, uint64_t header_timeout_ms)
+void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits)
 {
 	memset(cs, 0, sizeof(*cs));
 	h2o_linklist_init_anchor(&cs->all);
 	cs->limits = limits;
 	cs->loop = loop;
-	cs->header_timeout_ms = header_timeout_ms;
 	h2o_timeout_init(loop, &cs->sweep, CONNS_SWEEP_MS);
 	cs->sweep_te.cb = on_sweep;
 	h2o_timeout_link(loop, &cs->sweep, &cs->sweep_te);

@@ -25,13 +25,13 @@ typedef struct conns {
 	h2o_linklist_t all; /* conn_t.link, oldest first */
 	unsigned count;
 	limits_t *limits;
-	uint64_t header_timeout_ms; /* no request in flight for this long: cut */
 	h2o_evloop_t *loop;
 	h2o_timeout_t sweep;
 	h2o_timeout_entry_t sweep_te;
 } conns_t;
 
-void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits, uint64_t header_timeout_ms);
+/* The header timeout is limits->max[LIMIT_IDLE] (ms; 0: none). */
+void conns_init(conns_t *cs, h2o_evloop_t *loop, limits_t *limits);
 void conns_dispose(conns_t *cs);
 /* A socket was accepted (before h2o_accept): its transport and, on unix,
  * its peer's uid (-1 when unknown), as the gate saw them at accept. */

@@ -301,7 +301,9 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
 		   size_t pathlen)
 {
-	if (w->fwd_count >= FORWARD_MAX_PER_WORKER) {
+	/* Waiting and in flight per worker: the limit table's (the worker's
+	 * own calls are capped at PROC_MAX_CALLS, the same 64). */
+	if (w->fwd_count >= fw->limits->max[LIMIT_CALLS]) {
 		limits_refuse(fw->limits, LIMIT_CALLS, clock_ms(), w->ws->id);
 		reply_error(req, 429, "too many requests in flight for this workspace");
 		return;
@@ -351,7 +353,6 @@ void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, li
 {
 	memset(fw, 0, sizeof(*fw));
 	fw->loop = loop;
-	fw->timeout_ms = timeout_ms;
 	fw->limits = limits;
 	h2o_timeout_init(loop, &fw->timeout, timeout_ms);
 }

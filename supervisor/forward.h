@@ -22,12 +22,9 @@
 #include "supervisor/limits.h"
 #include "supervisor/workspace.h"
 
-#define FORWARD_MAX_PER_WORKER 64 /* waiting + in flight; 429 beyond */
-
 typedef struct forwarder {
 	h2o_evloop_t *loop;
 	h2o_timeout_t timeout; /* the request timeout */
-	uint64_t timeout_ms;
 	limits_t *limits;
 	hmap_t h1_conns; /* fwd_t.by_conn by socket: HTTP/1 requests watched for EOF */
 } forwarder_t;

@@ -32,7 +32,7 @@ void limits_init(limits_t *l)
 	l->max[LIMIT_HEADERS] = LIMIT_DEFAULT_HEADERS;
 	l->max[LIMIT_IDLE] = LIMIT_DEFAULT_IDLE_MS;
 	l->max[LIMIT_QUEUED_BYTES] = LIMIT_DEFAULT_QUEUED_BYTES;
-	l->max[LIMIT_CALLS] = 64;
+	l->max[LIMIT_CALLS] = LIMIT_DEFAULT_CALLS;
 }
 
 const char *limit_name(limit_id_t id)

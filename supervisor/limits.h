@@ -29,9 +29,13 @@ typedef enum limit_id {
 #define LIMIT_DEFAULT_RESETS	     100 /* per connection per second */
 #define LIMIT_DEFAULT_HEADERS	     100 /* headers of one request */
 #define LIMIT_DEFAULT_HEADER_BYTES   (64u << 10)
-#define LIMIT_DEFAULT_IDLE_MS	     30000
-#define LIMIT_DEFAULT_QUEUED_BYTES   (256u << 20)
-#define LIMIT_LOG_EVERY_MS	     10000
+#define LIMIT_DEFAULT_CALLS	     64 /* per worker: waiting + in flight */
+/* A connection with no request in flight for this long is cut (conns.c);
+ * CRUSH_SERVER_HEADER_TIMEOUT sets it. Longer than h2o's own 10 s idle
+ * timeouts, so only a connection that trickles bytes hits it. */
+#define LIMIT_DEFAULT_IDLE_MS	   15000
+#define LIMIT_DEFAULT_QUEUED_BYTES (256u << 20)
+#define LIMIT_LOG_EVERY_MS	   10000
 
 typedef struct limits {
 	uint64_t max[LIMIT_N];

@@ -551,11 +551,6 @@ void proc_call_cancel(proc_call_t *c)
 	flush_out(p);
 }
 
-unsigned proc_calls(const proc_t *p)
-{
-	return p->ncalls;
-}
-
 int proc_ready(const proc_t *p)
 {
 	return p->ready && !p->stopping && p->sock != NULL && p->reason[0] == '\0';

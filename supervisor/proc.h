@@ -149,8 +149,6 @@ void proc_call_cancel(proc_call_t *c);
  * ({"method":"presence","sessions":{"<sid>":n,…}}, PROTOCOL.md), once it
  * is ready; a newer one replaces one not sent yet. */
 void proc_presence(proc_t *p, const char *json);
-/* Calls in flight on p. */
-unsigned proc_calls(const proc_t *p);
 int proc_ready(const proc_t *p);
 
 #endif

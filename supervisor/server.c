@@ -490,10 +490,10 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
 
 	const char *ht = getenv("CRUSH_SERVER_HEADER_TIMEOUT");
-	uint64_t header_ms = HEADER_TIMEOUT_MS;
-	if (ht != NULL && options_parse_secs(ht, &header_ms) != 0)
-		header_ms = HEADER_TIMEOUT_MS;
-	conns_init(&s->conns, s->loop, &s->limits, header_ms);
+	uint64_t header_ms;
+	if (ht != NULL && options_parse_secs(ht, &header_ms) == 0)
+		s->limits.max[LIMIT_IDLE] = header_ms;
+	conns_init(&s->conns, s->loop, &s->limits);
 	s->gate.conns = &s->conns;
 	forwarder_init(&s->forwarder, s->loop, opts->request_timeout_ms, &s->limits);
 	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);

@@ -29,10 +29,6 @@
 #define WORKER_CRASH_WINDOW_MS 30000
 #define WORKER_CRASH_LIMIT     5
 #define STREAM_KEEPALIVE_MS    15000
-/* A connection with no request in flight for this long is cut (see
- * conns.h); CRUSH_SERVER_HEADER_TIMEOUT overrides it. Longer than h2o's own
- * 10 s idle timeouts, so only a connection that trickles bytes hits it. */
-#define HEADER_TIMEOUT_MS 15000
 /* Out of descriptors: stop accepting for this long. */
 #define ACCEPT_PAUSE_MS 100
 

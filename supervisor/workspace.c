@@ -59,12 +59,6 @@ void workspace_set_session(workspace_t *w, const char *client_id, const char *se
 		abort();
 }
 
-const char *workspace_session(const workspace_t *w, const char *client_id)
-{
-	hmap_node_t *n = hmap_get(&w->sessions, client_id);
-	return n ? SESSION_OF(n)->session_id : "";
-}
-
 void workspace_presence_update(workspace_t *w)
 {
 	/* Only clients with a live stream count, as upstream. */

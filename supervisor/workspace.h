@@ -41,9 +41,8 @@ typedef struct workspace {
 workspace_t *workspace_new(claims_ws_t *ws, stream_hub_t *hub);
 void workspace_free(workspace_t *w);
 
-/* A client's current session ("" clears it); the session shown to it. */
+/* A client's current session ("" clears it). */
 void workspace_set_session(workspace_t *w, const char *client_id, const char *session_id);
-const char *workspace_session(const workspace_t *w, const char *client_id);
 /* Attached clients per current session changed (attach, detach, a
  * current-session, a worker ready): tells the worker when it differs from
  * what it was told, so it fills upstream's attached_clients. */

@@ -76,11 +76,6 @@ void calls_free(calls_t *cs)
 	free(cs);
 }
 
-unsigned calls_active(const calls_t *cs)
-{
-	return (unsigned)cs->by_id.count;
-}
-
 static call_t *find(calls_t *cs, uint32_t id)
 {
 	char key[12];

@@ -65,7 +65,5 @@ void calls_error(call_t *c, int status, const char *msg);
 /* An unanswered call whose client left: hook runs before the 499 (and
  * at calls_free, for calls never answered). */
 void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data);
-/* Calls not answered yet, and answers still sending (for tests, metrics). */
-unsigned calls_active(const calls_t *cs);
 
 #endif
