@@ -14,12 +14,21 @@
 
 enum log_level log_min_level = LOG_INFO;
 
+static const struct {
+	const char *name;
+	enum log_level level;
+} names[] = {{"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARN}, {"error", LOG_ERROR}};
+
+const char *log_level_arg(enum log_level level)
+{
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].level == level)
+			return names[i].name;
+	return "error";
+}
+
 int log_parse_level(const char *s, enum log_level *out)
 {
-	static const struct {
-		const char *name;
-		enum log_level level;
-	} names[] = {{"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"warn", LOG_WARN}, {"error", LOG_ERROR}};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcasecmp(s, names[i].name) == 0) {
 			*out = names[i].level;

@@ -15,6 +15,8 @@ extern enum log_level log_min_level;
 
 /* Parses "debug|info|warn|error"; returns 0 on success. */
 int log_parse_level(const char *s, enum log_level *out);
+/* "debug", "info", "warn" or "error": what log_parse_level takes. */
+const char *log_level_arg(enum log_level level);
 
 /*
  * Writes one record. kv is a NULL-terminated list of key, value string

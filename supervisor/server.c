@@ -129,20 +129,6 @@ static void fx_ws_new(void *ud, claims_ws_t *ws)
 	workspace_new(ws, &s->hub);
 }
 
-static const char *level_name(enum log_level l)
-{
-	switch (l) {
-	case LOG_DEBUG:
-		return "debug";
-	case LOG_INFO:
-		return "info";
-	case LOG_WARN:
-		return "warn";
-	default:
-		return "error";
-	}
-}
-
 static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 {
 	server_t *s = ud;
@@ -151,7 +137,7 @@ static int fx_spawn(void *ud, claims_ws_t *ws, char *err, size_t errlen)
 	    .ws_id = ws->id,
 	    .path = ws->key,	      /* resolved once, here: never the client's path */
 	    .data_dir = ws->data_dir, /* "" unless sent: the worker resolves it */
-	    .log_level = level_name(log_min_level),
+	    .log_level = log_level_arg(log_min_level),
 	    .env = ws->env,
 	    .nenv = ws->nenv,
 	};

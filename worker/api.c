@@ -35,13 +35,7 @@ static void get_config(api_t *a, call_t *c, const call_req_t *req, const char *c
 		cfgstore_get(a->cfg, c, req);
 		return;
 	}
-	json_t *cfg = api_config(a);
-	char *text = json_dumps(cfg, JSON_COMPACT);
-	json_decref(cfg);
-	if (text == NULL)
-		abort();
-	calls_respond(c, 200, NULL, text, strlen(text));
-	free(text);
+	calls_json(c, 200, api_config(a));
 }
 
 #define CFG_ROUTE(name, fn)                                                                                  \
@@ -131,16 +125,6 @@ static void list(api_t *a, call_t *c, enum store_list what, const char *arg)
 	call_on_cancel(c, on_list_cancel, l);
 }
 
-static void respond_json(call_t *c, json_t *j)
-{
-	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(j);
-	if (text == NULL)
-		abort();
-	calls_respond(c, 200, NULL, text, strlen(text));
-	free(text);
-}
-
 /* Publishes {"type":type,"payload":{"type":kind,"payload":obj}} (obj
  * borrowed). */
 static void publish(api_t *a, const char *type, const char *kind, json_t *obj)
@@ -160,7 +144,7 @@ static void session_answer(api_t *a, call_t *c, json_t *obj, const char *kind, i
 	}
 	if (kind != NULL)
 		publish(a, "session", kind, obj);
-	respond_json(c, obj);
+	calls_json(c, 200, obj);
 }
 
 static json_t *decode_body(const call_req_t *req)

@@ -119,15 +119,19 @@ void calls_respond(call_t *c, int status, const char *content_type, const char *
 	pump(c);
 }
 
-void calls_error(call_t *c, int status, const char *msg)
+void calls_json(call_t *c, int status, json_t *j)
 {
-	json_t *j = json_pack("{s:o}", "message", utf8_json_string(msg));
-	char *text = json_dumps(j, JSON_COMPACT);
+	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(j);
 	if (text == NULL)
-		abort();
+		abort(); /* only out of memory: every string in j is valid UTF-8 */
 	calls_respond(c, status, NULL, text, strlen(text));
 	free(text);
+}
+
+void calls_error(call_t *c, int status, const char *msg)
+{
+	calls_json(c, status, json_pack("{s:o}", "message", utf8_json_string(msg)));
 }
 
 void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data)

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/buf.h"
 #include "proto/proto.h"
 
@@ -59,6 +61,8 @@ int calls_frame(calls_t *cs, const proto_frame_t *f, const char **err);
 /* Answers c: status, a content type (NULL: application/json) and the
  * body, which calls copies. c is gone after. */
 void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len);
+/* Answers c with j (consumed) as application/json; any JSON value. */
+void calls_json(call_t *c, int status, json_t *j);
 /* Answers c with {"message": msg} (msg made valid UTF-8). */
 void calls_error(call_t *c, int status, const char *msg);
 

@@ -641,20 +641,10 @@ out:
 
 /* --- routes */
 
-static void respond_json(call_t *c, int status, json_t *j)
-{
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (text == NULL)
-		abort();
-	calls_respond(c, status, NULL, text, strlen(text));
-	free(text);
-}
-
 void cfgstore_get(cfgstore_t *s, call_t *c, const call_req_t *req)
 {
 	(void)req;
-	respond_json(c, 200, redacted(s));
+	calls_json(c, 200, redacted(s));
 }
 
 /* The decoded body of a set/remove: NULL after answering 400, as
@@ -810,7 +800,7 @@ void cfgstore_needs_init(cfgstore_t *s, call_t *c, const call_req_t *req)
 	 * nothing visible in it. */
 	snprintf(path, sizeof(path), "%s/%s", s->data_dir, INIT_FLAG);
 	if (stat(path, &st) == 0) {
-		respond_json(c, 200, json_pack("{s:b}", "needs_init", 0));
+		calls_json(c, 200, json_pack("{s:b}", "needs_init", 0));
 		return;
 	}
 	if (errno != ENOENT) {
@@ -836,7 +826,7 @@ void cfgstore_needs_init(cfgstore_t *s, call_t *c, const call_req_t *req)
 			visible = 1;
 	}
 	closedir(d);
-	respond_json(c, 200, json_pack("{s:b}", "needs_init", !context && visible));
+	calls_json(c, 200, json_pack("{s:b}", "needs_init", !context && visible));
 }
 
 void cfgstore_init(cfgstore_t *s, call_t *c, const call_req_t *req)
@@ -886,6 +876,6 @@ void cfgstore_init_prompt(cfgstore_t *s, call_t *c, const call_req_t *req)
 		     "never invent a command or a convention. Use clear Markdown sections.\n",
 		     as ? as : "AGENTS.md", as ? as : "AGENTS.md", as ? as : "AGENTS.md") < 0)
 		abort();
-	respond_json(c, 200, json_pack("{s:s}", "prompt", prompt));
+	calls_json(c, 200, json_pack("{s:s}", "prompt", prompt));
 	free(prompt);
 }
