@@ -16,14 +16,16 @@ typedef struct conn {
 	h2o_linklist_t link;
 	conns_t *cs;
 	h2o_socket_t *sock;
-	uint64_t idle_since;   /* no request in flight since then */
-	uint64_t window_start; /* this second's abandoned requests ... */
-	unsigned abandoned;    /* ... counted here */
-	unsigned inflight;     /* requests whose pool is not disposed yet */
-	int cut;	       /* shut down: nothing more is counted */
-	int doomed;	       /* shut down at the next sweep (after its error answer) */
-	int is_unix;	       /* its listener's transport, seen at accept */
-	long peer_uid;	       /* unix: its peer, seen at accept; -1 unknown */
+	uint64_t idle_since;		  /* no request in flight since then */
+	uint64_t window_start;		  /* this second's abandoned requests ... */
+	unsigned abandoned;		  /* ... counted here */
+	unsigned inflight;		  /* requests whose pool is not disposed yet */
+	int cut;			  /* shut down: nothing more is counted */
+	int doomed;			  /* shut down at the next sweep (after its error answer) */
+	int is_unix;			  /* its listener's transport, seen at accept */
+	long peer_uid;			  /* unix: its peer, seen at accept; -1 unknown */
+	void (*gone)(void *arg, int eof); /* conns_watch, while set */
+	void *gone_arg;
 } conn_t;
 
 /* One request's tie to its connection, in the request's pool. */
@@ -53,6 +55,50 @@ static void on_close(void *data)
 		free(c);
 	else
 		c->sock = NULL; /* the last request's dispose frees it */
+}
+
+/*
+ * Relies on h2o 2.2.5 internals: its HTTP/1 handler leaves the socket
+ * unread during an answer (so taking over the read callback is safe) and
+ * restarts its own reader when the answer is over; and on_close.data is
+ * ours (conns_add), so the socket leads to its record without a lookup.
+ * A watcher's record outlives its request: the request is counted in
+ * flight until its pool is disposed, and h2o disposes a pool's shared
+ * entries newest first, so the watcher (made after conns_request) goes
+ * first.
+ */
+static void on_watched_read(h2o_socket_t *sock, const char *err)
+{
+	if (err == NULL && sock->input->size < 65536)
+		return;
+	h2o_socket_read_stop(sock);
+	conn_t *c = sock->on_close.data;
+	if (c == NULL || c->gone == NULL)
+		return;
+	void (*gone)(void *, int) = c->gone;
+	c->gone = NULL;
+	gone(c->gone_arg, err != NULL);
+}
+
+conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), void *arg)
+{
+	h2o_conn_t *hc = req->conn;
+	if (req->version >= 0x200 || hc->callbacks->get_socket == NULL)
+		return NULL;
+	h2o_socket_t *sock = hc->callbacks->get_socket(hc);
+	conn_t *c = sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+	if (c == NULL || c->gone != NULL)
+		return NULL;
+	c->gone = gone;
+	c->gone_arg = arg;
+	h2o_socket_read_start(sock, on_watched_read);
+	return c;
+}
+
+void conns_unwatch(conns_watch_t *w)
+{
+	if (w != NULL)
+		w->gone = NULL;
 }
 
 static void on_req_dispose(void *p)

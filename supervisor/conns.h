@@ -36,6 +36,21 @@ void conns_dispose(conns_t *cs);
 /* A socket was accepted (before h2o_accept): its transport and, on unix,
  * its peer's uid (-1 when unknown), as the gate saw them at accept. */
 void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now, int is_unix, long peer_uid);
+/*
+ * HTTP/1: h2o stops reading a connection while a request is answered, so
+ * a client that goes away is seen only at the next write. While a long
+ * answer is under way (an event stream, a routed request) conns reads the
+ * socket itself and calls gone(arg, 1) at EOF or error, or gone(arg, 0)
+ * when the client has sent 64 KiB more meanwhile (pipelined requests: it
+ * then stops reading, and h2o reads them after the answer). One watcher
+ * per connection (HTTP/1 answers one request at a time); the handle goes
+ * to conns_unwatch when the request is disposed. NULL for HTTP/2, or a
+ * connection conns never saw.
+ */
+typedef struct conn conns_watch_t;
+conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), void *arg);
+void conns_unwatch(conns_watch_t *w);
+
 /* What conns_add was told of sock: 0, or -1 for a socket it never saw. */
 int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid);
 /*

@@ -11,8 +11,8 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
-#include "common/hmap.h"
 #include "common/utf8.h"
+#include "supervisor/conns.h"
 #include "supervisor/proc.h"
 #include "supervisor/reply.h"
 
@@ -27,14 +27,13 @@ typedef struct fwd {
 	char *head;	   /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
-	int started;	     /* response head sent to h2o */
-	int sending;	     /* a batch is with h2o: wait for proceed */
-	int ending;	     /* END came: finish once pending is out */
-	int done;	     /* final sent, or the client stopped us */
-	int broken;	     /* failed after the head: end with an error once h2o proceeds */
-	int own_deadline;    /* the worker bounds this answer itself (shell runs) */
-	h2o_socket_t *sock;  /* HTTP/1 only: the socket watched for EOF (see on_h1_read) */
-	hmap_node_t by_conn; /* in fw->h1_conns while sock is set */
+	int started;	      /* response head sent to h2o */
+	int sending;	      /* a batch is with h2o: wait for proceed */
+	int ending;	      /* END came: finish once pending is out */
+	int done;	      /* final sent, or the client stopped us */
+	int broken;	      /* failed after the head: end with an error once h2o proceeds */
+	int own_deadline;     /* the worker bounds this answer itself (shell runs) */
+	conns_watch_t *watch; /* HTTP/1 only: its connection, watched for EOF (on_gone) */
 } fwd_t;
 
 static void release(fwd_t *f)
@@ -111,47 +110,16 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 	flush(f);
 }
 
-/*
- * HTTP/1: h2o does not read a connection while its request is being
- * answered, so a client that leaves would be noticed only at our first
- * write, and its call would hold its slot in the worker until the worker
- * answered or the request timed out. As stream.c does for event streams,
- * we read the socket meanwhile (bytes stay for h2o: a pipelined request)
- * and cancel at EOF. Relies on the same h2o 2.2.5 internals as stream.c.
- * The socket's read callback gets only the socket, so the forwarder is
- * found through its slot in h2o's context storage (allocated on first use:
- * the key starts at SIZE_MAX).
- */
-static size_t fw_key = SIZE_MAX;
-
-static forwarder_t *forwarder_of(h2o_context_t *ctx)
+/* HTTP/1: the client left while its call was under way (conns_watch):
+ * cancel the call at once, so it does not hold its slot in the worker
+ * until the worker answers or the request times out. Pipelined bytes
+ * (eof 0) are h2o's to read after our answer. */
+static void on_gone(void *arg, int eof)
 {
-	return *h2o_context_get_storage(ctx, &fw_key, NULL);
-}
-
-static void unwatch(fwd_t *f)
-{
-	if (f->sock == NULL)
+	fwd_t *f = arg;
+	f->watch = NULL;
+	if (!eof)
 		return;
-	hmap_del(&f->fw->h1_conns, &f->by_conn);
-	f->sock = NULL;
-}
-
-static void on_h1_read(h2o_socket_t *sock, const char *err)
-{
-	if (err == NULL && sock->input->size < 65536)
-		return;
-	h2o_socket_read_stop(sock);
-	if (err == NULL)
-		return; /* pipelined bytes: h2o reads them after our answer */
-	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
-	 * with the public h2o_conn_t. */
-	forwarder_t *fw = forwarder_of(((h2o_conn_t *)sock->data)->ctx);
-	hmap_node_t *n = fw != NULL ? hmap_get_ptr(&fw->h1_conns, sock) : NULL;
-	if (n == NULL)
-		return;
-	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, by_conn, n);
-	unwatch(f);
 	if (h2o_linklist_is_linked(&f->wait_link))
 		h2o_linklist_unlink(&f->wait_link);
 	if (f->call != NULL)
@@ -159,20 +127,6 @@ static void on_h1_read(h2o_socket_t *sock, const char *err)
 	/* The answer goes nowhere: writing it fails, and h2o closes the
 	 * connection and disposes the request. */
 	fail(f, 499, "client closed request");
-}
-
-static void watch_h1(fwd_t *f)
-{
-	h2o_req_t *req = f->req;
-	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
-		return;
-	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-	if (sock == NULL || hmap_get_ptr(&f->fw->h1_conns, sock) != NULL)
-		return;
-	*h2o_context_get_storage(req->conn->ctx, &fw_key, NULL) = f->fw;
-	f->sock = sock;
-	hmap_put_ptr(&f->fw->h1_conns, &f->by_conn, sock);
-	h2o_socket_read_start(sock, on_h1_read);
 }
 
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -259,7 +213,7 @@ static void on_dispose(void *p)
 {
 	fwd_t *f = p;
 	stop_timer(f);
-	unwatch(f);
+	conns_unwatch(f->watch);
 	if (h2o_linklist_is_linked(&f->wait_link))
 		h2o_linklist_unlink(&f->wait_link);
 	if (f->call != NULL)
@@ -324,7 +278,7 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 	w->fwd_count++;
 	h2o_timeout_link(fw->loop, &fw->timeout, &f->timeout_te);
 	f->own_deadline = is_shell_run(req, path, pathlen);
-	watch_h1(f);
+	f->watch = conns_watch(req, on_gone, f);
 	if (w->proc != NULL && proc_ready(w->proc) && w->ws->state == WS_READY)
 		dispatch(f);
 	else
@@ -355,9 +309,4 @@ void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, li
 	fw->loop = loop;
 	fw->limits = limits;
 	h2o_timeout_init(loop, &fw->timeout, timeout_ms);
-}
-
-void forwarder_dispose(forwarder_t *fw)
-{
-	hmap_free(&fw->h1_conns);
 }

@@ -18,7 +18,6 @@
 
 #include <h2o.h>
 
-#include "common/hmap.h"
 #include "supervisor/limits.h"
 #include "supervisor/workspace.h"
 
@@ -26,11 +25,9 @@ typedef struct forwarder {
 	h2o_evloop_t *loop;
 	h2o_timeout_t timeout; /* the request timeout */
 	limits_t *limits;
-	hmap_t h1_conns; /* fwd_t.by_conn by socket: HTTP/1 requests watched for EOF */
 } forwarder_t;
 
 void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, limits_t *limits);
-void forwarder_dispose(forwarder_t *fw);
 
 /* Routes req to w's worker: path is below the workspace ("/config"),
  * client_id the asking client ("" when none). */

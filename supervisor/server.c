@@ -530,7 +530,6 @@ int server_run(server_t *s)
 		h2o_timeout_unlink(&s->resume_accept_te);
 	stream_hub_dispose(&s->hub);
 	conns_dispose(&s->conns);
-	forwarder_dispose(&s->forwarder);
 	http_dispose(s->http);
 	offload_free(s->offload);
 	log_info("Exited", NULL);

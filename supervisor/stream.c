@@ -16,19 +16,19 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "supervisor/conns.h"
 #include "supervisor/metrics.h"
 
 struct stream {
 	h2o_generator_t gen;
 	h2o_req_t *req;
 	stream_hub_t *hub;
-	stream_feed_t *feed; /* NULL once detached from its workspace */
-	h2o_linklist_t link; /* feed->streams, while attached */
-	h2o_linklist_t all;  /* hub->all */
-	hmap_node_t by_conn; /* HTTP/1 only: in hub->h1_conns */
-	h2o_socket_t *sock;  /* HTTP/1 only: the socket we watch for EOF */
-	int claimed;	     /* claims still counts this stream: detach at dispose */
-	size_t accounted;    /* its bytes in hub->queued */
+	stream_feed_t *feed;  /* NULL once detached from its workspace */
+	h2o_linklist_t link;  /* feed->streams, while attached */
+	h2o_linklist_t all;   /* hub->all */
+	conns_watch_t *watch; /* HTTP/1 only: its connection, watched for EOF (on_gone) */
+	int claimed;	      /* claims still counts this stream: detach at dispose */
+	size_t accounted;     /* its bytes in hub->queued */
 	sse_t sse;
 	char ws_id[ID_LEN + 1];
 	char client_id[ID_LEN + 1];
@@ -44,47 +44,15 @@ typedef struct stream_client {
 static void end_slow_reader(stream_t *st);
 static void end_client_gone(stream_t *st);
 
-/*
- * HTTP/1 connections: h2o stops reading the socket while a response is
- * being generated, so a client that goes away is only noticed at the next
- * write. We read it ourselves meanwhile (bytes are left for h2o: they are
- * a pipelined request) and end the stream at EOF, so the claim goes at
- * once and not at the next keep-alive. h2o re-arms its own reader when
- * the response is over.
- * Relies on h2o 2.2.5 internals: that the HTTP/1 handler leaves the socket
- * unread during a response (so taking over its read callback is safe), and
- * that it restarts its own reader after the response.
- */
-static size_t hub_key = SIZE_MAX; /* h2o's context storage slot of the hub: allocated at init */
-
-static stream_hub_t *hub_of(h2o_context_t *ctx)
+/* HTTP/1: the client left (or piled up 64 KiB of pipelined requests)
+ * while its stream was open (conns_watch): end the stream now, so the
+ * claim goes at once and not at the next keep-alive. */
+static void on_gone(void *arg, int eof)
 {
-	return *h2o_context_get_storage(ctx, &hub_key, NULL);
-}
-
-static void on_h1_read(h2o_socket_t *sock, const char *err)
-{
-	if (err == NULL && sock->input->size < 65536)
-		return;
-	h2o_socket_read_stop(sock);
-	/* h2o 2.2.5: an HTTP/1 socket's data is its connection, which starts
-	 * with the public h2o_conn_t. */
-	stream_hub_t *hub = hub_of(((h2o_conn_t *)sock->data)->ctx);
-	hmap_node_t *n = hmap_get_ptr(&hub->h1_conns, sock);
-	if (n != NULL)
-		end_client_gone(H2O_STRUCT_FROM_MEMBER(stream_t, by_conn, n));
-}
-
-static void watch_h1_eof(stream_t *st, h2o_req_t *req)
-{
-	if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
-		return;
-	h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-	if (sock == NULL || hmap_get_ptr(&st->hub->h1_conns, sock) != NULL)
-		return;
-	st->sock = sock;
-	hmap_put_ptr(&st->hub->h1_conns, &st->by_conn, sock);
-	h2o_socket_read_start(sock, on_h1_read);
+	(void)eof;
+	stream_t *st = arg;
+	st->watch = NULL;
+	end_client_gone(st);
 }
 
 /*
@@ -215,8 +183,7 @@ static void on_dispose(void *p)
 	stream_t *st = *(stream_t **)p;
 	stream_hub_t *hub = st->hub;
 	detach(st);
-	if (st->sock != NULL)
-		hmap_del(&hub->h1_conns, &st->by_conn);
+	conns_unwatch(st->watch);
 	h2o_linklist_unlink(&st->all);
 	hub->count--;
 	hmap_node_t *cn = hmap_get(&hub->clients, st->client_id);
@@ -320,7 +287,6 @@ void stream_hub_init(stream_hub_t *h, h2o_context_t *ctx,
 	h->trim_entry.cb = on_trim;
 	h->detach = detach_cb;
 	h->arg = arg;
-	*h2o_context_get_storage(ctx, &hub_key, NULL) = h;
 }
 
 unsigned stream_client_count(const stream_hub_t *h, const char *client_id)
@@ -336,7 +302,6 @@ void stream_hub_dispose(stream_hub_t *h)
 		free(H2O_STRUCT_FROM_MEMBER(stream_client_t, node, n));
 	}
 	hmap_free(&h->clients);
-	hmap_free(&h->h1_conns);
 	buf_free(&h->scratch);
 	if (h2o_timeout_is_linked(&h->trim_entry))
 		h2o_timeout_unlink(&h->trim_entry);
@@ -454,7 +419,7 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 		       H2O_STRLIT("text/event-stream"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
 	h2o_start_response(req, &st->gen);
-	watch_h1_eof(st, req);
+	st->watch = conns_watch(req, on_gone, st);
 	/* A quiet workspace must not leave the client without headers: a
 	 * first comment line pushes them out now. */
 	push(st, "retry: 1000\n: connected\n\n", 25); /* reconnect after 1 s */

@@ -27,9 +27,8 @@
 typedef struct stream_hub {
 	h2o_linklist_t all; /* stream_t.all */
 	unsigned count;
-	hmap_t h1_conns; /* stream_t.by_conn, key = the HTTP/1 connection */
-	hmap_t clients;	 /* open streams per client id (stream_client_t) */
-	buf_t scratch;	 /* one event being formatted */
+	hmap_t clients; /* open streams per client id (stream_client_t) */
+	buf_t scratch;	/* one event being formatted */
 	/* Bytes owed to all streams: in flight, or published and not yet
 	 * handed out. They are not copies: a workspace's events are held once,
 	 * in its log, however many streams read them; this bounds how far
