@@ -26,6 +26,7 @@ typedef struct conn {
 	long peer_uid;			  /* unix: its peer, seen at accept; -1 unknown */
 	void (*gone)(void *arg, int eof); /* conns_watch, while set */
 	void *gone_arg;
+	h2o_buffer_t *held; /* the watched request's input buffer, kept out of reads */
 } conn_t;
 
 /* One request's tie to its connection, in the request's pool. */
@@ -45,6 +46,36 @@ static void cut(conn_t *c, limit_id_t why, uint64_t now, const char *detail)
 
 /* h2o closes the socket: forget it. h2o 2.2.5 calls on_close from
  * h2o_socket_close, for HTTP/1 and HTTP/2 alike. */
+/*
+ * The input buffer of a watched HTTP/1 request goes back to its socket,
+ * with whatever the watch read meanwhile behind it (pipelined bytes, for
+ * h2o to parse once the answer is over). Called as the request is
+ * disposed: after h2o's loggers (which read its path from that buffer),
+ * before h2o consumes the request from it. The buffer may move here: the
+ * request is gone.
+ */
+static void give_back(conn_t *c)
+{
+	h2o_buffer_t *held = c->held;
+	if (held == NULL)
+		return;
+	c->held = NULL;
+	if (c->sock == NULL) {
+		h2o_buffer_dispose(&held);
+		return;
+	}
+	h2o_buffer_t *extra = c->sock->input;
+	if (extra->size > 0) {
+		h2o_iovec_t room = h2o_buffer_reserve(&held, extra->size);
+		if (room.base == NULL)
+			abort(); /* only for mmap-backed buffers, which sockets do not use */
+		memcpy(room.base, extra->bytes, extra->size);
+		held->size += extra->size;
+	}
+	h2o_buffer_dispose(&c->sock->input);
+	c->sock->input = held;
+}
+
 static void on_close(void *data)
 {
 	conn_t *c = data;
@@ -62,6 +93,10 @@ static void on_close(void *data)
  * unread during an answer (so taking over the read callback is safe) and
  * restarts its own reader when the answer is over; and on_close.data is
  * ours (conns_add), so the socket leads to its record without a lookup.
+ * The request's path, headers and body point into the socket's input
+ * buffer, which a read may reallocate (h2o_buffer_reserve) or recycle for
+ * another connection: the watch reads into a buffer of its own, and the
+ * request's goes back at dispose (give_back).
  * A watcher's record outlives its request: the request is counted in
  * flight until its pool is disposed, and h2o disposes a pool's shared
  * entries newest first, so the watcher (made after conns_request) goes
@@ -91,6 +126,11 @@ conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), voi
 		return NULL;
 	c->gone = gone;
 	c->gone_arg = arg;
+	if (c->held == NULL) {
+		c->held = sock->input;
+		h2o_buffer_init(&sock->input,
+				c->held->_prototype ? c->held->_prototype : &h2o_socket_buffer_prototype);
+	}
 	h2o_socket_read_start(sock, on_watched_read);
 	return c;
 }
@@ -106,6 +146,7 @@ static void on_req_dispose(void *p)
 	conn_req_t *r = p;
 	conn_t *c = r->c;
 	uint64_t now = clock_ms();
+	give_back(c);
 	if (--c->inflight == 0)
 		c->idle_since = now;
 	if (c->sock == NULL) {

@@ -706,3 +706,39 @@ def test_current_session_needs_an_attached_client(sup, wsdir):
         json_error(sup.api.request("GET", target(cid)), 405)
     unknown = wpath(str(uuid.uuid4()), f"/current-session?client_id={cid}")
     assert json_error(sup.api.request("POST", unknown, body), 404) == "workspace not found"
+
+
+def test_bytes_pipelined_behind_a_waiting_request_leave_its_body_intact(rsup, make_dir, tmp_path):
+    """h2o keeps an HTTP/1.1 request's path, headers and body in its
+    connection's input buffer. While the request waits (here, for a
+    starting worker), the supervisor watches the connection for EOF; the
+    16 KiB the client pipelines behind its request must not move that
+    buffer (they once did: the body was then read from freed memory, a
+    crash under ASan). The body arrives intact, the junk after it is
+    answered as the bad request it is, and the daemon lives on."""
+    sup = rsup(worker=slow_worker(tmp_path, 1))
+    d = make_dir("pipelined")
+    t, box = in_thread(sup.api.create, d, new_client_id())
+    w = wait_until(lambda: state_of(sup, d), what="workspace listed")
+    assert w["state"] == "starting", w
+    body = b"the body, byte for byte: " + bytes(range(256)) * 4
+    s = sup.endpoint.connect()
+    s.sendall(f"POST {wpath(w['id'], '/_test/echo')} HTTP/1.1\r\nHost: localhost\r\n"
+              f"User-Agent: pipeliner\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    # Two round trips on another connection: the loop turn that read the
+    # request is over, so the junk comes in a read of its own.
+    assert sup.api.health().status == 200 and sup.api.health().status == 200
+    s.sendall(b"J" * 16384)
+    got = b""
+    s.settimeout(WAIT)
+    while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < len(body):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    head, rest = got.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert body in rest, rest[:200]
+    t.join(WAIT)
+    assert sup.api.health().status == 200
