@@ -11,6 +11,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/flatjson.h"
 #include "common/utf8.h"
 #include "supervisor/conns.h"
 #include "supervisor/proc.h"
@@ -23,8 +24,11 @@ typedef struct fwd {
 	workspace_t *w;		  /* counted in w->fwd_count until done; NULL after */
 	h2o_linklist_t wait_link; /* w->fwd_waiting while waiting for ready */
 	h2o_timeout_entry_t timeout_te;
-	proc_call_t *call; /* NULL before dispatch and once over */
-	char *head;	   /* the REQUEST head, until dispatched */
+	h2o_timeout_entry_t turn_te; /* the head came: start streaming at the turn's end */
+	proc_call_t *call;	     /* NULL before dispatch and once over */
+	int status;		     /* the answer's head, once it came (0 before) */
+	const char *content_type;    /* in the request's pool */
+	char *head;		     /* the REQUEST head, until dispatched */
 	buf_t pending, inflight;
 	unsigned pending_frames, inflight_frames;
 	int started;	      /* response head sent to h2o */
@@ -48,6 +52,8 @@ static void stop_timer(fwd_t *f)
 {
 	if (h2o_timeout_is_linked(&f->timeout_te))
 		h2o_timeout_unlink(&f->timeout_te);
+	if (h2o_timeout_is_linked(&f->turn_te))
+		h2o_timeout_unlink(&f->turn_te);
 }
 
 /* The answer cannot be had: an error if nothing was sent yet, else the
@@ -72,10 +78,33 @@ static void fail(fwd_t *f, int status, const char *why)
 		h2o_send(f->req, NULL, 0, H2O_SEND_STATE_ERROR);
 }
 
+/* The response head goes to h2o: with a Content-Length when the whole
+ * answer is here (content_length), else chunked (SIZE_MAX). */
+static void start(fwd_t *f, size_t content_length)
+{
+	h2o_req_t *req = f->req;
+	if (h2o_timeout_is_linked(&f->turn_te))
+		h2o_timeout_unlink(&f->turn_te);
+	req->res.status = f->status;
+	req->res.reason = reply_reason(f->status);
+	req->res.content_length = content_length;
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, f->content_type,
+		       strlen(f->content_type));
+	f->started = 1;
+	h2o_start_response(req, &f->gen);
+}
+
 static void flush(fwd_t *f)
 {
-	if (f->sending || f->done)
+	if (f->sending || f->done || !f->started)
 		return;
+	if (buf_size(&f->pending) > 0 && f->ending) {
+		/* The last of it: body and end in one send. */
+		f->done = 1;
+		h2o_iovec_t iov = h2o_iovec_init(buf_data(&f->pending), buf_size(&f->pending));
+		h2o_send(f->req, &iov, 1, H2O_SEND_STATE_FINAL);
+		return;
+	}
 	if (buf_size(&f->pending) > 0) {
 		buf_t t = f->inflight;
 		f->inflight = f->pending;
@@ -137,17 +166,29 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 
 /* --- the call's callbacks */
 
+/*
+ * The head is kept until the answer's end or the end of this loop turn,
+ * whichever comes first: a worker writes a short answer's head, body and
+ * end at once, and the client then gets it in one write with its
+ * Content-Length. A longer one streams (chunked over HTTP/1.1) from the
+ * turn's end on.
+ */
+static void on_turn_end(h2o_timeout_entry_t *te)
+{
+	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, turn_te, te);
+	if (!f->started && !f->done) {
+		start(f, SIZE_MAX);
+		flush(f);
+	}
+}
+
 static void on_head(void *arg, int status, const char *content_type)
 {
 	fwd_t *f = arg;
 	stop_timer(f); /* the answer has begun: it streams from here */
-	h2o_req_t *req = f->req;
-	req->res.status = status;
-	req->res.reason = reply_reason(status);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-		       h2o_strdup(&req->pool, content_type, SIZE_MAX).base, strlen(content_type));
-	f->started = 1;
-	h2o_start_response(req, &f->gen);
+	f->status = status;
+	f->content_type = h2o_strdup(&f->req->pool, content_type, SIZE_MAX).base;
+	h2o_timeout_link(f->fw->loop, &f->fw->next_turn, &f->turn_te);
 }
 
 static void on_data(void *arg, const char *data, size_t len)
@@ -164,6 +205,8 @@ static void on_end(void *arg)
 	f->call = NULL;
 	f->ending = 1;
 	release(f);
+	if (!f->started && !f->done)
+		start(f, buf_size(&f->pending));
 	flush(f);
 }
 
@@ -244,12 +287,21 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 		q = req->path.base + req->query_at + 1;
 		qlen = req->path.len - req->query_at - 1;
 	}
-	json_t *j = json_pack("{s:s, s:s%, s:o, s:o, s:s}", "method", "http", "verb", req->method.base,
-			      req->method.len, "path", utf8_json_stringn(path, pathlen), "query",
-			      utf8_json_stringn(q, qlen), "client_id", client_id);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	return text;
+	if (utf8_valid_prefix(req->method.base, req->method.len) != req->method.len)
+		return NULL;
+#define LIT(s) buf_append(&b, s, sizeof(s) - 1)
+	buf_t b = BUF_INIT;
+	LIT("{\"method\":\"http\",\"verb\":");
+	flatjson_string(&b, req->method.base, req->method.len);
+	LIT(",\"path\":");
+	flatjson_string(&b, path, pathlen);
+	LIT(",\"query\":");
+	flatjson_string(&b, q, qlen);
+	LIT(",\"client_id\":");
+	flatjson_string(&b, client_id, strlen(client_id));
+	buf_append(&b, "}", 2); /* with its NUL */
+#undef LIT
+	return b.base; /* never consumed: the allocation itself, the caller's to free */
 }
 
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
@@ -270,6 +322,7 @@ void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *
 	f->fw = fw;
 	f->w = w;
 	f->timeout_te.cb = on_timeout;
+	f->turn_te.cb = on_turn_end;
 	if ((f->head = make_head(req, client_id, path, pathlen)) == NULL) {
 		reply_error(req, 400, "bad request target");
 		f->w = NULL;
@@ -309,4 +362,5 @@ void forwarder_init(forwarder_t *fw, h2o_evloop_t *loop, uint64_t timeout_ms, li
 	fw->loop = loop;
 	fw->limits = limits;
 	h2o_timeout_init(loop, &fw->timeout, timeout_ms);
+	h2o_timeout_init(loop, &fw->next_turn, 0);
 }

@@ -1,9 +1,11 @@
 /*
  * forward: requests routed to a workspace's worker (SPEC §8 "Routing").
  * A request under /v1/workspaces/{id}/... that the supervisor does not
- * answer itself becomes a call on the worker (proc.h); the worker's answer
- * streams back to the client as it arrives, one batch in flight to h2o and
- * at most PROTO_WINDOW frames held here. A request for a starting or
+ * answer itself becomes a call on the worker (proc.h). The answer's head
+ * waits for its end or the end of the loop turn: a short answer goes out
+ * whole, with its Content-Length; a longer one streams back as it
+ * arrives, one batch in flight to h2o and at most PROTO_WINDOW frames
+ * held here. A request for a starting or
  * restarting worker waits for READY; it waits, and then waits for its
  * answer's head, at most the request timeout (504 after). A client that
  * leaves cancels its call. A worker that dies or breaks the protocol
@@ -23,7 +25,8 @@
 
 typedef struct forwarder {
 	h2o_evloop_t *loop;
-	h2o_timeout_t timeout; /* the request timeout */
+	h2o_timeout_t timeout;	 /* the request timeout */
+	h2o_timeout_t next_turn; /* 0 ms: the end of this loop turn */
 	limits_t *limits;
 } forwarder_t;
 

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/flatjson.h"
 #include "common/utf8.h"
 
 extern char **environ;
@@ -34,6 +35,7 @@ struct proc {
 	h2o_timeout_entry_t start_te, kill_te;
 	h2o_timeout_entry_t ping_te;   /* liveness: a ping per interval, answered within it */
 	h2o_timeout_entry_t resume_te; /* frames left over a turn's budget: next turn */
+	h2o_timeout_entry_t flush_te;  /* frames queued this turn: written at its end */
 	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
 	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
 	uint32_t setup_pending;	       /* id of the unanswered setup, 0 once answered */
@@ -110,6 +112,8 @@ static void on_read(h2o_socket_t *sock, const char *err);
 static void drain(proc_t *p);
 static void on_resume(h2o_timeout_entry_t *te);
 static void flush_out(proc_t *p);
+static void queue_out(proc_t *p);
+static void on_flush_turn(h2o_timeout_entry_t *te);
 static void fail_calls(proc_t *p, const char *why);
 
 static void proc_close_sock(proc_t *p)
@@ -240,6 +244,7 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 	p->kill_te.cb = on_kill_timeout;
 	p->ping_te.cb = on_ping;
 	p->resume_te.cb = on_resume;
+	p->flush_te.cb = on_flush_turn;
 	h2o_linklist_insert(&ps->all, &p->link);
 	/* The setup goes first, before the worker has said anything: it is
 	 * read once the worker's loop runs, and answered before READY. */
@@ -326,6 +331,22 @@ static void on_written(h2o_socket_t *sock, const char *err)
 	flush_out(p);
 }
 
+/*
+ * Frames queued in a loop turn go out in one write at its end: every
+ * request a turn reads from its clients costs the worker one wakeup, not
+ * one each (h2o runs its 0 ms timeouts after the turn's sockets).
+ */
+static void queue_out(proc_t *p)
+{
+	if (p->sock != NULL && !h2o_timeout_is_linked(&p->flush_te))
+		h2o_timeout_link(p->ps->loop, &p->ps->next_turn, &p->flush_te);
+}
+
+static void on_flush_turn(h2o_timeout_entry_t *te)
+{
+	flush_out(H2O_STRUCT_FROM_MEMBER(proc_t, flush_te, te));
+}
+
 static void flush_out(proc_t *p)
 {
 	if (p->sock == NULL || buf_size(&p->inflight) > 0 || buf_size(&p->out) == 0)
@@ -342,7 +363,7 @@ static int send_request(proc_t *p, uint32_t id, const char *json)
 {
 	if (proto_encode(&p->out, PROTO_REQUEST, id, json, strlen(json)) != 0)
 		return -1;
-	flush_out(p);
+	queue_out(p);
 	return 0;
 }
 
@@ -524,7 +545,7 @@ int proc_call(proc_t *p, const char *head, const char *body, size_t len, const p
 		off += n;
 	}
 	proto_encode(&p->out, PROTO_END, c->id, NULL, 0);
-	flush_out(p);
+	queue_out(p);
 	*out = c;
 	return PROC_CALL_OK;
 }
@@ -536,7 +557,7 @@ void proc_call_ack(proc_call_t *c)
 		return;
 	c->unacked--;
 	proto_encode(&p->out, PROTO_ACK, c->id, NULL, 0);
-	flush_out(p);
+	queue_out(p);
 }
 
 void proc_call_cancel(proc_call_t *c)
@@ -548,7 +569,7 @@ void proc_call_cancel(proc_call_t *c)
 	/* The worker still answers (499, or END cutting its answer short):
 	 * the call goes when that END comes. */
 	proto_encode(&p->out, PROTO_CANCEL, c->id, NULL, 0);
-	flush_out(p);
+	queue_out(p);
 }
 
 int proc_ready(const proc_t *p)
@@ -577,12 +598,30 @@ static int call_frame(proc_t *p, const proto_frame_t *f)
 	}
 	switch (f->type) {
 	case PROTO_RESPONSE: {
-		json_t *j = json_loadb(f->payload, f->len, 0, NULL);
-		json_int_t status = json_integer_value(json_object_get(j, "status"));
-		const char *ct = json_string_value(json_object_get(j, "content_type"));
+		flatjson_t fj;
+		buf_t store = BUF_INIT;
+		json_t *j = NULL;
+		json_int_t status = 0;
+		const char *ct = NULL;
+		if (flatjson_parse(f->payload, f->len, &fj, &store) == 0) {
+			const flatjson_field_t *st = flatjson_get(&fj, "status"),
+					       *t = flatjson_get(&fj, "content_type");
+			status = st != NULL && st->str == NULL ? st->num : 0;
+			ct = t != NULL ? t->str : NULL;
+		} else { /* not the plain head a worker sends: jansson decides */
+			j = json_loadb(f->payload, f->len, 0, NULL);
+			status = json_integer_value(json_object_get(j, "status"));
+			ct = json_string_value(json_object_get(j, "content_type"));
+		}
+		/* It becomes a header: printable ASCII only (no CR LF from a
+		 * worker into the client's response), and short. */
+		for (const char *c = ct; c != NULL && *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+				ct = NULL;
 		char type[128];
 		snprintf(type, sizeof(type), "%s", ct && strlen(ct) < sizeof(type) ? ct : "application/json");
 		json_decref(j);
+		buf_free(&store);
 		if (status < 100 || status > 599) {
 			proc_kill(p, "protocol error: malformed answer head");
 			return -1;
@@ -855,6 +894,8 @@ void procs_reap(procs_t *ps)
 			h2o_timeout_unlink(&p->ping_te);
 		if (h2o_timeout_is_linked(&p->resume_te))
 			h2o_timeout_unlink(&p->resume_te);
+		if (h2o_timeout_is_linked(&p->flush_te))
+			h2o_timeout_unlink(&p->flush_te);
 		proc_close_sock(p);
 		fail_calls(p, why);
 		proto_decoder_free(&p->dec);

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "common/flatjson.h"
 #include "common/hmap.h"
 #include "common/utf8.h"
 
@@ -27,8 +28,11 @@ struct call {
 	uint32_t id;
 	char idkey[12];
 	enum call_state state;
-	json_t *head;  /* the request head; owns the strings of req */
-	buf_t body;    /* request body, then the answer's body */
+	buf_t strs; /* the head's strings, NUL-terminated, in HEAD_FIELDS order */
+	size_t str_at[4];
+	buf_t body;	  /* request body, then the answer's body */
+	const char *kept; /* or the answer's body, not ours (calls_respond_kept) */
+	size_t kept_len;
 	int too_large; /* the body passed CALLS_MAX_BODY: answer 413 */
 	unsigned unacked;
 	void (*on_cancel)(call_t *c, void *data);
@@ -56,7 +60,7 @@ calls_t *calls_new(buf_t *out, calls_dispatch_cb dispatch, void *arg)
 static void call_free(call_t *c)
 {
 	hmap_del(&c->cs->by_id, &c->node);
-	json_decref(c->head);
+	buf_free(&c->strs);
 	buf_free(&c->body);
 	free(c);
 }
@@ -94,28 +98,48 @@ static void frame(calls_t *cs, uint8_t type, uint32_t id, const void *p, size_t 
  * last byte. */
 static void pump(call_t *c)
 {
+	while (c->kept_len > 0 && c->unacked < PROTO_WINDOW) {
+		size_t n = c->kept_len < CALLS_CHUNK ? c->kept_len : CALLS_CHUNK;
+		frame(c->cs, PROTO_DATA, c->id, c->kept, n);
+		c->kept += n;
+		c->kept_len -= n;
+		c->unacked++;
+	}
 	while (buf_size(&c->body) > 0 && c->unacked < PROTO_WINDOW) {
 		size_t n = buf_size(&c->body) < CALLS_CHUNK ? buf_size(&c->body) : CALLS_CHUNK;
 		frame(c->cs, PROTO_DATA, c->id, buf_data(&c->body), n);
 		buf_consume(&c->body, n);
 		c->unacked++;
 	}
-	if (buf_size(&c->body) == 0) {
+	if (buf_size(&c->body) == 0 && c->kept_len == 0) {
 		frame(c->cs, PROTO_END, c->id, NULL, 0);
 		call_free(c);
 	}
 }
 
-void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len)
+static void respond_head(call_t *c, int status, const char *content_type)
 {
 	char head[160];
 	int n = snprintf(head, sizeof(head), "{\"status\":%d,\"content_type\":\"%s\"}", status,
 			 content_type ? content_type : "application/json");
 	frame(c->cs, PROTO_RESPONSE, c->id, head, (size_t)n);
 	buf_reset(&c->body);
-	buf_append(&c->body, body, len);
 	c->state = CALL_SENDING;
 	c->on_cancel = NULL;
+}
+
+void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len)
+{
+	respond_head(c, status, content_type);
+	buf_append(&c->body, body, len);
+	pump(c);
+}
+
+void calls_respond_kept(call_t *c, int status, const char *content_type, const char *body, size_t len)
+{
+	respond_head(c, status, content_type);
+	c->kept = body;
+	c->kept_len = len;
 	pump(c);
 }
 
@@ -140,6 +164,41 @@ void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data)
 	c->cancel_data = data;
 }
 
+/* The head's fields a request is made of, in call_t.str_at order. */
+static const char *const HEAD_FIELDS[4] = {"verb", "path", "query", "client_id"};
+
+/* c->strs gets the head's fields: a missing one, or one that is not a
+ * string, is "". -1 when the head is not a JSON object. */
+static int take_head(call_t *c, const char *head, size_t len)
+{
+	flatjson_t fj;
+	buf_t store = BUF_INIT;
+	json_t *j = NULL;
+	if (flatjson_parse(head, len, &fj, &store) != 0) {
+		/* Not the plain head the supervisor sends: jansson decides. */
+		j = json_loadb(head, len, 0, NULL);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			buf_free(&store);
+			return -1;
+		}
+	}
+	for (int i = 0; i < 4; i++) {
+		const char *v;
+		if (j != NULL) {
+			v = json_string_value(json_object_get(j, HEAD_FIELDS[i]));
+		} else {
+			const flatjson_field_t *f = flatjson_get(&fj, HEAD_FIELDS[i]);
+			v = f != NULL ? f->str : NULL;
+		}
+		c->str_at[i] = buf_size(&c->strs);
+		buf_append(&c->strs, v ? v : "", v ? strlen(v) + 1 : 1);
+	}
+	json_decref(j);
+	buf_free(&store);
+	return 0;
+}
+
 int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
 {
 	if (find(cs, id) != NULL) {
@@ -150,27 +209,25 @@ int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const 
 		*err = "too many routed requests at once";
 		return -1;
 	}
-	json_t *j = json_loadb(head, len, 0, NULL);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		*err = "a request head that is not a JSON object";
-		return -1;
-	}
 	call_t *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		abort();
+	if (take_head(c, head, len) != 0) {
+		buf_free(&c->strs);
+		free(c);
+		*err = "a request head that is not a JSON object";
+		return -1;
+	}
 	c->cs = cs;
 	c->id = id;
-	c->head = j;
 	snprintf(c->idkey, sizeof(c->idkey), "%u", id);
 	hmap_put(&cs->by_id, &c->node, c->idkey);
 	return 0;
 }
 
-static const char *field(const json_t *head, const char *name)
+static const char *field(const call_t *c, int i)
 {
-	const char *s = json_string_value(json_object_get(head, name));
-	return s ? s : "";
+	return buf_data(&c->strs) + c->str_at[i];
 }
 
 /* The body is whole: hand the request over. */
@@ -181,7 +238,7 @@ static void dispatch(call_t *c)
 		calls_error(c, 413, "request body too large");
 		return;
 	}
-	const char *verb = field(c->head, "verb"), *path = field(c->head, "path");
+	const char *verb = field(c, 0), *path = field(c, 1);
 	if (*verb == '\0' || path[0] != '/') {
 		calls_error(c, 400, "bad routed request: verb and path are required");
 		return;
@@ -190,8 +247,8 @@ static void dispatch(call_t *c)
 	call_req_t req = {
 	    .verb = verb,
 	    .path = path,
-	    .query = field(c->head, "query"),
-	    .client_id = field(c->head, "client_id"),
+	    .query = field(c, 2),
+	    .client_id = field(c, 3),
 	    .body = buf_data(&c->body),
 	    .body_len = buf_size(&c->body) - 1,
 	};
@@ -238,6 +295,7 @@ int calls_frame(calls_t *cs, const proto_frame_t *f, const char **err)
 		if (c->state == CALL_SENDING) {
 			/* Cut the answer short: END now, the rest is dropped. */
 			buf_reset(&c->body);
+			c->kept_len = 0;
 			pump(c);
 		} else {
 			if (c->on_cancel != NULL)

@@ -24,9 +24,11 @@
 #include "common/buf.h"
 #include "proto/proto.h"
 
-#define CALLS_MAX_BODY	 (64u << 20)  /* a request body past this is 413 */
-#define CALLS_CHUNK	 (256u << 10) /* response DATA frame size */
-#define CALLS_MAX_ACTIVE 256	      /* more at once is a protocol error */
+#define CALLS_MAX_BODY (64u << 20) /* a request body past this is 413 */
+/* Answer DATA frame size: the window (4 frames) is what an answer holds
+ * in the supervisor at most, 512 KiB; larger frames bought no speed. */
+#define CALLS_CHUNK	 (128u << 10)
+#define CALLS_MAX_ACTIVE 256 /* more at once is a protocol error */
 
 typedef struct calls calls_t;
 typedef struct call call_t;
@@ -61,6 +63,9 @@ int calls_frame(calls_t *cs, const proto_frame_t *f, const char **err);
 /* Answers c: status, a content type (NULL: application/json) and the
  * body, which calls copies. c is gone after. */
 void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len);
+/* The same, without the copy: body must stay valid and unchanged until
+ * calls_free (bytes the dispatcher keeps for good). */
+void calls_respond_kept(call_t *c, int status, const char *content_type, const char *body, size_t len);
 /* Answers c with j (consumed) as application/json; any JSON value. */
 void calls_json(call_t *c, int status, json_t *j);
 /* Answers c with {"message": msg} (msg made valid UTF-8). */

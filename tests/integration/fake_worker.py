@@ -37,6 +37,10 @@ the second one gets the misbehaviour (`call_never` answers none, ever):
   call_body_before_head  a DATA frame before the RESPONSE head
   call_past_window       the head, then PROTO_WINDOW + 1 DATA frames unacked
   call_malformed_head    a RESPONSE head whose status is not a number
+  call_twice_after_ack   the head and one DATA frame; once that frame is
+                         ACKed (so the head reached the client), the head again
+  call_header_injection  answers both requests 200, with a content_type
+                         that holds CR LF and a header of its own
   call_never             never answers a routed request (pings yes)
 
 After misbehaving, the fake never exits by itself: it ignores SIGTERM, and
@@ -67,7 +71,7 @@ START_MODES = ("garbage", "oversize", "bad_header_version", "hello_version", "no
 READY_MODES = ("bad_event", "ignore_pings", "stray_response", "request_to_supervisor")
 # Faults in routed requests, after READY.
 CALL_MODES = ("call_unknown_id", "call_twice", "call_body_before_head", "call_past_window",
-              "call_malformed_head", "call_never")
+              "call_malformed_head", "call_header_injection", "call_twice_after_ack", "call_never")
 MODES = START_MODES + READY_MODES + CALL_MODES
 
 
@@ -161,11 +165,16 @@ def serve_calls(fd, mode, calls_log):
     frames = Frames()
     whole = []  # ids of routed requests received whole, in order
     heads = {}  # id -> (verb, path) until END
+    acked_breach = None  # call_twice_after_ack: the id whose ACK triggers it
     while True:
         got = frames.read(fd)
         if got is None:
             return
         for ftype, fid, payload in got:
+            if ftype == ACK and fid == acked_breach:
+                head = {"status": 200, "content_type": "application/octet-stream"}
+                write_all(fd, frame(RESPONSE, head, fid=fid))
+                return
             if ftype == REQUEST:
                 try:
                     req = json.loads(payload)
@@ -181,11 +190,19 @@ def serve_calls(fd, mode, calls_log):
                 if calls_log:
                     with open(calls_log, "a") as f:
                         f.write(f"{fid} {verb} {path}\n")
+                if mode == "call_header_injection":
+                    evil = {"status": 200, "content_type": "text/plain\r\nX-Injected: 1"}
+                    write_all(fd, frame(RESPONSE, evil, fid=fid) + frame(DATA, b"ok", fid=fid) + frame(END, fid=fid))
+                    continue
                 if mode == "call_never" or len(whole) < 2:
                     continue
                 head = {"status": 200, "content_type": "application/octet-stream"}
                 if mode == "call_unknown_id":
                     write_all(fd, frame(RESPONSE, head, fid=max(whole) + 1000))
+                elif mode == "call_twice_after_ack":
+                    write_all(fd, frame(RESPONSE, head, fid=fid) + frame(DATA, b"x", fid=fid))
+                    acked_breach = fid
+                    continue
                 elif mode == "call_twice":
                     write_all(fd, frame(RESPONSE, head, fid=fid) + frame(RESPONSE, head, fid=fid))
                 elif mode == "call_body_before_head":
