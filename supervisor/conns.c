@@ -135,6 +135,17 @@ conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), voi
 	return c;
 }
 
+void conns_hold(h2o_socket_t *sock, int hold)
+{
+	conn_t *c = sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+	if (c == NULL)
+		return;
+	if (hold)
+		c->inflight++;
+	else if (--c->inflight == 0)
+		c->idle_since = clock_ms();
+}
+
 void conns_unwatch(conns_watch_t *w)
 {
 	if (w != NULL)

@@ -50,6 +50,10 @@ void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now, int is_unix, long 
 typedef struct conn conns_watch_t;
 conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), void *arg);
 void conns_unwatch(conns_watch_t *w);
+/* sock's HTTP/1 connection carries an event stream on the raw socket
+ * (stream.c): held, it is busy, not idle, though no h2o request is in
+ * flight. Released before the stream closes it. */
+void conns_hold(h2o_socket_t *sock, int hold);
 
 /* What conns_add was told of sock: 0, or -1 for a socket it never saw. */
 int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid);

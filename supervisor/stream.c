@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <h2o/http1.h>
 #include <jansson.h>
 
 #include "common/clock.h"
@@ -21,7 +22,13 @@
 
 struct stream {
 	h2o_generator_t gen;
-	h2o_req_t *req;
+	h2o_req_t *req;	    /* NULL once a raw stream's head went out */
+	h2o_socket_t *sock; /* raw: the connection, ours once the head went out */
+	int raw;	    /* HTTP/1.1: the body goes on the raw socket (see open_raw) */
+	int writing;	    /* raw: a write is in flight (the head's, at first) */
+	int finishing;	    /* raw: the last chunk is in flight; close once it went */
+	size_t junk;	    /* raw: bytes the client sent after its request */
+	char chunk[24];	    /* raw: the chunk header in flight */
 	stream_hub_t *hub;
 	stream_feed_t *feed;  /* NULL once detached from its workspace */
 	h2o_linklist_t link;  /* feed->streams, while attached */
@@ -122,21 +129,54 @@ static int over_budget(stream_t *st)
 	return 1;
 }
 
-/* Hands h2o the next batch, if st has one and nothing in flight. The
- * spans point into the workspace's log (or st's own buffer): st's cursor
- * keeps them alive until h2o's proceed. */
+static void on_raw_written(h2o_socket_t *sock, const char *err);
+
+/* A raw stream's batch as one HTTP/1.1 chunk: iov gets the chunk header,
+ * the spans and the chunk's CRLF (n + 2 entries). */
+static size_t chunk_iov(stream_t *st, const replay_span_t *spans, size_t n, h2o_iovec_t *iov)
+{
+	size_t total = 0, k = 0;
+	for (size_t i = 0; i < n; i++)
+		total += spans[i].len;
+	int m = snprintf(st->chunk, sizeof(st->chunk), "%zx\r\n", total);
+	iov[k++] = h2o_iovec_init(st->chunk, (size_t)m);
+	for (size_t i = 0; i < n; i++)
+		iov[k++] = h2o_iovec_init(spans[i].base, spans[i].len);
+	iov[k++] = h2o_iovec_init(H2O_STRLIT("\r\n"));
+	return k;
+}
+
+/* Hands the transport the next batch, if st has one and nothing in
+ * flight. The spans point into the workspace's log (or st's own buffer):
+ * st's cursor keeps them alive until the transport took them (h2o's
+ * proceed, or a raw stream's write callback). */
 static void flush(stream_t *st)
 {
 	replay_span_t spans[SSE_BATCH_SPANS];
-	h2o_iovec_t iov[SSE_BATCH_SPANS];
+	h2o_iovec_t iov[SSE_BATCH_SPANS + 2];
 	size_t n = 0;
+	if (st->raw && (st->writing || st->sock == NULL)) {
+		account(st);
+		return;
+	}
 	switch (sse_next(&st->sse, spans, &n)) {
 	case SSE_SEND:
+		if (st->raw) {
+			st->writing = 1;
+			h2o_socket_write(st->sock, iov, chunk_iov(st, spans, n, iov), on_raw_written);
+			break;
+		}
 		for (size_t i = 0; i < n; i++)
 			iov[i] = h2o_iovec_init(spans[i].base, spans[i].len);
 		h2o_send(st->req, iov, n, H2O_SEND_STATE_IN_PROGRESS);
 		break;
 	case SSE_FINISH:
+		if (st->raw) {
+			st->writing = st->finishing = 1;
+			iov[0] = h2o_iovec_init(H2O_STRLIT("0\r\n\r\n"));
+			h2o_socket_write(st->sock, iov, 1, on_raw_written);
+			break;
+		}
 		h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
 		break;
 	case SSE_WAIT:
@@ -175,12 +215,12 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 	sse_stop(&H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen)->sse);
 }
 
-/* The request is over: give the claim back if claims still counts it.
- * This is the only place a stream gives a claim back, so that never runs
- * inside a claims effect (h2o disposes from its own loop). */
-static void on_dispose(void *p)
+/* The stream is over: give the claim back if claims still counts it.
+ * This is the only place a stream gives a claim back, and it runs only
+ * from the loop (h2o disposes a request from it; a raw stream's socket
+ * callbacks come from it), never inside a claims effect. */
+static void gone(stream_t *st)
 {
-	stream_t *st = *(stream_t **)p;
 	stream_hub_t *hub = st->hub;
 	detach(st);
 	conns_unwatch(st->watch);
@@ -197,6 +237,127 @@ static void on_dispose(void *p)
 	trim_soon(hub);
 	if (st->claimed)
 		hub->detach(hub->arg, st->ws_id, st->client_id);
+}
+
+static void on_dispose(void *p)
+{
+	gone(*(stream_t **)p);
+}
+
+/* --- the raw transport (HTTP/1.1)
+ *
+ * An idle HTTP/1.1 event stream held by h2o keeps its connection, its
+ * request (path, headers) and their buffers: about 10 KiB. Once the head
+ * is written there is nothing more h2o has to do for it, so the stream
+ * takes the socket over (h2o_http1_upgrade: h2o writes the head, frees the
+ * connection and the request, and hands the socket over) and frames the
+ * body as HTTP/1.1 chunks itself. What stays is the socket, st and its
+ * cursor. The head says "Connection: upgrade" (h2o writes that in every
+ * head it hands a socket over with; it names no Upgrade header, so HTTP/1.1
+ * clients read a plain 200). When the stream ends, its last chunk goes
+ * and the connection closes. */
+
+static void raw_close(stream_t *st)
+{
+	if (st->sock != NULL) {
+		conns_hold(st->sock, 0);
+		h2o_socket_close(st->sock);
+		st->sock = NULL;
+	}
+	gone(st);
+	free(st);
+}
+
+/* The client went away: nothing more can be sent. */
+static void raw_gone(stream_t *st)
+{
+	sse_stop(&st->sse);
+	raw_close(st);
+}
+
+static void on_raw_written(h2o_socket_t *sock, const char *err)
+{
+	stream_t *st = sock->data;
+	st->writing = 0;
+	if (err != NULL) {
+		raw_gone(st);
+		return;
+	}
+	if (st->finishing) {
+		raw_close(st);
+		return;
+	}
+	sse_sent(&st->sse);
+	flush(st);
+}
+
+/* Drops what the client sends (it has nothing to say on an event
+ * stream); more than 64 KiB of it, or EOF, ends the stream. The input
+ * buffer goes each time, so a stream holds none while idle. */
+static void drop_input(stream_t *st)
+{
+	st->junk += st->sock->input->size;
+	h2o_buffer_dispose(&st->sock->input);
+	h2o_buffer_init(&st->sock->input, &h2o_socket_buffer_prototype);
+}
+
+static void on_raw_read(h2o_socket_t *sock, const char *err)
+{
+	stream_t *st = sock->data;
+	if (err == NULL) {
+		drop_input(st);
+		if (st->junk < 65536)
+			return;
+	}
+	raw_gone(st);
+}
+
+/* h2o wrote the head (and the first batch): the socket is ours, the
+ * request and its connection are gone. */
+static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
+{
+	(void)reqsize; /* the request's bytes go with the rest of the input */
+	stream_t *st = arg;
+	st->req = NULL;
+	st->writing = 0;
+	if (sock == NULL) { /* the write failed: h2o closed the connection */
+		sse_stop(&st->sse);
+		gone(st);
+		free(st);
+		return;
+	}
+	st->sock = sock;
+	sock->data = st;
+	conns_hold(sock, 1);
+	drop_input(st);
+	st->junk -= reqsize;
+	if (st->junk >= 65536) {
+		raw_gone(st);
+		return;
+	}
+	h2o_socket_read_start(sock, on_raw_read);
+	sse_sent(&st->sse);
+	flush(st);
+}
+
+/* Writes the head with the first batch (the stream's ": connected" line,
+ * at least) and hands the socket to st (on_upgraded). */
+static void open_raw(stream_t *st, h2o_req_t *req)
+{
+	replay_span_t spans[SSE_BATCH_SPANS];
+	h2o_iovec_t iov[SSE_BATCH_SPANS + 2];
+	size_t n = 0;
+	/* The response filters still add their headers (CORS): h2o runs
+	 * them at h2o_start_response. Its chunked encoder sees the
+	 * Transfer-Encoding and stays out; nothing is sent through them. */
+	static h2o_generator_t none = {NULL, NULL};
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL,
+		       H2O_STRLIT("chunked"));
+	h2o_start_response(req, &none);
+	if (sse_next(&st->sse, spans, &n) != SSE_SEND)
+		abort(); /* stream_open pushed its first line */
+	st->writing = 1;
+	h2o_http1_upgrade(req, iov, chunk_iov(st, spans, n, iov), on_upgraded, st);
 }
 
 /* The reader cannot keep up: end it rather than thin it, and close its
@@ -231,8 +392,11 @@ static void end_slow_reader(stream_t *st)
 	sse_end(&st->sse, 1, NULL);
 	last_reason(st, "slow_reader");
 	flush(st);
-	h2o_conn_t *conn = st->req->conn;
-	h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+	h2o_socket_t *sock = st->sock;
+	if (st->req != NULL) {
+		h2o_conn_t *conn = st->req->conn;
+		sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+	}
 	if (sock != NULL)
 		shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
 }
@@ -378,20 +542,29 @@ static void push_gap(stream_t *st, const stream_feed_t *f, uint64_t after)
 	buf_append(&b, "data: ", 6);
 	format_workspace(&b, f, "gap", reason);
 	buf_append(&b, "\n\n", 2);
-	push(st, buf_data(&b), buf_size(&b));
+	sse_push(&st->sse, buf_data(&b), buf_size(&b)); /* at open: before any send */
 	buf_free(&b);
 }
 
 void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int resume, uint64_t after)
 {
 	stream_hub_t *hub = f->hub;
-	/* The stream lives in the request's pool, whose first chunk (4 KiB,
-	 * h2o's) is mostly empty for an event stream: a separate allocation
-	 * would cost an idle stream its size again. The pool runs dispose
-	 * hooks before it frees its chunks, so st is still there then. */
-	stream_t *st = h2o_mem_alloc_pool(&req->pool, sizeof(*st));
-	*(stream_t **)h2o_mem_alloc_shared(&req->pool, sizeof(st), on_dispose) = st;
-	memset(st, 0, sizeof(*st));
+	stream_t *st;
+	if (req->version == 0x101) {
+		/* Raw: outlives its request (open_raw). */
+		if ((st = calloc(1, sizeof(*st))) == NULL)
+			abort();
+		st->raw = 1;
+	} else {
+		/* HTTP/2 (and 1.0): the stream lives in the request's pool,
+		 * whose first chunk (4 KiB, h2o's) is mostly empty for an
+		 * event stream: a separate allocation would cost an idle
+		 * stream its size again. The pool runs dispose hooks before it
+		 * frees its chunks, so st is still there then. */
+		st = h2o_mem_alloc_pool(&req->pool, sizeof(*st));
+		*(stream_t **)h2o_mem_alloc_shared(&req->pool, sizeof(st), on_dispose) = st;
+		memset(st, 0, sizeof(*st));
+	}
 	st->gen.proceed = on_proceed;
 	st->gen.stop = on_stop;
 	st->req = req;
@@ -418,17 +591,23 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
 		       H2O_STRLIT("text/event-stream"));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
-	h2o_start_response(req, &st->gen);
-	st->watch = conns_watch(req, on_gone, st);
 	/* A quiet workspace must not leave the client without headers: a
-	 * first comment line pushes them out now. */
-	push(st, "retry: 1000\n: connected\n\n", 25); /* reconnect after 1 s */
+	 * first comment line goes with them. Nothing is sent before the
+	 * stream is attached (flush waits for a transport). */
+	sse_push(&st->sse, "retry: 1000\n: connected\n\n", 25); /* reconnect after 1 s */
 	if (resume && replay_gap(&f->replay, after, f->last_id)) {
 		push_gap(st, f, after);
 		after = f->replay.count ? replay_oldest(&f->replay) - 1 : f->last_id;
 	}
 	if (!resume || sse_resume(&st->sse, &f->replay, after) != 0)
 		sse_attach(&st->sse, &f->replay);
+	if (st->raw) {
+		open_raw(st, req);
+		account(st);
+		return;
+	}
+	h2o_start_response(req, &st->gen);
+	st->watch = conns_watch(req, on_gone, st);
 	flush(st);
 }
 

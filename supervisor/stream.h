@@ -5,9 +5,14 @@
  * HTTP/1 end-of-connection watch, and the callback that gives a closed
  * stream's claim back. The hub knows nothing of claims or workspaces.
  *
- * Ownership: a stream lives in its request's memory pool; h2o frees it
- * when the request ends, and the dispose hook calls hub->detach (never
- * from inside another effect). A feed is embedded in its owner's
+ * Two transports. HTTP/1.1: h2o writes the head and hands the socket
+ * over (h2o_http1_upgrade); the stream frames its body as chunks itself,
+ * owns the socket, and closes it when it ends. HTTP/2 (and 1.0): h2o
+ * sends the body (h2o_send, proceed).
+ * Ownership: an HTTP/1.1 stream is malloc'd and freed when its socket
+ * closes; an HTTP/2 one lives in its request's memory pool and goes when
+ * h2o disposes the request. Either way hub->detach runs from the loop,
+ * never from inside another effect. A feed is embedded in its owner's
  * workspace state; stream_feed_end ends its streams before it goes.
  */
 #ifndef CRUSH_STREAM_H

@@ -192,7 +192,7 @@ def serve_calls(fd, mode, calls_log):
                         f.write(f"{fid} {verb} {path}\n")
                 if mode == "call_header_injection":
                     evil = {"status": 200, "content_type": "text/plain\r\nX-Injected: 1"}
-                    write_all(fd, frame(RESPONSE, evil, fid=fid) + frame(DATA, b"ok", fid=fid) + frame(END, fid=fid))
+                    write_all(fd, frame(RESPONSE, evil, fid=fid) + frame(DATA, b"{}", fid=fid) + frame(END, fid=fid))
                     continue
                 if mode == "call_never" or len(whole) < 2:
                     continue

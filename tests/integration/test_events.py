@@ -203,6 +203,42 @@ def test_streams_end_when_the_workspace_is_retired(sup, wsdir):
     assert stream.wait_eof(), "stream not ended after its only client was retired"
 
 
+def test_an_http1_stream_the_server_ends_sends_its_last_chunk_and_closes(sup, wsdir):
+    """Over HTTP/1.1 the daemon serves a stream on the connection itself
+    once the head is out (docs/events.md): a chunked 200, and a stream the
+    server ends sends its last chunk and then closes the connection."""
+    a = new_client_id()
+    ws = sup.api.create(wsdir, a)
+    stream = sup.api.events(ws["id"], a)
+    assert stream.status == 200 and stream.headers.get("transfer-encoding") == "chunked", stream.headers
+    assert sup.api.request("DELETE", f"/v1/clients/{a}").status == 200
+    ended = stream.wait_for(lambda e: e.type == "stream", what="the stream's last event")
+    assert ended.kind == "ended" and ended.payload["reason"] == "retired", ended.payload
+    assert stream.wait_eof(), "no last chunk"
+    stream.sock.settimeout(10)
+    assert stream.sock.recv(65536) == b"", "the connection stays open after the last chunk"
+    stream.close()
+
+
+def test_what_a_client_sends_on_its_stream_is_dropped_and_64_kib_end_it(sup, wsdir):
+    """A client has nothing to say on an event stream: bytes it sends are
+    dropped and the stream goes on; 64 KiB of them end it (and its claim),
+    so a client cannot make the daemon hold its input."""
+    a, b = new_client_id(), new_client_id()
+    ws = sup.api.create(wsdir, a)
+    keep = sup.api.events(ws["id"], a)  # holds the workspace
+    stream = sup.api.events(ws["id"], b)
+    stream.sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 1024)
+    write(os.path.join(wsdir, "after-junk.txt"), "x")
+    stream.wait_for(lambda e: is_fs(e, path="after-junk.txt"), what="an event after the junk")
+    assert b"HTTP/1.1" not in stream._raw, "the junk was answered as a request"
+    stream.sock.sendall(b"x" * 65536)
+    assert stream.wait_eof(), "64 KiB sent on a stream did not end it"
+    wait_until(lambda: sup.api.workspace(ws["id"])["streams"] == 1, what="the stream's claim gone")
+    keep.close()
+    stream.close()
+
+
 def test_a_stream_that_cannot_keep_up_is_ended_never_thinned(sup, wsdir):
     """A reader that stalls either gets every event or is cut off: what it
     did get is one gap-free run of what a keeping-up stream saw."""
