@@ -80,10 +80,23 @@ void calls_free(calls_t *cs)
 	free(cs);
 }
 
+/* id in decimal: the calls' hmap key (snprintf was a tenth of a call). */
+static void id_key(char key[12], uint32_t id)
+{
+	char tmp[12];
+	size_t n = 0;
+	do
+		tmp[n++] = (char)('0' + id % 10);
+	while ((id /= 10) != 0);
+	for (size_t i = 0; i < n; i++)
+		key[i] = tmp[n - 1 - i];
+	key[n] = '\0';
+}
+
 static call_t *find(calls_t *cs, uint32_t id)
 {
 	char key[12];
-	snprintf(key, sizeof(key), "%u", id);
+	id_key(key, id);
 	hmap_node_t *n = hmap_get(&cs->by_id, key);
 	return n ? CALL_OF(n) : NULL;
 }
@@ -220,7 +233,7 @@ int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const 
 	}
 	c->cs = cs;
 	c->id = id;
-	snprintf(c->idkey, sizeof(c->idkey), "%u", id);
+	id_key(c->idkey, id);
 	hmap_put(&cs->by_id, &c->node, c->idkey);
 	return 0;
 }
