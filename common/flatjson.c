@@ -193,12 +193,22 @@ int flatjson_parse(const char *s, size_t len, flatjson_t *out, buf_t *store)
 			if (p >= e || *p++ != ':')
 				return -1;
 			p = skip_ws(p, e);
+			f->str = NULL;
 			if (p < e && *p == '"') {
+				f->type = 's';
 				p = string(p + 1, e, store, &offs[out->n], &f->len);
-				f->str = ""; /* set below, once store stops moving */
+			} else if (p < e && (*p == 't' || *p == 'f' || *p == 'n')) {
+				static const char *const words[] = {"true", "false", "null"};
+				int w = *p == 't' ? 0 : *p == 'f' ? 1 : 2;
+				size_t n = strlen(words[w]);
+				if ((size_t)(e - p) < n || memcmp(p, words[w], n) != 0)
+					return -1;
+				p += n;
+				f->type = w == 2 ? 'n' : 'b';
+				f->num = w == 0;
 			} else {
+				f->type = 'i';
 				p = number(p, e, &f->num);
-				f->str = NULL;
 			}
 			if (p == NULL)
 				return -1;
@@ -216,7 +226,7 @@ int flatjson_parse(const char *s, size_t len, flatjson_t *out, buf_t *store)
 	if (skip_ws(p, e) != e)
 		return -1;
 	for (size_t i = 0; i < out->n; i++)
-		if (out->f[i].str != NULL)
+		if (out->f[i].type == 's') /* now that store stops moving */
 			out->f[i].str = buf_data(store) + offs[i];
 	return 0;
 }

@@ -5,8 +5,8 @@
  * request; building and parsing them with jansson was most of the CPU a
  * routed request cost beyond HTTP itself.
  *
- * flatjson_parse takes only what it is sure of: a flat object of strings
- * and integers, distinct keys without escapes, strings of valid UTF-8
+ * flatjson_parse takes only what it is sure of: a flat object of strings,
+ * integers, booleans and nulls, distinct keys without escapes, strings of valid UTF-8
  * without NUL or lone surrogates. For anything else it returns -1 and the
  * caller parses with jansson, so what is accepted, refused and decoded is
  * jansson's in every case.
@@ -27,9 +27,10 @@ void flatjson_string(buf_t *out, const char *s, size_t len);
 typedef struct flatjson_field {
 	const char *key; /* in the parsed text, not NUL-terminated */
 	size_t keylen;
-	const char *str; /* a string's value, NUL-terminated, in the caller's store; NULL for a number */
+	char type;	 /* 's' string, 'i' integer, 'b' boolean, 'n' null */
+	const char *str; /* a string's value, NUL-terminated, in the caller's store; else NULL */
 	size_t len;
-	long long num; /* a number's value */
+	long long num; /* an integer's value; a boolean's 0 or 1 */
 } flatjson_field_t;
 
 typedef struct flatjson {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/flatjson.h"
 #include "common/path.h"
 
 /* An optional member of the given type; -1 when present with another type
@@ -48,11 +49,51 @@ static int fail(create_body_t *b, const char **msg, const char *why)
 	return -1;
 }
 
+static int check(create_body_t *b, const char *cid, const char **msg);
+
+/*
+ * The common body without a tree: a flat object (flatjson.h) whose known
+ * fields have their types (null counts as absent) and that sends no env
+ * or channels. 1 when taken (b's fields and *cid set), 0 when jansson
+ * must decide (and report what is wrong).
+ */
+static int parse_flat(create_body_t *b, const char *data, size_t len, const char **cid)
+{
+	static const struct {
+		const char *key;
+		char type;
+	} known[] = {{"path", 's'},	{"client_id", 's'}, {"yolo", 'b'}, {"debug", 'b'},
+		     {"data_dir", 's'}, {"version", 's'},   {"env", 'n'},  {"channels", 'n'}};
+	const flatjson_field_t *got[8] = {NULL};
+	flatjson_t fj;
+	if (flatjson_parse(data, len, &fj, &b->flat) != 0)
+		return 0;
+	for (size_t i = 0; i < 8; i++) {
+		const flatjson_field_t *f = flatjson_get(&fj, known[i].key);
+		if (f == NULL || f->type == 'n')
+			continue;
+		if (f->type != known[i].type)
+			return 0;
+		got[i] = f;
+	}
+	b->path = got[0] ? got[0]->str : "";
+	*cid = got[1] ? got[1]->str : "";
+	b->yolo = got[2] ? (int)got[2]->num : 0;
+	b->debug = got[3] ? (int)got[3]->num : 0;
+	b->data_dir = got[4] ? got[4]->str : "";
+	b->version = got[5] ? got[5]->str : NULL;
+	return 1;
+}
+
 int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg)
 {
 	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv, *jchan;
+	const char *cid;
 
 	memset(b, 0, sizeof(*b));
+	if (parse_flat(b, data, len, &cid))
+		return check(b, cid, msg);
+	buf_free(&b->flat);
 	b->root = json_loadb(data, len, 0, NULL);
 	/* Go's decoder names the field it could not take; so do we. */
 #define BAD(f, what) "failed to decode request: " f " must be " what
@@ -81,8 +122,13 @@ int create_body_parse(create_body_t *b, const char *data, size_t len, const char
 	b->version = jversion ? json_string_value(jversion) : NULL;
 	b->yolo = jyolo ? json_is_true(jyolo) : 0;
 	b->debug = jdebug ? json_is_true(jdebug) : 0;
-	const char *cid = jcid ? json_string_value(jcid) : "";
+	cid = jcid ? json_string_value(jcid) : "";
+	return check(b, cid, msg);
+}
 
+/* What the fields say, once decoded. */
+static int check(create_body_t *b, const char *cid, const char **msg)
+{
 	/* The seed's order: path, then client id, then the path's shape. */
 	if (*b->path == '\0')
 		return fail(b, msg, "path is required");
@@ -110,5 +156,6 @@ void create_body_free(create_body_t *b)
 	free(b->env);
 	free(b->channels);
 	json_decref(b->root);
+	buf_free(&b->flat);
 	memset(b, 0, sizeof(*b));
 }

@@ -12,11 +12,14 @@
 
 #include <jansson.h>
 
+#include "common/buf.h"
+
 #include "common/id.h"
 
 /* Strings point into root; create_body_free releases everything. */
 typedef struct create_body {
-	json_t *root;
+	json_t *root;	      /* the decoded body (jansson), or NULL ... */
+	buf_t flat;	      /* ... its strings, when it was flat (flatjson.h) */
 	const char *path;     /* absolute, as sent */
 	const char *data_dir; /* "" when not sent */
 	const char *version;  /* NULL when not sent */

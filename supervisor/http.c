@@ -286,6 +286,7 @@ typedef struct create_job {
 	char *lookup; /* GET /v1/workspaces?path=: this path, not a create */
 	int rc;
 	const char *msg;
+	conns_watch_t *watch; /* HTTP/1: its connection, read while the path resolves */
 } create_job_t;
 
 static void create_job_work(offload_job_t *j)
@@ -308,6 +309,7 @@ static void create_job_done(offload_job_t *j)
 	create_job_t *cj = H2O_STRUCT_FROM_MEMBER(create_job_t, job, j);
 	if (cj->req != NULL) {
 		*cj->slot = NULL;
+		conns_unwatch(cj->watch);
 		if (cj->rc != 0)
 			reply_error(cj->req, 400, cj->msg);
 		else if (cj->lookup != NULL)
@@ -323,8 +325,20 @@ static void create_job_done(offload_job_t *j)
 static void create_slot_dispose(void *p)
 {
 	create_job_t **slot = p;
-	if (*slot != NULL)
+	if (*slot != NULL) {
 		(*slot)->req = NULL; /* the client left while its path resolved */
+		conns_unwatch((*slot)->watch);
+	}
+}
+
+/* The watch keeps an HTTP/1 connection polled while its path resolves
+ * (h2o would stop reading it, and start again after the answer: two
+ * epoll_ctl calls per create). A client that leaves meanwhile changes
+ * nothing: the claim is made and its grace runs, as for any create. */
+static void on_create_gone(void *arg, int eof)
+{
+	(void)eof;
+	((create_job_t *)arg)->watch = NULL;
 }
 
 static void resolve_submit(http_handler_t *h, h2o_req_t *req, create_job_t *cj)
@@ -335,6 +349,7 @@ static void resolve_submit(http_handler_t *h, h2o_req_t *req, create_job_t *cj)
 	*cj->slot = cj;
 	cj->job.work = create_job_work;
 	cj->job.done = create_job_done;
+	cj->watch = conns_watch(req, on_create_gone, cj);
 	offload_submit(h->env.offload, &cj->job);
 }
 

@@ -11,6 +11,10 @@
 struct offload {
 	h2o_multithread_queue_t *queue;
 	h2o_multithread_receiver_t back; /* finished jobs, on the loop */
+	h2o_evloop_t *loop;
+	h2o_linklist_t batch; /* submitted this loop turn (loop only) */
+	h2o_timeout_t turn;   /* 0 ms: the batch goes at the turn's end */
+	h2o_timeout_entry_t turn_te;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	h2o_linklist_t todo; /* offload_job_t.msg.link, under mu */
@@ -18,6 +22,36 @@ struct offload {
 	int stopping;
 };
 
+static void *run(void *arg);
+
+/* Under mu: jobs wait; an idle thread is woken for them, or one more is
+ * started (up to the limit). */
+static void more_hands(offload_t *o)
+{
+	if (h2o_linklist_is_empty(&o->todo))
+		return;
+	if (o->idle > 0) {
+		pthread_cond_signal(&o->cv);
+		return;
+	}
+	if (o->threads >= OFFLOAD_MAX_THREADS)
+		return;
+	pthread_t tid;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&tid, &at, run, o) == 0)
+		o->threads++;
+	pthread_attr_destroy(&at);
+}
+
+/*
+ * A thread takes one job at a time, so a job stuck in a hung filesystem
+ * holds only its own thread. One that takes a job and sees more waiting
+ * calls one more thread (more_hands): a batch gets threads as it needs
+ * them, without waking all of them for every batch, and a stuck job never
+ * leaves the ones behind it unattended.
+ */
 static void *run(void *arg)
 {
 	offload_t *o = arg;
@@ -32,6 +66,7 @@ static void *run(void *arg)
 			break;
 		offload_job_t *j = H2O_STRUCT_FROM_MEMBER(offload_job_t, msg.link, o->todo.next);
 		h2o_linklist_unlink(&j->msg.link);
+		more_hands(o);
 		pthread_mutex_unlock(&o->mu);
 		j->work(j);
 		h2o_multithread_send_message(&o->back, &j->msg);
@@ -53,11 +88,30 @@ static void on_back(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
 	}
 }
 
+/* The turn's submissions go to the threads at once: one lock and one
+ * wakeup per loop turn, not per job. */
+static void on_turn_end(h2o_timeout_entry_t *te)
+{
+	offload_t *o = H2O_STRUCT_FROM_MEMBER(offload_t, turn_te, te);
+	pthread_mutex_lock(&o->mu);
+	while (!h2o_linklist_is_empty(&o->batch)) {
+		h2o_linklist_t *l = o->batch.next;
+		h2o_linklist_unlink(l);
+		h2o_linklist_insert(&o->todo, l);
+	}
+	more_hands(o);
+	pthread_mutex_unlock(&o->mu);
+}
+
 offload_t *offload_new(h2o_evloop_t *loop)
 {
 	offload_t *o = calloc(1, sizeof(*o));
 	if (o == NULL)
 		abort();
+	o->loop = loop;
+	h2o_linklist_init_anchor(&o->batch);
+	h2o_timeout_init(loop, &o->turn, 0);
+	o->turn_te.cb = on_turn_end;
 	o->queue = h2o_multithread_create_queue(loop);
 	h2o_multithread_register_receiver(o->queue, &o->back, on_back);
 	pthread_mutex_init(&o->mu, NULL);
@@ -68,19 +122,9 @@ offload_t *offload_new(h2o_evloop_t *loop)
 
 void offload_submit(offload_t *o, offload_job_t *j)
 {
-	pthread_mutex_lock(&o->mu);
-	h2o_linklist_insert(&o->todo, &j->msg.link);
-	if (o->idle == 0 && o->threads < OFFLOAD_MAX_THREADS) {
-		pthread_t tid;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&tid, &at, run, o) == 0)
-			o->threads++;
-		pthread_attr_destroy(&at);
-	}
-	pthread_cond_signal(&o->cv);
-	pthread_mutex_unlock(&o->mu);
+	h2o_linklist_insert(&o->batch, &j->msg.link);
+	if (!h2o_timeout_is_linked(&o->turn_te))
+		h2o_timeout_link(o->loop, &o->turn, &o->turn_te);
 }
 
 void offload_free(offload_t *o)
@@ -88,6 +132,8 @@ void offload_free(offload_t *o)
 	/* Idle threads leave at once. A busy one may be stuck in the
 	 * filesystem: after a short wait the pool is left to the process's
 	 * exit rather than freed under it. */
+	if (h2o_timeout_is_linked(&o->turn_te))
+		h2o_timeout_unlink(&o->turn_te); /* a batch not handed over: never done */
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += 200 * 1000000L;

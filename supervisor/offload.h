@@ -4,7 +4,8 @@
  * the supervisor's loop never blocks on the filesystem (invariant 9). At
  * most OFFLOAD_MAX_THREADS run at once, started as work arrives; jobs past
  * that wait in order. A thread stuck in a hung syscall holds only its own
- * job: the loop, streams, pings and reaps go on.
+ * job: the loop, streams, pings and reaps go on. Jobs submitted in one
+ * loop turn go to the threads together at its end (one lock, one wakeup).
  * Ownership: the submitter owns each job; it must stay valid until its
  * done callback ran on the loop (which may free it).
  */

@@ -606,7 +606,7 @@ static int call_frame(proc_t *p, const proto_frame_t *f)
 		if (flatjson_parse(f->payload, f->len, &fj, &store) == 0) {
 			const flatjson_field_t *st = flatjson_get(&fj, "status"),
 					       *t = flatjson_get(&fj, "content_type");
-			status = st != NULL && st->str == NULL ? st->num : 0;
+			status = st != NULL && st->type == 'i' ? st->num : 0;
 			ct = t != NULL ? t->str : NULL;
 		} else { /* not the plain head a worker sends: jansson decides */
 			j = json_loadb(f->payload, f->len, 0, NULL);

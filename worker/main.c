@@ -393,7 +393,7 @@ static int is_http_head(const proto_frame_t *f)
 	int yes = 0;
 	if (flatjson_parse(f->payload, f->len, &fj, &store) == 0) {
 		const flatjson_field_t *m = flatjson_get(&fj, "method");
-		yes = m != NULL && m->str != NULL && strcmp(m->str, "http") == 0;
+		yes = m != NULL && m->type == 's' && strcmp(m->str, "http") == 0;
 	}
 	buf_free(&store);
 	return yes;

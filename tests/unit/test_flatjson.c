@@ -35,15 +35,22 @@ static int agrees(const char *s, size_t len)
 			const flatjson_field_t *f = &fj.f[i];
 			json_t *v = json_object_getn(j, f->key, f->keylen);
 			assert_non_null(v);
-			if (f->str != NULL) {
+			if (f->type == 's') {
 				assert_true(json_is_string(v));
 				assert_int_equal(json_string_length(v), f->len);
 				assert_memory_equal(json_string_value(v), f->str, f->len);
 				assert_int_equal(f->str[f->len], '\0');
-			} else {
+			} else if (f->type == 'i') {
 				assert_true(json_is_integer(v));
 				assert_true(json_integer_value(v) == f->num);
+			} else if (f->type == 'b') {
+				assert_true(json_is_boolean(v));
+				assert_int_equal(json_is_true(v), f->num);
+			} else {
+				assert_int_equal(f->type, 'n');
+				assert_true(json_is_null(v));
 			}
+			assert_true(f->type == 's' || f->str == NULL);
 		}
 		json_decref(j);
 	}
@@ -67,6 +74,7 @@ static void test_plain_heads_are_taken(void **state)
 	TAKES("{\"u\":\"\\u00e9\\u20ac\\ud83d\\ude00\\u001f\"}");
 	TAKES("{\"raw\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}");
 	TAKES("{\"k\xc3\xa9y\":\"v\"}");
+	TAKES("{\"path\":\"/p\",\"yolo\":true,\"debug\":false,\"data_dir\":null}");
 }
 
 static void test_what_it_is_not_sure_of_goes_to_jansson(void **state)
@@ -76,8 +84,10 @@ static void test_what_it_is_not_sure_of_goes_to_jansson(void **state)
 	LEAVES("[]");
 	LEAVES("{\"a\":{}}");
 	LEAVES("{\"a\":[1]}");
-	LEAVES("{\"a\":true}");
-	LEAVES("{\"a\":null}");
+	LEAVES("{\"a\":tru}");
+	LEAVES("{\"a\":nul}");
+	LEAVES("{\"a\":True}");
+	LEAVES("{\"a\":truex}");
 	LEAVES("{\"a\":1.5}");
 	LEAVES("{\"a\":1e3}");
 	LEAVES("{\"a\":01}");
@@ -173,9 +183,9 @@ static void test_mutated_heads_never_disagree(void **state)
 	    "{\"method\":\"http\",\"verb\":\"GET\",\"path\":\"/"
 	    "a\\u00e9\",\"query\":\"x=1\",\"client_id\":\"c\"}",
 	    "{\"status\":200,\"content_type\":\"application/json\"}",
-	    "{\"s\":\"\\ud83d\\ude00\\n\",\"n\":-42}",
+	    "{\"s\":\"\\ud83d\\ude00\\n\",\"n\":-42,\"b\":true,\"f\":false,\"z\":null}",
 	};
-	static const char alphabet[] = "{}[]:,\"\\u0123456789abcdefABCDEF -.eE\x00\x1f\xc3\xa9\xed\xff";
+	static const char alphabet[] = "{}[]:,\"\\u0123456789abcdefABCDEF -.eEtrlsn\x00\x1f\xc3\xa9\xed\xff";
 	unsigned seed = 1;
 	for (int round = 0; round < 20000; round++) {
 		const char *src = seeds[round % 3];
