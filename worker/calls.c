@@ -132,10 +132,22 @@ static void pump(call_t *c)
 
 static void respond_head(call_t *c, int status, const char *content_type)
 {
-	char head[160];
-	int n = snprintf(head, sizeof(head), "{\"status\":%d,\"content_type\":\"%s\"}", status,
-			 content_type ? content_type : "application/json");
-	frame(c->cs, PROTO_RESPONSE, c->id, head, (size_t)n);
+	/* {"status":S,"content_type":"T"}: built by hand, once per request
+	 * (T is ours: a constant without quotes or backslashes). */
+	static const char a[] = "{\"status\":", b[] = ",\"content_type\":\"";
+	char head[160], num[12];
+	const char *ct = content_type ? content_type : "application/json";
+	size_t ctlen = strlen(ct), n = 0;
+	id_key(num, (uint32_t)status);
+	size_t numlen = strlen(num);
+	if (ctlen > sizeof(head) - sizeof(a) - sizeof(b) - sizeof(num) - 2)
+		abort(); /* our own content types are short */
+	memcpy(head + n, a, sizeof(a) - 1), n += sizeof(a) - 1;
+	memcpy(head + n, num, numlen), n += numlen;
+	memcpy(head + n, b, sizeof(b) - 1), n += sizeof(b) - 1;
+	memcpy(head + n, ct, ctlen), n += ctlen;
+	memcpy(head + n, "\"}", 2), n += 2;
+	frame(c->cs, PROTO_RESPONSE, c->id, head, n);
 	buf_reset(&c->body);
 	c->state = CALL_SENDING;
 	c->on_cancel = NULL;
@@ -180,39 +192,9 @@ void call_on_cancel(call_t *c, void (*hook)(call_t *c, void *data), void *data)
 /* The head's fields a request is made of, in call_t.str_at order. */
 static const char *const HEAD_FIELDS[4] = {"verb", "path", "query", "client_id"};
 
-/* c->strs gets the head's fields: a missing one, or one that is not a
- * string, is "". -1 when the head is not a JSON object. */
-static int take_head(call_t *c, const char *head, size_t len)
-{
-	flatjson_t fj;
-	buf_t store = BUF_INIT;
-	json_t *j = NULL;
-	if (flatjson_parse(head, len, &fj, &store) != 0) {
-		/* Not the plain head the supervisor sends: jansson decides. */
-		j = json_loadb(head, len, 0, NULL);
-		if (!json_is_object(j)) {
-			json_decref(j);
-			buf_free(&store);
-			return -1;
-		}
-	}
-	for (int i = 0; i < 4; i++) {
-		const char *v;
-		if (j != NULL) {
-			v = json_string_value(json_object_get(j, HEAD_FIELDS[i]));
-		} else {
-			const flatjson_field_t *f = flatjson_get(&fj, HEAD_FIELDS[i]);
-			v = f != NULL ? f->str : NULL;
-		}
-		c->str_at[i] = buf_size(&c->strs);
-		buf_append(&c->strs, v ? v : "", v ? strlen(v) + 1 : 1);
-	}
-	json_decref(j);
-	buf_free(&store);
-	return 0;
-}
-
-int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
+/* A new call with the head's fields from fj or j: a missing one, or one
+ * that is not a string, is "". */
+static int add_call(calls_t *cs, uint32_t id, const flatjson_t *fj, json_t *j, const char **err)
 {
 	if (find(cs, id) != NULL) {
 		*err = "a second request head for one id";
@@ -225,17 +207,57 @@ int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const 
 	call_t *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		abort();
-	if (take_head(c, head, len) != 0) {
-		buf_free(&c->strs);
-		free(c);
-		*err = "a request head that is not a JSON object";
-		return -1;
+	for (int i = 0; i < 4; i++) {
+		const char *v;
+		if (j != NULL) {
+			v = json_string_value(json_object_get(j, HEAD_FIELDS[i]));
+		} else {
+			const flatjson_field_t *f = flatjson_get(fj, HEAD_FIELDS[i]);
+			v = f != NULL ? f->str : NULL;
+		}
+		c->str_at[i] = buf_size(&c->strs);
+		buf_append(&c->strs, v ? v : "", v ? strlen(v) + 1 : 1);
 	}
 	c->cs = cs;
 	c->id = id;
 	id_key(c->idkey, id);
 	hmap_put(&cs->by_id, &c->node, c->idkey);
 	return 0;
+}
+
+int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
+{
+	flatjson_t fj;
+	buf_t store = BUF_INIT;
+	int r;
+	if (flatjson_parse(head, len, &fj, &store) == 0) {
+		r = add_call(cs, id, &fj, NULL, err);
+	} else { /* not the plain head the supervisor sends: jansson decides */
+		json_t *j = json_loadb(head, len, 0, NULL);
+		if (json_is_object(j)) {
+			r = add_call(cs, id, NULL, j, err);
+		} else {
+			*err = "a request head that is not a JSON object";
+			r = -1;
+		}
+		json_decref(j);
+	}
+	buf_free(&store);
+	return r;
+}
+
+int calls_request_flat(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
+{
+	flatjson_t fj;
+	buf_t store = BUF_INIT;
+	int r = 1;
+	if (flatjson_parse(head, len, &fj, &store) == 0) {
+		const flatjson_field_t *m = flatjson_get(&fj, "method");
+		if (m != NULL && m->type == 's' && strcmp(m->str, "http") == 0)
+			r = add_call(cs, id, &fj, NULL, err);
+	}
+	buf_free(&store);
+	return r;
 }
 
 static const char *field(const call_t *c, int i)

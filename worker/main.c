@@ -30,7 +30,6 @@
 #include <jansson.h>
 
 #include "common/buf.h"
-#include "common/flatjson.h"
 #include "common/log.h"
 #include "common/utf8.h"
 #include "common/version.h"
@@ -384,29 +383,16 @@ static void protocol_error(struct worker *wk, const char *why)
 	stop(wk, 1);
 }
 
-/* A routed request's head, read without a tree (flatjson.h): the common
- * case, one per client request. */
-static int is_http_head(const proto_frame_t *f)
-{
-	flatjson_t fj;
-	buf_t store = BUF_INIT;
-	int yes = 0;
-	if (flatjson_parse(f->payload, f->len, &fj, &store) == 0) {
-		const flatjson_field_t *m = flatjson_get(&fj, "method");
-		yes = m != NULL && m->type == 's' && strcmp(m->str, "http") == 0;
-	}
-	buf_free(&store);
-	return yes;
-}
-
 static void handle_request(struct worker *wk, const proto_frame_t *f)
 {
-	if (is_http_head(f)) {
-		const char *why;
-		if (calls_request(wk->calls, f->id, f->payload, f->len, &why) != 0)
-			protocol_error(wk, why);
+	/* A routed request's head, read without a tree (flatjson.h): the
+	 * common case, one per client request. */
+	const char *why;
+	int r = calls_request_flat(wk->calls, f->id, f->payload, f->len, &why);
+	if (r < 0)
+		protocol_error(wk, why);
+	if (r <= 0)
 		return;
-	}
 	json_error_t err;
 	json_t *req = json_loadb(f->payload, f->len, 0, &err);
 	const char *method = json_string_value(json_object_get(req, "method"));
