@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 OUT=build/fuzz
 SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-3}
-TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http config"}
+TARGETS=${FUZZ_TARGETS:-"proto body path event watch utf8 http config flat"}
 
 case "${1:-60}" in
 --smoke) MODE=smoke ;;
@@ -32,7 +32,7 @@ CPPFLAGS="-I. -D_GNU_SOURCE -DH2O_USE_LIBUV=0"
 srcs() {
 	case $1 in
 	proto) echo proto/proto.c common/buf.c ;;
-	body) echo supervisor/body.c common/id.c common/path.c ;;
+	body) echo supervisor/body.c common/flatjson.c common/utf8.c common/buf.c common/id.c common/path.c ;;
 	path) echo common/path.c ;;
 	event) echo worker/msg.c worker/watch.c worker/walk.c worker/unwatched.c worker/root.c worker/relpath.c common/utf8.c common/hmap.c common/log.c \
 		common/path.c common/buf.c proto/proto.c ;;
@@ -40,6 +40,7 @@ srcs() {
 	utf8) echo common/utf8.c common/buf.c ;;
 	http) echo supervisor/route.c ;;
 	config) echo worker/config.c common/utf8.c common/buf.c ;;
+	flat) echo common/flatjson.c common/utf8.c common/buf.c ;;
 	esac
 }
 libs() {
