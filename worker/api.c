@@ -161,10 +161,18 @@ static json_t *decode_body(const call_req_t *req)
 	return j;
 }
 
+/* The store lives in the data dir, which only its lock holder may
+ * write (cfgstore): without the lock, 409 as for a config write. */
 #define NEED_STORE(a, c)                                                                                     \
 	do {                                                                                                 \
 		if ((a)->store == NULL) {                                                                    \
 			calls_error((c), 501, "not implemented by this workspace host");                     \
+			return;                                                                              \
+		}                                                                                            \
+		if ((a)->cfg != NULL && !cfgstore_locked((a)->cfg)) {                                        \
+			calls_error((c), 409,                                                                \
+				    "data directory is not available: the workspace directory does not "     \
+				    "exist yet or another process holds its lock");                          \
 			return;                                                                              \
 		}                                                                                            \
 	} while (0)
@@ -381,6 +389,7 @@ static void post_shell(api_t *a, call_t *c, const call_req_t *req, const char *c
 		calls_error(c, 501, "not implemented by this workspace host");
 		return;
 	}
+	NEED_STORE(a, c); /* a run is recorded in its session */
 	shell_run(a->shell, c, params[0], req->client_id, req->body, req->body_len);
 }
 

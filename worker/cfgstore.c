@@ -499,6 +499,11 @@ const char *cfgstore_data_dir(const cfgstore_t *s)
 	return s->data_dir;
 }
 
+int cfgstore_locked(const cfgstore_t *s)
+{
+	return s->lock_fd >= 0;
+}
+
 json_t *cfgstore_config(const cfgstore_t *s)
 {
 	return redacted(s);
@@ -632,7 +637,11 @@ static int edit_file(const char *path, const char *key, json_t *value, char *why
 		abort();
 	text = nl;
 	memcpy(text + len, "\n", 2);
-	if (write_atomic(path, text, len + 1, mode) != 0)
+	if (len + 1 > MAX_FILE) { /* it could never be read back (read_file), nor edited again */
+		snprintf(why, whylen, "config file %s would be %zu bytes, over the %u allowed", path, len + 1,
+			 MAX_FILE);
+		status = 400;
+	} else if (write_atomic(path, text, len + 1, mode) != 0)
 		snprintf(why, whylen, "write config file %s: %s", path, strerror(errno));
 	else
 		status = 200;

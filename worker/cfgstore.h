@@ -60,6 +60,8 @@ int cfgstore_lock(cfgstore_t *s, enum cfgstore_err *err, char *why, size_t whyle
 void cfgstore_start(cfgstore_t *s);
 
 const char *cfgstore_data_dir(const cfgstore_t *s);
+/* 1 while the data dir exists and its crush.lock is ours. */
+int cfgstore_locked(const cfgstore_t *s);
 /* The merged config, redacted: what READY, GET /config and events carry.
  * New reference; never NULL. */
 json_t *cfgstore_config(const cfgstore_t *s);

@@ -190,27 +190,6 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
 }
 
-/* mkdir -p, each new component 0700. */
-static int make_dirs(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 /* 1 if goose recorded version v as applied (its latest row says so). */
 static int applied(store_t *st, int64_t v)
 {
@@ -273,10 +252,8 @@ int store_connect(store_t *st, char *err, size_t errlen)
 	char path[PATH_MAX];
 	if (st->db != NULL)
 		return 0;
-	if (make_dirs(st->data_dir) != 0) {
-		seterr(err, errlen, "cannot create the data directory: %s", strerror(errno));
-		return -1;
-	}
+	/* The data dir is cfgstore's to make, under its lock (api.c asks
+	 * for the lock before any store route): never made here. */
 	if (snprintf(path, sizeof(path), "%s/crush.db", st->data_dir) >= (int)sizeof(path)) {
 		seterr(err, errlen, "%s", "data directory path too long");
 		return -1;

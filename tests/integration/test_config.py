@@ -351,6 +351,22 @@ def test_a_set_with_a_body_that_does_not_decode_is_400(csup, wsdir):
     assert json_error(route(csup, ws, "POST", "/config/remove", b"{"), 400) == "failed to decode request"
 
 
+def test_a_set_that_would_make_the_file_unreadable_is_refused(csup, wsdir):
+    """A config file over 8 MiB is never read (nor edited again): a set that
+    would write one is 400 and leaves the file as it was."""
+    ws = csup.api.create(wsdir)
+    path = os.path.join(ws["data_dir"], "crush.json")
+    r = route(csup, ws, "POST", "/config/set", {"scope": 1, "key": "options.debug", "value": True})
+    assert r.status == 200, r.describe()
+    before = read_json(path)
+    msg = json_error(route(csup, ws, "POST", "/config/set", {"scope": 1, "key": "big", "value": "x" * (9 << 20)}),
+                     400)
+    assert "over the 8388608 allowed" in msg, msg
+    assert read_json(path) == before
+    r = route(csup, ws, "POST", "/config/set", {"scope": 1, "key": "options.debug", "value": False})
+    assert r.status == 200, r.describe()
+
+
 def test_a_broken_file_is_reported_with_its_place_and_never_overwritten(csup, wsdir):
     ws = csup.api.create(wsdir)
     path = os.path.join(ws["data_dir"], "crush.json")

@@ -134,6 +134,22 @@ SESSION_FIELDS = {"id", "parent_session_id", "title", "message_count", "prompt_t
                   "summary_message_id", "cost", "created_at", "updated_at", "is_busy", "attached_clients"}
 
 
+def test_a_session_request_never_makes_a_removed_workspace_appear(sup, tmp_path):
+    """The store lives in the data dir, which only the holder of its lock
+    makes (with its .gitignore). A workspace directory removed before the
+    store was first used stays removed: the request fails, it does not
+    recreate <root>/.crush (and the root with it)."""
+    root = os.path.join(os.path.realpath(tmp_path), "gone")
+    os.mkdir(root)
+    ws = Ws(sup, root, os.path.join(root, ".crush"))
+    with ws.watch() as w:
+        shutil.rmtree(root)
+        w.wait_for(lambda e: e.type == "watch" and e.kind == "root_gone", what="root_gone")
+    r = ws.req("POST", "/sessions", {"title": "t"})
+    assert r.status in (409, 500) and "message" in r.json(), r.describe()
+    assert not os.path.exists(root), "the request recreated the workspace directory"
+
+
 def test_session_routes_publish_events_to_a_second_client(sup, wsdir):
     data = os.path.join(wsdir, ".crush")
     ws = Ws(sup, wsdir, data)
