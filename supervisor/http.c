@@ -198,6 +198,8 @@ static int on_list(http_handler_t *h, h2o_req_t *req)
 			return reply_error(req, 400, "path is too long");
 		if (n == 0 || path[0] != '/' || memchr(path, '\0', (size_t)n) != NULL)
 			return reply_error(req, 400, "path must be absolute");
+		if (offload_pending(h->env.offload) >= h->env.limits->max[LIMIT_LOOKUPS])
+			return refuse(h, req, LIMIT_LOOKUPS, "path lookups waiting");
 		lookup_submit(h, req, path);
 		return 0;
 	}
@@ -364,6 +366,10 @@ static void lookup_submit(http_handler_t *h, h2o_req_t *req, const char *path)
 static int on_create(http_handler_t *h, h2o_req_t *req)
 {
 	const char *msg;
+	/* Every create resolves its path on an offload thread; a hung mount
+	 * holds them: past the limit, refused rather than queued. */
+	if (offload_pending(h->env.offload) >= h->env.limits->max[LIMIT_LOOKUPS])
+		return refuse(h, req, LIMIT_LOOKUPS, "path lookups waiting");
 	create_job_t *cj = calloc(1, sizeof(*cj));
 	if (cj == NULL)
 		return reply_error(req, 503, "out of memory");

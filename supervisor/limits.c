@@ -20,6 +20,7 @@ static const char *const names[LIMIT_N] = {
     [LIMIT_SLOW_READERS] = "slow_readers",
     [LIMIT_QUEUED_BYTES] = "queued_bytes",
     [LIMIT_CALLS] = "calls",
+    [LIMIT_LOOKUPS] = "lookups",
 };
 
 void limits_init(limits_t *l)
@@ -33,6 +34,7 @@ void limits_init(limits_t *l)
 	l->max[LIMIT_IDLE] = LIMIT_DEFAULT_IDLE_MS;
 	l->max[LIMIT_QUEUED_BYTES] = LIMIT_DEFAULT_QUEUED_BYTES;
 	l->max[LIMIT_CALLS] = LIMIT_DEFAULT_CALLS;
+	l->max[LIMIT_LOOKUPS] = LIMIT_DEFAULT_LOOKUPS;
 }
 
 const char *limit_name(limit_id_t id)

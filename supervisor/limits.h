@@ -20,6 +20,7 @@ typedef enum limit_id {
 	LIMIT_SLOW_READERS,   /* streams ended for not reading */
 	LIMIT_QUEUED_BYTES,   /* bytes queued to all streams at once */
 	LIMIT_CALLS,	      /* routed requests waiting or in flight per worker */
+	LIMIT_LOOKUPS,	      /* path lookups (creates, joins, ?path=) queued or running */
 	LIMIT_N
 } limit_id_t;
 
@@ -30,6 +31,7 @@ typedef enum limit_id {
 #define LIMIT_DEFAULT_HEADERS	     100 /* headers of one request */
 #define LIMIT_DEFAULT_HEADER_BYTES   (64u << 10)
 #define LIMIT_DEFAULT_CALLS	     64 /* per worker: waiting + in flight */
+#define LIMIT_DEFAULT_LOOKUPS	     1024
 /* A connection with no request in flight for this long is cut (conns.c);
  * CRUSH_SERVER_HEADER_TIMEOUT sets it. Longer than h2o's own 10 s idle
  * timeouts, so only a connection that trickles bytes hits it. */

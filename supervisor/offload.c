@@ -15,6 +15,7 @@ struct offload {
 	h2o_linklist_t batch; /* submitted this loop turn (loop only) */
 	h2o_timeout_t turn;   /* 0 ms: the batch goes at the turn's end */
 	h2o_timeout_entry_t turn_te;
+	unsigned pending; /* submitted, done not run yet (loop only) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	h2o_linklist_t todo; /* offload_job_t.msg.link, under mu */
@@ -80,10 +81,11 @@ static void *run(void *arg)
 
 static void on_back(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
 {
-	(void)r;
+	offload_t *o = H2O_STRUCT_FROM_MEMBER(offload_t, back, r);
 	while (!h2o_linklist_is_empty(messages)) {
 		offload_job_t *j = H2O_STRUCT_FROM_MEMBER(offload_job_t, msg.link, messages->next);
 		h2o_linklist_unlink(&j->msg.link);
+		o->pending--;
 		j->done(j);
 	}
 }
@@ -120,8 +122,14 @@ offload_t *offload_new(h2o_evloop_t *loop)
 	return o;
 }
 
+unsigned offload_pending(const offload_t *o)
+{
+	return o->pending;
+}
+
 void offload_submit(offload_t *o, offload_job_t *j)
 {
+	o->pending++;
 	h2o_linklist_insert(&o->batch, &j->msg.link);
 	if (!h2o_timeout_is_linked(&o->turn_te))
 		h2o_timeout_link(o->loop, &o->turn, &o->turn_te);

@@ -28,6 +28,9 @@ typedef struct offload_job {
 
 offload_t *offload_new(h2o_evloop_t *loop);
 void offload_submit(offload_t *o, offload_job_t *j);
+/* Jobs submitted whose done has not run yet (queued, running, stuck):
+ * what the caller bounds. */
+unsigned offload_pending(const offload_t *o);
 /* At exit: stops idle threads; threads stuck in work are left to the
  * process's exit, and their jobs' done never runs. */
 void offload_free(offload_t *o);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/version.h"
+#include "supervisor/limits.h"
 
 static const char usage[] =
     "usage: crush-supervisor [-H URL]... [--worker PATH] [--create-grace SECS]\n"
@@ -47,8 +48,9 @@ static const char usage[] =
     "      --request-timeout S  the longest a request routed to a workspace waits for\n"
     "                        its worker (ready, then its answer's head) before 504\n"
     "                        [$CRUSH_SERVER_REQUEST_TIMEOUT, default 30]\n"
-    "      --pinned          refuse shutdown_if_idle (409 server is pinned), so clients\n"
-    "                        of another version keep this daemon instead of replacing it\n"
+    "      --pinned          refuse shutdown_if_idle and shutdown (409 server is\n"
+    "                        pinned), so clients of another version keep this\n"
+    "                        daemon instead of replacing it\n"
     "      --version         print the version and exit\n"
     "  -h, --help            print this help and exit\n"
     "\n"
@@ -204,10 +206,12 @@ int options_parse(options_t *o, int argc, char **argv, FILE *out, FILE *err)
 	o->kill_ms = 5000;
 	o->ping_ms = 10000; /* a ready worker must answer each ping before the next */
 	o->log_level = LOG_INFO;
-	o->max_workspaces = 512;
-	o->max_streams = 4096;
+	o->max_workspaces = LIMIT_DEFAULT_WORKSPACES;
+	o->max_streams = LIMIT_DEFAULT_STREAMS;
 	o->request_timeout_ms = 30000;
+	o->header_timeout_ms = LIMIT_DEFAULT_IDLE_MS;
 	if (env_secs("CRUSH_SERVER_REQUEST_TIMEOUT", &o->request_timeout_ms, err) != 0 ||
+	    env_secs("CRUSH_SERVER_HEADER_TIMEOUT", &o->header_timeout_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_CREATE_GRACE", &o->create_grace_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_DETACH_GRACE", &o->detach_grace_ms, err) != 0 ||
 	    env_secs("CRUSH_SERVER_IDLE_TIMEOUT", &o->idle_ms, err) != 0 ||

@@ -32,6 +32,7 @@ typedef struct options {
 	unsigned max_workspaces;     /* --max-workspaces, $CRUSH_SERVER_MAX_WORKSPACES, 512 */
 	unsigned max_streams;	     /* --max-streams, $CRUSH_SERVER_MAX_STREAMS, 4096 */
 	uint64_t request_timeout_ms; /* --request-timeout, $CRUSH_SERVER_REQUEST_TIMEOUT, 30 s */
+	uint64_t header_timeout_ms;  /* $CRUSH_SERVER_HEADER_TIMEOUT, 15 s (LIMIT_DEFAULT_IDLE_MS) */
 	int pinned;		     /* --pinned: shutdown_if_idle is refused */
 } options_t;
 

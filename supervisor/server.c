@@ -462,6 +462,9 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	gate_register(&s->gate, &s->config); /* after every handler: it puts itself first */
 	const char *delay = getenv("CRUSH_TEST_RESOLVE_DELAY_MS");
 	s->http->resolve_delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
+	const char *lookups = getenv("CRUSH_TEST_MAX_LOOKUPS"); /* test-only: a small queue */
+	if (lookups != NULL)
+		s->limits.max[LIMIT_LOOKUPS] = strtoull(lookups, NULL, 10);
 	h2o_context_init(&s->ctx, s->loop, &s->config);
 	s->accept_ctx.ctx = &s->ctx;
 	s->accept_ctx.hosts = s->config.hosts;
@@ -475,10 +478,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	};
 	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
 
-	const char *ht = getenv("CRUSH_SERVER_HEADER_TIMEOUT");
-	uint64_t header_ms;
-	if (ht != NULL && options_parse_secs(ht, &header_ms) == 0)
-		s->limits.max[LIMIT_IDLE] = header_ms;
+	s->limits.max[LIMIT_IDLE] = opts->header_timeout_ms;
 	conns_init(&s->conns, s->loop, &s->limits);
 	s->gate.conns = &s->conns;
 	forwarder_init(&s->forwarder, s->loop, opts->request_timeout_ms, &s->limits);

@@ -5,6 +5,7 @@ the finding it proves fixed.
 """
 
 import os
+import resource
 import time
 
 import crush
@@ -106,6 +107,29 @@ def test_a_create_resolving_a_slow_path_does_not_stall_other_clients(start_super
 
 
 # ---- finding 6: limits
+
+
+def test_path_lookups_past_the_limit_are_refused_not_queued(start_supervisor, make_dir):
+    """Every create resolves its path on one of 8 offload threads; lookups
+    stuck on a hung mount used to queue without bound. Past the limit (1024;
+    2 here, with CRUSH_TEST_MAX_LOOKUPS) a create is 429 at once, and the
+    ones already queued are answered as usual."""
+    import threading
+    sup = start_supervisor(env={"CRUSH_TEST_RESOLVE_DELAY_MS": "3000", "CRUSH_TEST_MAX_LOOKUPS": "2"})
+    results = []
+
+    def create(name):
+        results.append(sup.api.create_raw(make_dir(name), crush.new_client_id()))
+    threads = [threading.Thread(target=create, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    crush.wait_until(lambda: any(r.status == 429 for r in results), timeout=2.5,
+                     what="the third lookup refused while two resolve")
+    for t in threads:
+        t.join(crush.WAIT)
+    assert sorted(r.status for r in results) == [200, 200, 429], [r.describe() for r in results]
+    refused = next(r for r in results if r.status == 429)
+    assert refused.json()["message"] == "too many path lookups waiting (limit 2)"
 
 
 def test_a_client_gets_429_past_64_streams_and_others_are_still_served(sup, wsdir):
@@ -298,7 +322,7 @@ def test_out_of_descriptors_the_daemon_does_not_spin_and_recovers(start_supervis
     logged; once descriptors free up, clients are served again."""
     sup = start_supervisor(wait_ready=False)
     sup.wait_ready()
-    os.system(f"prlimit --pid {sup.pid} --nofile=48:48")
+    resource.prlimit(sup.pid, resource.RLIMIT_NOFILE, (48, 48))
     conns = []
     try:
         for _ in range(80):
