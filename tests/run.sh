@@ -10,9 +10,15 @@ failed=0
 
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
-	out=$("$t" 2>&1)
+	# A stuck binary fails (and says so) instead of hanging the suite.
+	out=$(timeout -k 10 300 "$t" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "unit: $t timed out after 300s" >&2
+		failed=$((failed + 1))
+		continue
+	fi
 	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
 	f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
 	passed=$((passed + ${p:-0}))

@@ -105,6 +105,21 @@ def sup(start_supervisor):
 
 
 @pytest.fixture
+def fake_sup(start_supervisor):
+    """start(**opts): a supervisor whose --worker is fake_worker.py; the
+    real worker is $CRUSH_REAL_WORKER for the fake's normal mode."""
+    fake = crush.REPO / "tests" / "integration" / "fake_worker.py"
+    if not os.access(fake, os.X_OK):
+        os.chmod(fake, 0o755)
+
+    def start(env=None, **opts):
+        e = {"CRUSH_REAL_WORKER": str(crush.WORKER)}
+        e.update(env or {})
+        return start_supervisor(worker=str(fake), env=e, **opts)
+    return start
+
+
+@pytest.fixture
 def make_dir(tmp_path):
     """make_dir("name") -> resolved absolute path of a fresh directory."""
     def make(name):

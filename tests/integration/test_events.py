@@ -277,7 +277,10 @@ def test_a_stream_that_cannot_keep_up_is_ended_never_thinned(sup, wsdir):
     start = ref.index(got[0]) if got[0] in ref else -1
     assert start >= 0, f"slow stream's first event {got[0]} never reached the fast stream"
     assert got == ref[start:start + len(got)], "the slow stream was thinned (events missing in the middle)"
-    assert slow.eof or got[-1] == ref[-1] or any(is_fs(e, "created", "marker.txt") for e in slow.events)
+    # Either it was ended, or it caught up: what it got runs to the marker.
+    marker_seen = any(is_fs(e, "created", "marker.txt") for e in slow.events)
+    assert slow.eof or marker_seen, \
+        f"the slow stream was neither ended nor caught up to the marker in 30 s (last {got[-1]})"
     fast.close()
     slow.close()
     assert sup.api.health().status == 200

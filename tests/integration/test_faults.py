@@ -255,20 +255,6 @@ def test_restart_backoff_join_answers_at_once_and_release_cancels_the_restart(su
 # Protocol-breaking workers (fake_worker.py)
 
 
-@pytest.fixture
-def fake_sup(start_supervisor):
-    """start(**opts): a supervisor whose --worker is fake_worker.py; the
-    real worker is $CRUSH_REAL_WORKER for the fake's normal mode."""
-    if not os.access(FAKE, os.X_OK):
-        os.chmod(FAKE, 0o755)
-
-    def start(env=None, **opts):
-        e = {"CRUSH_REAL_WORKER": str(WORKER)}
-        e.update(env or {})
-        return start_supervisor(worker=str(FAKE), env=e, **opts)
-    return start
-
-
 class Fake:
     """The create-request env of one fake worker, and what it logged."""
 

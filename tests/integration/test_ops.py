@@ -313,7 +313,6 @@ def test_crushctl_autostart_starts_one_daemon_for_concurrent_creates(make_dir, c
         assert log.read_text().count("msg=Listening") == 1, log.read_text()
         assert ctl("shutdown", host=host).returncode == 0
         assert ctl("ls", host=host).returncode == 1
-        time.sleep(0)
     finally:
         ctl("shutdown", host=host)
         for f in os.listdir(d):

@@ -5,6 +5,7 @@ one bash, from the top of the tree, with XDG_RUNTIME_DIR set and unset.
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,16 +18,23 @@ import crush
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def walkthrough():
+def walkthrough(demo):
+    """The README's script, run against crush.BUILD and with its /tmp/demo
+    (and /tmp/demo.events beside it) moved to `demo`: a test must neither
+    destroy what a user keeps there nor share it with a concurrent run."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Walkthrough with curl"):]
-    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    script = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    assert "/tmp/demo" in script and re.search(r"(?m)^build/", script), script
+    assert re.fullmatch(r"[\w./-]+", demo), demo  # pasted inside a JSON string
+    script = script.replace("/tmp/demo", demo)
+    return re.sub(r"(?m)^build/", lambda _: shlex.quote(str(crush.BUILD)) + "/", script)
 
 
 @pytest.mark.parametrize("xdg", [True, False], ids=["XDG_RUNTIME_DIR set", "XDG_RUNTIME_DIR unset"])
 def test_the_readme_walkthrough_runs_as_written(xdg, tmp_path):
-    if not (ROOT / "build" / "crush-supervisor").exists():
-        pytest.skip("needs the plain build (make)")
+    if not crush.SUPERVISOR.exists():
+        pytest.skip(f"needs a build ({crush.SUPERVISOR})")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRUSH_", "XDG_"))}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     if xdg:
@@ -35,10 +43,10 @@ def test_the_readme_walkthrough_runs_as_written(xdg, tmp_path):
     sock = f"{env.get('XDG_RUNTIME_DIR', '/tmp')}/crush-{os.getuid()}.sock"
     if os.path.exists(sock):
         pytest.skip(f"a daemon already listens on {sock}")
-    shutil.rmtree("/tmp/demo", ignore_errors=True)
+    demo = str(tmp_path / "demo")
     # Its own process group: whatever the script leaves behind (its
     # daemon, a stream) is killed with it, by group, never by name.
-    p = subprocess.Popen(["bash", "-e", "-c", walkthrough()], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen(["bash", "-e", "-c", walkthrough(demo)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = p.communicate(timeout=60)
@@ -51,7 +59,5 @@ def test_the_readme_walkthrough_runs_as_written(xdg, tmp_path):
         except ProcessLookupError:
             pass
         p.wait()
-        shutil.rmtree("/tmp/demo", ignore_errors=True)
-        Path("/tmp/demo.events").unlink(missing_ok=True)
         if xdg:
             shutil.rmtree(rt, ignore_errors=True)

@@ -505,18 +505,6 @@ def test_worker_stopped_with_calls_in_flight_lets_go_of_them(rsup, wsdir):
 # Workers that break the calls protocol (fake_worker.py)
 
 
-@pytest.fixture
-def fake_sup(start_supervisor):
-    if not os.access(FAKE, os.X_OK):
-        os.chmod(FAKE, 0o755)
-
-    def start(env=None, **opts):
-        e = {"CRUSH_REAL_WORKER": str(WORKER)}
-        e.update(env or {})
-        return start_supervisor(worker=str(FAKE), env=e, **opts)
-    return start
-
-
 def fake_calls(path):
     try:
         return path.read_text().splitlines()
@@ -662,7 +650,9 @@ def test_upstream_client_startup_sequence(sup, wsdir):
     assert isinstance(ws["id"], str) and isinstance(ws["path"], str)
     for k, typ in (("yolo", bool), ("debug", bool), ("data_dir", str), ("version", str), ("env", list),
                    ("channels", list), ("skills", list)):
-        assert k not in ws or isinstance(ws[k], typ), (k, ws.get(k))
+        # Always sent (workspace.c fixed_fields): a dropped key is a failure.
+        assert k in ws, (k, ws)
+        assert isinstance(ws[k], typ), (k, ws[k])
     assert ws["channels"] == ["chan-a"] and ws["skills"] == []
     # *config.Config: dereferenced without nil checks.
     cfg = ws["config"]

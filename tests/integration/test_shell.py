@@ -49,7 +49,11 @@ def marker():
 
 
 def pgrep(pattern):
+    """The pids whose command line matches. pgrep exits 1 for no match; 2
+    or more is its own failure (bad pattern, no /proc), never "none left"."""
     r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    if r.returncode >= 2 or r.returncode < 0:
+        raise RuntimeError(f"pgrep -f {pattern!r} failed (exit {r.returncode}): {r.stderr.strip()}")
     return [int(p) for p in r.stdout.split()]
 
 
@@ -192,6 +196,8 @@ def test_sixteen_runs_at_once_then_429(sup, wsdir):
             t.start()
         wait_until(lambda: len([e for e in d.stream.events if shell_event("started")(e)]) == 16,
                    what="16 runs started")
+        # Seen running first, so the "none left" below means they were stopped.
+        wait_until(lambda: len(pgrep(f"sleep {m}")) >= 16, what="the 16 commands run")
         r = ws.shell("echo one too many")
         assert r.status == 429, r.describe()
         assert sup.api.request("POST", f"{ws.base}/agent/sessions/{ws.sid}/cancel").status == 200

@@ -22,7 +22,9 @@ static void drain(replay_cursor_t *c, size_t max, buf_t *out)
 	replay_span_t spans[4];
 	replay_cursor_t end;
 	size_t n;
+	int steps = 0;
 	while ((n = replay_cursor_read(c, UINT64_MAX, max, spans, 4, &end)) > 0) {
+		assert_true(++steps < 1000000); /* a cursor that never reaches the end fails */
 		for (size_t k = 0; k < n; k++)
 			for (size_t i = 0; i < spans[k].len; i++) {
 				if (buf_size(out) > 0 && spans[k].base[i] == 'e')

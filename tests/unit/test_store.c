@@ -42,6 +42,7 @@ static store_t *open_in(const char *sub)
 {
 	char path[128], err[256] = "";
 	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	mkdir(path, 0700); /* the data dir is cfgstore's to make, not the store's */
 	store_t *st = store_open(path, err, sizeof(err));
 	if (st == NULL)
 		fail_msg("store_open: %s", err);
@@ -67,22 +68,17 @@ static long long scalar(const char *sub, const char *sql)
 static void test_a_fresh_store_records_every_goose_version_once(void **state)
 {
 	(void)state;
-	store_t *st = open_in("a/b/data");
+	store_t *st = open_in("data");
 	store_close(st);
-	struct stat sb;
-	char path[128];
-	snprintf(path, sizeof(path), "%s/a/b/data", dir);
-	assert_int_equal(stat(path, &sb), 0);
-	assert_int_equal(sb.st_mode & 0777, 0700);
 	/* goose's version-0 row, then one applied row per migration. */
-	assert_int_equal(scalar("a/b/data", "select count(*) from goose_db_version"), 1 + store_nversions);
-	assert_int_equal(scalar("a/b/data", "select min(version_id) from goose_db_version"), 0);
-	assert_int_equal(scalar("a/b/data", "select max(version_id) from goose_db_version"),
+	assert_int_equal(scalar("data", "select count(*) from goose_db_version"), 1 + store_nversions);
+	assert_int_equal(scalar("data", "select min(version_id) from goose_db_version"), 0);
+	assert_int_equal(scalar("data", "select max(version_id) from goose_db_version"),
 			 store_versions[store_nversions - 1]);
-	st = open_in("a/b/data"); /* reopened: nothing to migrate */
+	st = open_in("data"); /* reopened: nothing to migrate */
 	store_close(st);
-	assert_int_equal(scalar("a/b/data", "select count(*) from goose_db_version"), 1 + store_nversions);
-	assert_int_equal(scalar("a/b/data", "select count(*) from pragma_table_info('sessions')"), 11);
+	assert_int_equal(scalar("data", "select count(*) from goose_db_version"), 1 + store_nversions);
+	assert_int_equal(scalar("data", "select count(*) from pragma_table_info('sessions')"), 11);
 }
 
 static void test_sessions_come_out_as_upstreams_json(void **state)
@@ -149,8 +145,10 @@ static void test_listings_come_in_bounded_steps(void **state)
 	assert_non_null(c);
 	buf_t out = BUF_INIT;
 	int steps = 0, r;
-	while ((r = store_cursor_step(c, &out, 3, 1 << 20)) == 0)
+	while ((r = store_cursor_step(c, &out, 3, 1 << 20)) == 0) {
 		steps++;
+		assert_true(steps < 10000); /* 10 rows, 3 a step: a cursor that never ends fails */
+	}
 	assert_int_equal(r, 1);
 	assert_true(steps >= 3);
 	json_t *arr = json_loadb(buf_data(&out), buf_size(&out), 0, NULL);
