@@ -42,13 +42,23 @@ typedef struct workspace_session {
 
 #define SESSION_OF(n) ((workspace_session_t *)((char *)(n)-offsetof(workspace_session_t, node)))
 
+static void session_free(workspace_t *w, workspace_session_t *s)
+{
+	hmap_del(&w->sessions, &s->node);
+	free(s->session_id);
+	free(s);
+}
+
 void workspace_set_session(workspace_t *w, const char *client_id, const char *session_id)
 {
 	hmap_node_t *n = hmap_get(&w->sessions, client_id);
 	workspace_session_t *s = n ? SESSION_OF(n) : NULL;
+	if (*session_id == '\0') { /* none: nothing kept */
+		if (s != NULL)
+			session_free(w, s);
+		return;
+	}
 	if (s == NULL) {
-		if (*session_id == '\0')
-			return;
 		if ((s = calloc(1, sizeof(*s))) == NULL)
 			abort();
 		snprintf(s->client_id, sizeof(s->client_id), "%s", client_id);
@@ -67,7 +77,11 @@ void workspace_presence_update(workspace_t *w)
 	hmap_foreach (&w->sessions, n, nxt) {
 		workspace_session_t *s = SESSION_OF(n);
 		claims_client_t *cl = claims_find_client(w->ws, s->client_id);
-		if (cl == NULL || cl->streams == 0 || s->session_id[0] == '\0')
+		if (cl == NULL) { /* the client left the workspace: its session goes too */
+			session_free(w, s);
+			continue;
+		}
+		if (cl->streams == 0)
 			continue;
 		json_t *c = json_object_get(counts, s->session_id);
 		json_object_set_new(counts, s->session_id, json_integer(c ? json_integer_value(c) + 1 : 1));
