@@ -167,15 +167,15 @@ static int bearer(guard_str_t h, const char **tok, size_t *len)
 }
 
 /* /v1/workspaces/{id}/events: the only route a browser reaches with
- * EventSource, which cannot send an Authorization header. */
+ * EventSource, which cannot send an Authorization header. The handler's
+ * own route table decides. */
 static int is_events_path(guard_str_t path)
 {
-	static const char prefix[] = "/v1/workspaces/", suffix[] = "/events";
-	size_t np = sizeof(prefix) - 1, ns = sizeof(suffix) - 1;
-	if (path.p == NULL || path.len <= np + ns || memcmp(path.p, prefix, np) != 0 ||
-	    memcmp(path.p + path.len - ns, suffix, ns) != 0)
+	route_t r;
+	if (path.p == NULL)
 		return 0;
-	return memchr(path.p + np, '/', path.len - np - ns) == NULL;
+	route_match(path.p, path.len, &r);
+	return r.id == ROUTE_EVENTS;
 }
 
 static void deny(guard_verdict_t *v, int status, const char *message)

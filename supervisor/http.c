@@ -130,8 +130,9 @@ static int on_health(h2o_req_t *req)
 /* build_id, as upstream derives it for builds without ldflags: the
  * executable's modification time (nanoseconds, base 36), which changes on
  * every rebuild; prefixed with the commit. Upstream clients compare it
- * with their own to spot a stale server (restartIfStale). Worked out once:
- * one stat of /proc/self/exe, a local procfs link. */
+ * with their own to spot a stale server (restartIfStale). Worked out once,
+ * at start (http_register), never on the loop: the stat follows
+ * /proc/self/exe to the binary's own filesystem, which may be slow. */
 static const char *build_id(void)
 {
 	static char id[64];
@@ -304,8 +305,6 @@ static void create_job_work(offload_job_t *j)
 	}
 }
 
-static void list_resolved(http_handler_t *h, h2o_req_t *req, const char *key);
-
 static void create_job_done(offload_job_t *j)
 {
 	create_job_t *cj = H2O_STRUCT_FROM_MEMBER(create_job_t, job, j);
@@ -443,7 +442,9 @@ static int on_events(http_handler_t *h, h2o_req_t *req, const char *id)
 	return 0;
 }
 
-/* HEAD of an event stream: what the GET would answer, without attaching. */
+/* HEAD of an event stream: the GET's head for a live workspace, without
+ * attaching (so neither the stream limits nor a retired client are
+ * checked). */
 static int on_events_head(http_handler_t *h, h2o_req_t *req, const char *id)
 {
 	char client_id[ID_LEN + 1];
@@ -689,6 +690,7 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 
 http_handler_t *http_register(h2o_globalconf_t *config, const http_env_t *env)
 {
+	(void)build_id();
 	h2o_hostconf_t *host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
 	http_handler_t *h = (http_handler_t *)h2o_create_handler(path, sizeof(*h));
