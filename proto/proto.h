@@ -27,7 +27,7 @@
 enum proto_type {
 	/* worker -> supervisor, first frame: {"version":1,"pid":N,"workspace_id":"…"} */
 	PROTO_HELLO = 1,
-	/* worker -> supervisor, once watching: {"pid":N} */
+	/* worker -> supervisor, once set up: {"pid","config","data_dir"} */
 	PROTO_READY = 2,
 	/* worker -> supervisor: {"type":"fs","payload":{…}} (the SSE envelope) */
 	PROTO_EVENT = 3,

@@ -16,7 +16,7 @@
 
 #include "common/id.h"
 
-/* Strings point into root; create_body_free releases everything. */
+/* Strings point into root (or flat); create_body_free releases everything. */
 typedef struct create_body {
 	json_t *root;	      /* the decoded body (jansson), or NULL ... */
 	buf_t flat;	      /* ... its strings, when it was flat (flatjson.h) */

@@ -44,8 +44,6 @@ static void cut(conn_t *c, limit_id_t why, uint64_t now, const char *detail)
 	shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
 }
 
-/* h2o closes the socket: forget it. h2o 2.2.5 calls on_close from
- * h2o_socket_close, for HTTP/1 and HTTP/2 alike. */
 /*
  * The input buffer of a watched HTTP/1 request goes back to its socket,
  * with whatever the watch read meanwhile behind it (pipelined bytes, for
@@ -76,6 +74,8 @@ static void give_back(conn_t *c)
 	c->sock->input = held;
 }
 
+/* h2o closes the socket: forget it. h2o 2.2.5 calls on_close from
+ * h2o_socket_close, for HTTP/1 and HTTP/2 alike. */
 static void on_close(void *data)
 {
 	conn_t *c = data;

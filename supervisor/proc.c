@@ -762,7 +762,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
  * all at once would pile them up in every stream (each has one write in
  * flight) and cut fast readers as slow ones. Past the budget we stop
  * reading the worker (its writes then block: backpressure), let the loop
- * write to the streams, and go on in the next turn.
+ * poll and write to the streams, and go on in a later turn (ps->resume).
  */
 static void drain(proc_t *p)
 {
@@ -778,7 +778,7 @@ static void drain(proc_t *p)
 		if (p->sock != NULL)
 			h2o_socket_read_stop(p->sock);
 		if (!h2o_timeout_is_linked(&p->resume_te))
-			h2o_timeout_link(p->ps->loop, &p->ps->next_turn, &p->resume_te);
+			h2o_timeout_link(p->ps->loop, &p->ps->resume, &p->resume_te);
 		return;
 	}
 	if (r < 0) {
@@ -847,6 +847,10 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 	h2o_timeout_init(loop, &ps->kill_timeout, kill_ms);
 	h2o_timeout_init(loop, &ps->ping_interval, ping_ms);
 	h2o_timeout_init(loop, &ps->next_turn, 0);
+	/* Not 0 ms: h2o 2.2.5 runs a 0 ms entry linked from its own
+	 * timeout's callback again in the same pass, so the loop would never
+	 * poll in between (the budget would only delay nothing). */
+	h2o_timeout_init(loop, &ps->resume, 1);
 }
 
 void procs_reap(procs_t *ps)

@@ -40,7 +40,7 @@ typedef struct procs procs_t;
 /* What a worker reports to its owner (arg of proc_spawn); ps is the set
  * it belongs to, from which the owner's owner is recovered. */
 typedef struct proc_callbacks {
-	/* READY; payload is its JSON ({"pid","config"}). */
+	/* READY; payload is its JSON ({"pid","config","data_dir"}). */
 	void (*ready)(procs_t *ps, void *arg, const char *payload, size_t len);
 	/* One event: a JSON object with a string "type", one line. */
 	void (*event)(procs_t *ps, void *arg, const char *json, size_t len);
@@ -65,7 +65,8 @@ struct procs {
 	uint64_t kill_ms; /* SIGTERM -> SIGKILL; 0: SIGKILL at once */
 	uint64_t ping_ms; /* 0: no liveness pings */
 	h2o_timeout_t start_timeout, kill_timeout, ping_interval;
-	h2o_timeout_t next_turn;  /* 0 ms: frames left over a turn's budget */
+	h2o_timeout_t next_turn;  /* 0 ms: the end of this loop turn (frames queued to workers) */
+	h2o_timeout_t resume;	  /* 1 ms: frames left over a turn's budget, after the loop polled */
 	const char *exited_code;  /* see procs_exited_code; NULL outside cb.exited */
 	const char *exited_error; /* likewise, its FAIL error */
 };
@@ -124,7 +125,8 @@ void proc_kill(proc_t *p, const char *reason);
 typedef struct proc_call proc_call_t;
 
 typedef struct proc_call_cb {
-	/* The RESPONSE head: status and its JSON ({"status","content_type"}). */
+	/* The RESPONSE head: its status and content type (printable ASCII;
+	 * application/json when the worker gave none or a bad one). */
 	void (*head)(void *arg, int status, const char *content_type);
 	/* One DATA frame; ack it with proc_call_ack once it is consumed. */
 	void (*data)(void *arg, const char *data, size_t len);

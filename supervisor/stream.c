@@ -33,7 +33,7 @@ struct stream {
 	stream_feed_t *feed;  /* NULL once detached from its workspace */
 	h2o_linklist_t link;  /* feed->streams, while attached */
 	h2o_linklist_t all;   /* hub->all */
-	conns_watch_t *watch; /* HTTP/1 only: its connection, watched for EOF (on_gone) */
+	conns_watch_t *watch; /* HTTP/1.0 (raw streams read their own socket): EOF watch (on_gone) */
 	int claimed;	      /* claims still counts this stream: detach at dispose */
 	size_t accounted;     /* its bytes in hub->queued */
 	sse_t sse;
@@ -51,8 +51,9 @@ typedef struct stream_client {
 static void end_slow_reader(stream_t *st);
 static void end_client_gone(stream_t *st);
 
-/* HTTP/1: the client left (or piled up 64 KiB of pipelined requests)
- * while its stream was open (conns_watch): end the stream now, so the
+/* HTTP/1.0: the client left (or piled up 64 KiB of pipelined requests)
+ * while its stream was open (conns_watch; HTTP/1.1 streams read their
+ * own socket, on_raw_read): end the stream now, so the
  * claim goes at once and not at the next keep-alive. */
 static void on_gone(void *arg, int eof)
 {
@@ -360,12 +361,6 @@ static void open_raw(stream_t *st, h2o_req_t *req)
 	h2o_http1_upgrade(req, iov, chunk_iov(st, spans, n, iov), on_upgraded, st);
 }
 
-/* The reader cannot keep up: end it rather than thin it, and close its
- * connection. Finishing the response alone would leave the batch in
- * flight (up to a megabyte, per stream) held for as long as the client
- * keeps the connection open without reading. shutdown(2) makes h2o see
- * the connection end and free it the usual way; HTTP/2 connections go
- * whole (their other streams are stuck behind the same reader anyway). */
 /* The stream's last event says why the server ends it (retired,
  * slow_reader, closing, failed), so a client knows whether to resume:
  * {"type":"stream","payload":{"type":"ended","payload":{…}}}, with no id
@@ -380,6 +375,13 @@ static void last_reason(stream_t *st, const char *reason)
 	sse_last(&st->sse, line, (size_t)n);
 }
 
+/* The reader cannot keep up: end it rather than thin it, and close its
+ * connection. Finishing the response alone would leave the batch in
+ * flight (up to a megabyte, per stream) held for as long as the client
+ * keeps the connection open without reading. shutdown(2) makes h2o (or a
+ * raw stream's own write) see the connection end and free it the usual
+ * way; HTTP/2 connections go whole (their other streams are stuck behind
+ * the same reader anyway). */
 static void end_slow_reader(stream_t *st)
 {
 	if (st->sse.done)

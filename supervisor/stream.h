@@ -1,9 +1,8 @@
 /*
  * stream: Server-Sent Event streams and the per-workspace feeds they
  * read. A feed is a workspace's event log (ids, the replay buffer, its
- * attached streams); the hub owns every stream of the process, the
- * HTTP/1 end-of-connection watch, and the callback that gives a closed
- * stream's claim back. The hub knows nothing of claims or workspaces.
+ * attached streams); the hub owns every stream of the process and the
+ * callback that gives a closed stream's claim back. The hub knows nothing of claims or workspaces.
  *
  * Two transports. HTTP/1.1: h2o writes the head and hands the socket
  * over (h2o_http1_upgrade); the stream frames its body as chunks itself,
