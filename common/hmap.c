@@ -40,46 +40,6 @@ static void grow(hmap_t *m)
 	m->nbuckets = n;
 }
 
-/* Pointer keys: the low bits of an address are alignment, so mix them in
- * (a 64-bit multiplicative hash, top bits kept). */
-static uint32_t hash_ptr(const void *p)
-{
-	return (uint32_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull) >> 32);
-}
-
-static void insert(hmap_t *m, hmap_node_t *node, uint32_t hash)
-{
-	hmap_node_t **slot;
-
-	if (m->count + 1 > m->nbuckets)
-		grow(m);
-	node->hash = hash;
-	slot = &m->buckets[hash & (m->nbuckets - 1)];
-	node->next = *slot;
-	*slot = node;
-	m->count++;
-}
-
-hmap_node_t *hmap_get_ptr(const hmap_t *m, const void *key)
-{
-	uint32_t h;
-
-	if (m->nbuckets == 0)
-		return NULL;
-	h = hash_ptr(key);
-	for (hmap_node_t *n = m->buckets[h & (m->nbuckets - 1)]; n != NULL; n = n->next)
-		if (n->hash == h && n->key == NULL && n->ptr == key)
-			return n;
-	return NULL;
-}
-
-void hmap_put_ptr(hmap_t *m, hmap_node_t *node, const void *key)
-{
-	node->key = NULL;
-	node->ptr = key;
-	insert(m, node, hash_ptr(key));
-}
-
 hmap_node_t *hmap_get(const hmap_t *m, const char *key)
 {
 	uint32_t h;
@@ -88,16 +48,23 @@ hmap_node_t *hmap_get(const hmap_t *m, const char *key)
 		return NULL;
 	h = hash_str(key);
 	for (hmap_node_t *n = m->buckets[h & (m->nbuckets - 1)]; n != NULL; n = n->next)
-		if (n->hash == h && n->key != NULL && strcmp(n->key, key) == 0)
+		if (n->hash == h && strcmp(n->key, key) == 0)
 			return n;
 	return NULL;
 }
 
 void hmap_put(hmap_t *m, hmap_node_t *node, const char *key)
 {
+	hmap_node_t **slot;
+
+	if (m->count + 1 > m->nbuckets)
+		grow(m);
 	node->key = key;
-	node->ptr = NULL;
-	insert(m, node, hash_str(key));
+	node->hash = hash_str(key);
+	slot = &m->buckets[node->hash & (m->nbuckets - 1)];
+	node->next = *slot;
+	*slot = node;
+	m->count++;
 }
 
 void hmap_del(hmap_t *m, hmap_node_t *node)

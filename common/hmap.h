@@ -13,8 +13,7 @@
 
 typedef struct hmap_node {
 	struct hmap_node *next;
-	const char *key; /* string key, or NULL for a pointer key */
-	const void *ptr; /* pointer key */
+	const char *key;
 	uint32_t hash;
 } hmap_node_t;
 
@@ -32,8 +31,6 @@ typedef struct hmap {
 hmap_node_t *hmap_get(const hmap_t *m, const char *key);
 /* Inserts node (its key must be set and not already present). */
 void hmap_put(hmap_t *m, hmap_node_t *node, const char *key);
-hmap_node_t *hmap_get_ptr(const hmap_t *m, const void *key);
-void hmap_put_ptr(hmap_t *m, hmap_node_t *node, const void *key);
 /* Removes node, which must be in m. */
 void hmap_del(hmap_t *m, hmap_node_t *node);
 void hmap_free(hmap_t *m);

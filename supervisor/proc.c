@@ -33,16 +33,16 @@ struct proc {
 	int said_hello, ready, stopping;
 	int failed; /* it sent FAIL: its last frame */
 	h2o_timeout_entry_t start_te, kill_te;
-	h2o_timeout_entry_t ping_te;   /* liveness: a ping per interval, answered within it */
-	h2o_timeout_entry_t resume_te; /* frames left over a turn's budget: next turn */
-	h2o_timeout_entry_t flush_te;  /* frames queued this turn: written at its end */
-	uint32_t next_req_id;	       /* request ids: 1, 2, ... */
-	uint32_t ping_pending;	       /* id of the unanswered ping, 0 when none */
-	uint32_t setup_pending;	       /* id of the unanswered setup, 0 once answered */
-	uint32_t presence_pending;     /* id of the unanswered presence, 0 when none */
-	char *presence_next;	       /* the newest presence not sent yet (coalesced) */
-	buf_t out, inflight;	       /* frames to the worker; the batch being written */
-	void *arg;		       /* the owner; NULL once disowned */
+	h2o_timeout_entry_t ping_te;  /* liveness: a ping per interval, answered within it */
+	h2o_linklist_t resume_link;   /* ps->resuming: frames left over a turn's budget */
+	h2o_timeout_entry_t flush_te; /* frames queued this turn: written at its end */
+	uint32_t next_req_id;	      /* request ids: 1, 2, ... */
+	uint32_t ping_pending;	      /* id of the unanswered ping, 0 when none */
+	uint32_t setup_pending;	      /* id of the unanswered setup, 0 once answered */
+	uint32_t presence_pending;    /* id of the unanswered presence, 0 when none */
+	char *presence_next;	      /* the newest presence not sent yet (coalesced) */
+	buf_t out, inflight;	      /* frames to the worker; the batch being written */
+	void *arg;		      /* the owner; NULL once disowned */
 	char ws_id[ID_LEN + 1];
 	char reason[200];      /* why we killed it, if we did */
 	char fail_reason[200]; /* why it gave up (FAIL), if it did */
@@ -110,7 +110,6 @@ static void on_ping(h2o_timeout_entry_t *te);
 static void on_kill_timeout(h2o_timeout_entry_t *te);
 static void on_read(h2o_socket_t *sock, const char *err);
 static void drain(proc_t *p);
-static void on_resume(h2o_timeout_entry_t *te);
 static void flush_out(proc_t *p);
 static void queue_out(proc_t *p);
 static void on_flush_turn(h2o_timeout_entry_t *te);
@@ -243,7 +242,6 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 	h2o_timeout_link(ps->loop, &ps->start_timeout, &p->start_te);
 	p->kill_te.cb = on_kill_timeout;
 	p->ping_te.cb = on_ping;
-	p->resume_te.cb = on_resume;
 	p->flush_te.cb = on_flush_turn;
 	h2o_linklist_insert(&ps->all, &p->link);
 	/* The setup goes first, before the worker has said anything: it is
@@ -762,7 +760,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
  * all at once would pile them up in every stream (each has one write in
  * flight) and cut fast readers as slow ones. Past the budget we stop
  * reading the worker (its writes then block: backpressure), let the loop
- * poll and write to the streams, and go on in a later turn (ps->resume).
+ * poll and write to the streams, and go on after it (procs_resume).
  */
 static void drain(proc_t *p)
 {
@@ -777,8 +775,8 @@ static void drain(proc_t *p)
 	if (used >= PROC_TURN_BUDGET) {
 		if (p->sock != NULL)
 			h2o_socket_read_stop(p->sock);
-		if (!h2o_timeout_is_linked(&p->resume_te))
-			h2o_timeout_link(p->ps->loop, &p->ps->resume, &p->resume_te);
+		if (!h2o_linklist_is_linked(&p->resume_link))
+			h2o_linklist_insert(&p->ps->resuming, &p->resume_link);
 		return;
 	}
 	if (r < 0) {
@@ -791,11 +789,18 @@ static void drain(proc_t *p)
 		h2o_socket_read_start(p->sock, on_read);
 }
 
-static void on_resume(h2o_timeout_entry_t *te)
+int procs_resume(procs_t *ps)
 {
-	proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, resume_te, te);
-	if (p->sock != NULL && p->reason[0] == '\0')
-		drain(p);
+	h2o_linklist_t now;
+	h2o_linklist_init_anchor(&now);
+	h2o_linklist_insert_list(&now, &ps->resuming);
+	while (!h2o_linklist_is_empty(&now)) {
+		proc_t *p = H2O_STRUCT_FROM_MEMBER(proc_t, resume_link, now.next);
+		h2o_linklist_unlink(&p->resume_link);
+		if (p->sock != NULL && p->reason[0] == '\0')
+			drain(p); /* may go back on ps->resuming */
+	}
+	return !h2o_linklist_is_empty(&ps->resuming);
 }
 
 /*
@@ -847,10 +852,7 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 	h2o_timeout_init(loop, &ps->kill_timeout, kill_ms);
 	h2o_timeout_init(loop, &ps->ping_interval, ping_ms);
 	h2o_timeout_init(loop, &ps->next_turn, 0);
-	/* Not 0 ms: h2o 2.2.5 runs a 0 ms entry linked from its own
-	 * timeout's callback again in the same pass, so the loop would never
-	 * poll in between (the budget would only delay nothing). */
-	h2o_timeout_init(loop, &ps->resume, 1);
+	h2o_linklist_init_anchor(&ps->resuming);
 }
 
 void procs_reap(procs_t *ps)
@@ -896,8 +898,8 @@ void procs_reap(procs_t *ps)
 			h2o_timeout_unlink(&p->kill_te);
 		if (h2o_timeout_is_linked(&p->ping_te))
 			h2o_timeout_unlink(&p->ping_te);
-		if (h2o_timeout_is_linked(&p->resume_te))
-			h2o_timeout_unlink(&p->resume_te);
+		if (h2o_linklist_is_linked(&p->resume_link))
+			h2o_linklist_unlink(&p->resume_link);
 		if (h2o_timeout_is_linked(&p->flush_te))
 			h2o_timeout_unlink(&p->flush_te);
 		proc_close_sock(p);

@@ -506,15 +506,19 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 
 int server_run(server_t *s)
 {
+	int resuming = 0; /* workers' frames wait past a turn's budget */
 	while (!s->exiting) {
 		uint64_t now = clock_ms(), dl = claims_next_deadline(s->claims);
 		int32_t wait = INT32_MAX;
 		if (dl != CLAIMS_NEVER)
 			wait = dl <= now ? 0 : (dl - now > INT32_MAX ? INT32_MAX : (int32_t)(dl - now));
+		if (resuming)
+			wait = 0;
 		if (h2o_evloop_run(s->loop, wait) != 0 && errno != EINTR) {
 			log_error("Event loop failed", "error", strerror(errno), NULL);
 			return 1;
 		}
+		resuming = procs_resume(&s->procs);
 		claims_expire(s->claims, clock_ms());
 	}
 	close_listeners(s);
