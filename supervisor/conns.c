@@ -12,7 +12,6 @@
 #include "common/log.h"
 
 typedef struct conn {
-	hmap_node_t node;
 	h2o_linklist_t link;
 	conns_t *cs;
 	h2o_socket_t *sock;
@@ -79,13 +78,18 @@ static void give_back(conn_t *c)
 static void on_close(void *data)
 {
 	conn_t *c = data;
-	hmap_del(&c->cs->by_sock, &c->node);
 	h2o_linklist_unlink(&c->link);
 	c->cs->count--;
 	if (c->inflight == 0)
 		free(c);
 	else
 		c->sock = NULL; /* the last request's dispose frees it */
+}
+
+/* sock's record: on_close.data is ours (conns_add) while on_close is. */
+static conn_t *conn_of(h2o_socket_t *sock)
+{
+	return sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
 }
 
 /*
@@ -121,7 +125,7 @@ conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), voi
 	if (req->version >= 0x200 || hc->callbacks->get_socket == NULL)
 		return NULL;
 	h2o_socket_t *sock = hc->callbacks->get_socket(hc);
-	conn_t *c = sock != NULL && sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+	conn_t *c = conn_of(sock);
 	if (c == NULL || c->gone != NULL)
 		return NULL;
 	c->gone = gone;
@@ -137,7 +141,7 @@ conns_watch_t *conns_watch(h2o_req_t *req, void (*gone)(void *arg, int eof), voi
 
 void conns_hold(h2o_socket_t *sock, int hold)
 {
-	conn_t *c = sock->on_close.cb == on_close ? sock->on_close.data : NULL;
+	conn_t *c = conn_of(sock);
 	if (c == NULL)
 		return;
 	if (hold)
@@ -179,11 +183,9 @@ static void on_req_dispose(void *p)
 int conns_request(conns_t *cs, h2o_req_t *req, uint64_t now)
 {
 	h2o_conn_t *hc = req->conn;
-	h2o_socket_t *sock = hc->callbacks->get_socket ? hc->callbacks->get_socket(hc) : NULL;
-	hmap_node_t *n = sock ? hmap_get_ptr(&cs->by_sock, sock) : NULL;
-	if (n == NULL)
+	conn_t *c = conn_of(hc->callbacks->get_socket ? hc->callbacks->get_socket(hc) : NULL);
+	if (c == NULL)
 		return 0;
-	conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, node, n);
 	conn_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_req_dispose);
 	r->c = c;
 	r->req = req;
@@ -242,15 +244,14 @@ void conns_dispose(conns_t *cs)
 		c->sock->on_close.cb = NULL;
 		on_close(c);
 	}
-	hmap_free(&cs->by_sock);
 }
 
 int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid)
 {
-	hmap_node_t *n = hmap_get_ptr(&cs->by_sock, sock);
-	if (n == NULL)
+	(void)cs;
+	conn_t *c = conn_of(sock);
+	if (c == NULL)
 		return -1;
-	conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, node, n);
 	*is_unix = c->is_unix;
 	*peer_uid = c->peer_uid;
 	return 0;
@@ -267,7 +268,6 @@ void conns_add(conns_t *cs, h2o_socket_t *sock, uint64_t now, int is_unix, long 
 	c->peer_uid = peer_uid;
 	c->idle_since = now;
 	c->window_start = now;
-	hmap_put_ptr(&cs->by_sock, &c->node, sock);
 	h2o_linklist_insert(&cs->all, &c->link);
 	cs->count++;
 	sock->on_close.cb = on_close;

@@ -15,13 +15,11 @@
 
 #include <h2o.h>
 
-#include "common/hmap.h"
 #include "supervisor/limits.h"
 
 #define CONNS_SWEEP_MS 1000
 
 typedef struct conns {
-	hmap_t by_sock;	    /* conn_t by socket */
 	h2o_linklist_t all; /* conn_t.link, oldest first */
 	unsigned count;
 	limits_t *limits;

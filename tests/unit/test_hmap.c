@@ -214,29 +214,6 @@ static void test_foreach_may_delete_the_current_node(void **state)
 	free(v);
 }
 
-/* Pointer keys are compared as numbers: nodes are found by the address
- * they were put under, never by what it points to, through growth. */
-static void test_pointer_keys_find_their_node_through_growth(void **state)
-{
-	hmap_t m = HMAP_INIT;
-	item_t *v = make_items(300);
-	char other[300];
-
-	(void)state;
-	for (size_t i = 0; i < 300; i++)
-		hmap_put_ptr(&m, &v[i].node, &other[i]);
-	assert_int_equal(m.count, 300);
-	for (size_t i = 0; i < 300; i++)
-		assert_ptr_equal(hmap_get_ptr(&m, &other[i]), &v[i].node);
-	assert_null(hmap_get_ptr(&m, &m));
-	assert_null(hmap_get(&m, "key-1")); /* a string lookup never matches a pointer key */
-	hmap_del(&m, &v[7].node);
-	assert_null(hmap_get_ptr(&m, &other[7]));
-	assert_ptr_equal(hmap_get_ptr(&m, &other[8]), &v[8].node);
-	hmap_free(&m);
-	free(v);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,7 +224,6 @@ int main(void)
 	    cmocka_unit_test(test_keys_spread_over_buckets),
 	    cmocka_unit_test(test_foreach_visits_each_node_once),
 	    cmocka_unit_test(test_foreach_may_delete_the_current_node),
-	    cmocka_unit_test(test_pointer_keys_find_their_node_through_growth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
