@@ -10,15 +10,7 @@
 #include <string.h>
 
 #include "common/path.h"
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
+#include "common/xalloc.h"
 
 char *relpath_join(const char *a, const char *b)
 {

@@ -7,16 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/xalloc.h"
 #include "worker/relpath.h"
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 static unwatched_entry_t *find(const unwatched_t *u, const char *rel)
 {

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "worker/relpath.h"
 #include "worker/root.h"
 #include "worker/unwatched.h"
@@ -122,20 +123,6 @@ struct watch {
 	unsigned max_watches;
 	unsigned walk_delay_us;
 };
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-
-	if (p == NULL)
-		abort();
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	return strcpy(xmalloc(strlen(s) + 1), s);
-}
 
 static char *abs_path(const watch_t *w, const char *rel)
 {
