@@ -51,6 +51,30 @@ static int fail(create_body_t *b, const char **msg, const char *why)
 
 static int check(create_body_t *b, const char *cid, const char **msg);
 
+/* Go's decoder names the field it could not take; so do we. */
+#define BAD(f, what) "failed to decode request: " f " must be " what
+
+/* The body's fields, in the order their type is checked (the first bad
+ * one is named): their JSON type, and their flatjson type ('\0': never in
+ * a flat body, which has no arrays). */
+enum { F_PATH, F_CLIENT_ID, F_YOLO, F_DEBUG, F_DATA_DIR, F_VERSION, F_ENV, F_CHANNELS, F_N };
+static const struct field {
+	const char *key;
+	int type; /* JSON_TRUE: a boolean */
+	char flat;
+	const char *bad;
+} fields[F_N] = {
+    [F_PATH] = {"path", JSON_STRING, 's', BAD("path", "a string")},
+    [F_CLIENT_ID] = {"client_id", JSON_STRING, 's', BAD("client_id", "a string")},
+    [F_YOLO] = {"yolo", JSON_TRUE, 'b', BAD("yolo", "a boolean")},
+    [F_DEBUG] = {"debug", JSON_TRUE, 'b', BAD("debug", "a boolean")},
+    [F_DATA_DIR] = {"data_dir", JSON_STRING, 's', BAD("data_dir", "a string")},
+    [F_VERSION] = {"version", JSON_STRING, 's', BAD("version", "a string")},
+    [F_ENV] = {"env", JSON_ARRAY, '\0', BAD("env", "an array of strings")},
+    [F_CHANNELS] = {"channels", JSON_ARRAY, '\0', BAD("channels", "an array of strings")},
+};
+#undef BAD
+
 /*
  * The common body without a tree: a flat object (flatjson.h) whose known
  * fields have their types (null counts as absent) and that sends no env
@@ -59,35 +83,30 @@ static int check(create_body_t *b, const char *cid, const char **msg);
  */
 static int parse_flat(create_body_t *b, const char *data, size_t len, const char **cid)
 {
-	static const struct {
-		const char *key;
-		char type;
-	} known[] = {{"path", 's'},	{"client_id", 's'}, {"yolo", 'b'}, {"debug", 'b'},
-		     {"data_dir", 's'}, {"version", 's'},   {"env", 'n'},  {"channels", 'n'}};
-	const flatjson_field_t *got[8] = {NULL};
+	const flatjson_field_t *got[F_N] = {NULL};
 	flatjson_t fj;
 	if (flatjson_parse(data, len, &fj, &b->flat) != 0)
 		return 0;
-	for (size_t i = 0; i < 8; i++) {
-		const flatjson_field_t *f = flatjson_get(&fj, known[i].key);
+	for (size_t i = 0; i < F_N; i++) {
+		const flatjson_field_t *f = flatjson_get(&fj, fields[i].key);
 		if (f == NULL || f->type == 'n')
 			continue;
-		if (f->type != known[i].type)
+		if (f->type != fields[i].flat)
 			return 0;
 		got[i] = f;
 	}
-	b->path = got[0] ? got[0]->str : "";
-	*cid = got[1] ? got[1]->str : "";
-	b->yolo = got[2] ? (int)got[2]->num : 0;
-	b->debug = got[3] ? (int)got[3]->num : 0;
-	b->data_dir = got[4] ? got[4]->str : "";
-	b->version = got[5] ? got[5]->str : NULL;
+	b->path = got[F_PATH] ? got[F_PATH]->str : "";
+	*cid = got[F_CLIENT_ID] ? got[F_CLIENT_ID]->str : "";
+	b->yolo = got[F_YOLO] ? (int)got[F_YOLO]->num : 0;
+	b->debug = got[F_DEBUG] ? (int)got[F_DEBUG]->num : 0;
+	b->data_dir = got[F_DATA_DIR] ? got[F_DATA_DIR]->str : "";
+	b->version = got[F_VERSION] ? got[F_VERSION]->str : NULL;
 	return 1;
 }
 
 int create_body_parse(create_body_t *b, const char *data, size_t len, const char **msg)
 {
-	json_t *jpath, *jcid, *jyolo, *jdebug, *jdata, *jversion, *jenv, *jchan;
+	json_t *j[F_N];
 	const char *cid;
 
 	memset(b, 0, sizeof(*b));
@@ -95,34 +114,19 @@ int create_body_parse(create_body_t *b, const char *data, size_t len, const char
 		return check(b, cid, msg);
 	buf_free(&b->flat);
 	b->root = json_loadb(data, len, 0, NULL);
-	/* Go's decoder names the field it could not take; so do we. */
-#define BAD(f, what) "failed to decode request: " f " must be " what
 	if (!json_is_object(b->root))
 		return fail(b, msg, "failed to decode request");
-	if (member(b->root, "path", JSON_STRING, &jpath))
-		return fail(b, msg, BAD("path", "a string"));
-	if (member(b->root, "client_id", JSON_STRING, &jcid))
-		return fail(b, msg, BAD("client_id", "a string"));
-	if (member(b->root, "yolo", JSON_TRUE, &jyolo))
-		return fail(b, msg, BAD("yolo", "a boolean"));
-	if (member(b->root, "debug", JSON_TRUE, &jdebug))
-		return fail(b, msg, BAD("debug", "a boolean"));
-	if (member(b->root, "data_dir", JSON_STRING, &jdata))
-		return fail(b, msg, BAD("data_dir", "a string"));
-	if (member(b->root, "version", JSON_STRING, &jversion))
-		return fail(b, msg, BAD("version", "a string"));
-	if (member(b->root, "env", JSON_ARRAY, &jenv) || strings(jenv, &b->env, &b->nenv) != 0)
-		return fail(b, msg, BAD("env", "an array of strings"));
-	if (member(b->root, "channels", JSON_ARRAY, &jchan) ||
-	    strings(jchan, &b->channels, &b->nchannels) != 0)
-		return fail(b, msg, BAD("channels", "an array of strings"));
-#undef BAD
-	b->path = jpath ? json_string_value(jpath) : "";
-	b->data_dir = jdata ? json_string_value(jdata) : "";
-	b->version = jversion ? json_string_value(jversion) : NULL;
-	b->yolo = jyolo ? json_is_true(jyolo) : 0;
-	b->debug = jdebug ? json_is_true(jdebug) : 0;
-	cid = jcid ? json_string_value(jcid) : "";
+	for (size_t i = 0; i < F_N; i++)
+		if (member(b->root, fields[i].key, fields[i].type, &j[i]) != 0 ||
+		    (i == F_ENV && strings(j[i], &b->env, &b->nenv) != 0) ||
+		    (i == F_CHANNELS && strings(j[i], &b->channels, &b->nchannels) != 0))
+			return fail(b, msg, fields[i].bad);
+	b->path = j[F_PATH] ? json_string_value(j[F_PATH]) : "";
+	b->data_dir = j[F_DATA_DIR] ? json_string_value(j[F_DATA_DIR]) : "";
+	b->version = j[F_VERSION] ? json_string_value(j[F_VERSION]) : NULL;
+	b->yolo = j[F_YOLO] ? json_is_true(j[F_YOLO]) : 0;
+	b->debug = j[F_DEBUG] ? json_is_true(j[F_DEBUG]) : 0;
+	cid = j[F_CLIENT_ID] ? json_string_value(j[F_CLIENT_ID]) : "";
 	return check(b, cid, msg);
 }
 
