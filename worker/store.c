@@ -24,7 +24,8 @@
 #include "common/utf8.h"
 
 /* A write waits this long for a foreign lock (a sqlite3 shell, a backup)
- * before failing: bounded, so the loop is never held for long. */
+ * before failing, holding the worker's loop meanwhile: bounded, and well
+ * inside the supervisor's ping interval (10 s by default). */
 #define BUSY_TIMEOUT_MS 2000
 
 struct store {

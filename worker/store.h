@@ -5,10 +5,14 @@
  * in the other. Rows come out as upstream's JSON (internal/proto): a
  * Session, a Message, a history File.
  *
- * Every call is one bounded statement on the caller's thread (the worker's
- * loop); listings come out through a cursor that the caller steps, a few
- * hundred rows at a time, so no listing holds the loop. No I/O but SQLite's,
- * no events: callers publish what changed.
+ * Every call runs on the caller's thread (the worker's loop): a few
+ * statements, each waiting at most BUSY_TIMEOUT_MS (store.c) for a lock
+ * another process holds. Listings come out through a cursor that the
+ * caller steps, a few hundred rows at a time; the first step of a listing
+ * whose order no index gives (upstream's schema has none for it: messages
+ * by created_at, files by version, sessions by updated_at) sorts all of
+ * its rows at once. No I/O but SQLite's, no events: callers publish what
+ * changed.
  * Ownership: store_t owns its connection; a cursor must be freed before
  * the store is closed.
  */
