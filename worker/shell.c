@@ -488,6 +488,11 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
 		calls_error(c, 400, "failed to decode request");
 		return;
 	}
+	if (json_string_value(cmd) != NULL && json_string_length(cmd) > SHELL_MAX_COMMAND) {
+		json_decref(req);
+		calls_error(c, 400, "command too long: at most 131071 bytes");
+		return;
+	}
 	if (sh->nruns >= SHELL_MAX_RUNS) {
 		json_decref(req);
 		calls_error(c, 429, "too many shell commands running in this workspace");

@@ -26,8 +26,11 @@
 #include "worker/calls.h"
 #include "worker/store.h"
 
-#define SHELL_MAX_RUNS		 16		  /* concurrent runs per workspace; 429 beyond */
-#define SHELL_MAX_OUTPUT	 (1u << 20)	  /* bytes of output kept and streamed */
+#define SHELL_MAX_RUNS	 16	    /* concurrent runs per workspace; 429 beyond */
+#define SHELL_MAX_OUTPUT (1u << 20) /* bytes of output kept and streamed */
+/* A command is one argv string of /bin/sh -c: Linux refuses a longer one
+ * (MAX_ARG_STRLEN, 128 KiB with its NUL) with E2BIG. */
+#define SHELL_MAX_COMMAND	 ((128u << 10) - 1)
 #define SHELL_DEFAULT_TIMEOUT_MS (10 * 60 * 1000) /* as upstream's bang commands: 10 min */
 #define SHELL_KILL_TIMEOUT	 2.0		  /* TERM -> KILL, as upstream's exec handler */
 

@@ -99,6 +99,16 @@ def test_output_is_capped_and_the_answer_says_so(sup, wsdir):
     assert "output truncated" in r["output"].splitlines()[-1]
 
 
+def test_a_command_too_long_for_exec_is_400_not_a_silent_127(sup, wsdir):
+    """/bin/sh -c takes the command as one argv string, which Linux caps
+    at 128 KiB: a longer one used to start, fail in exec (E2BIG) and come
+    back as exit 127 with no word why, its whole text in the events."""
+    ws = Ws(sup, wsdir)
+    r = ws.shell("true #" + "x" * (128 << 10))
+    assert r.status == 400 and r.json()["message"] == "command too long: at most 131071 bytes", r.describe()
+    assert ws.run("true #" + "x" * ((128 << 10) - 8))["exit_code"] == 0
+
+
 def test_a_run_past_its_timeout_is_killed(sup, wsdir):
     ws = Ws(sup, wsdir)
     m = marker()
