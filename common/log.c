@@ -52,15 +52,6 @@ static const char *level_name(enum log_level l)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at p (end bounds it), 0 if none. */
-static size_t seq_len(const unsigned char *p, const unsigned char *end)
-{
-	size_t n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
-	if ((size_t)(end - p) < n)
-		n = (size_t)(end - p);
-	return utf8_valid_prefix((const char *)p, n) == n && (n > 1 || *p < 0x80) ? n : 0;
-}
-
 /* slog quotes a value that is empty or holds a space, '=', '"', a
  * non-printable byte or invalid UTF-8; inside quotes it escapes like
  * strconv.Quote (an invalid byte as \xNN). Values longer than
@@ -78,7 +69,7 @@ static void append_value(buf_t *b, const char *v)
 	}
 	int quote = p == end;
 	for (const unsigned char *q = p; q < end && !quote;) {
-		size_t n = *q < 0x80 ? 1 : seq_len(q, end);
+		size_t n = utf8_seq_len((const char *)q, (size_t)(end - q));
 		quote = *q <= ' ' || *q == '=' || *q == '"' || *q == 0x7f || n == 0;
 		q += n ? n : 1;
 	}
@@ -110,7 +101,7 @@ static void append_value(buf_t *b, const char *v)
 		default:
 			if (*p < ' ' || *p == 0x7f) {
 				buf_appendf(b, "\\x%02x", *p);
-			} else if (*p >= 0x80 && (n = seq_len(p, end)) > 0) {
+			} else if (*p >= 0x80 && (n = utf8_seq_len((const char *)p, (size_t)(end - p))) > 0) {
 				buf_append(b, p, n);
 				p += n;
 				continue;

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Length of the valid sequence at p[0, avail), avail > 0, or 0. */
 static size_t seq_len(const unsigned char *p, size_t avail)
 {
 	size_t n;
@@ -35,6 +34,11 @@ static size_t seq_len(const unsigned char *p, size_t avail)
 	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 		return 0;
 	return n;
+}
+
+size_t utf8_seq_len(const char *s, size_t avail)
+{
+	return seq_len((const unsigned char *)s, avail);
 }
 
 size_t utf8_valid_prefix(const char *s, size_t len)

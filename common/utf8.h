@@ -21,6 +21,10 @@
  * when all of it is valid. A sequence cut short by len is not valid. */
 size_t utf8_valid_prefix(const char *s, size_t len);
 
+/* The length of the one valid sequence at s[0, avail) (avail > 0), or 0
+ * when s does not start one. */
+size_t utf8_seq_len(const char *s, size_t avail);
+
 /*
  * Appends s[0, len) to out with each invalid byte replaced by U+FFFD
  * (EF BF BD), one replacement per byte as Go's utf8.DecodeRune counts
