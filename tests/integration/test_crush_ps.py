@@ -30,6 +30,8 @@ def test_crush_ps_help_exits_0():
     p = crush_ps("--help")
     assert p.returncode == 0, p.stderr
     assert "-H" in p.stdout and "--json" in p.stdout
+    # Its own name, not crushctl's `crush-ps ps`: the usage line is one to copy.
+    assert p.stdout.startswith("usage: crush-ps [-h]"), p.stdout
 
 
 def test_crush_ps_table_shows_the_workspace(sup, make_dir):
