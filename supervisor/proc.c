@@ -789,7 +789,12 @@ static void drain(proc_t *p)
 		h2o_socket_read_start(p->sock, on_read);
 }
 
-int procs_resume(procs_t *ps)
+int procs_resuming(procs_t *ps)
+{
+	return !h2o_linklist_is_empty(&ps->resuming);
+}
+
+void procs_resume(procs_t *ps)
 {
 	h2o_linklist_t now;
 	h2o_linklist_init_anchor(&now);
@@ -800,7 +805,6 @@ int procs_resume(procs_t *ps)
 		if (p->sock != NULL && p->reason[0] == '\0')
 			drain(p); /* may go back on ps->resuming */
 	}
-	return !h2o_linklist_is_empty(&ps->resuming);
 }
 
 /*

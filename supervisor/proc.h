@@ -66,9 +66,8 @@ struct procs {
 	uint64_t ping_ms; /* 0: no liveness pings */
 	h2o_timeout_t start_timeout, kill_timeout, ping_interval;
 	h2o_timeout_t next_turn; /* 0 ms: the end of this loop turn (frames queued to workers) */
-	/* Workers with frames left over a turn's budget (procs_resume). Not a
-	 * 0 ms timeout: h2o 2.2.5 runs one linked from a timeout's callback
-	 * again in the same pass, so the loop would never poll in between. */
+	/* Workers with frames left over a turn's budget (procs_resume, run
+	 * between two passes of the loop: server_run). */
 	h2o_linklist_t resuming;
 	const char *exited_code;  /* see procs_exited_code; NULL outside cb.exited */
 	const char *exited_error; /* likewise, its FAIL error */
@@ -91,10 +90,11 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 		const proc_callbacks_t *cb);
 /* Reaps every exited child (on SIGCHLD). */
 void procs_reap(procs_t *ps);
-/* After each pass of the loop: handles the next budget of every worker
- * left over one. Nonzero when some still are (the next pass must not
- * sleep). */
-int procs_resume(procs_t *ps);
+/* Between two passes of the loop (inside it: a timeout's callback), when
+ * procs_resuming: handles the next budget of every worker left over one. */
+void procs_resume(procs_t *ps);
+/* Nonzero when some worker has frames left over a pass's budget. */
+int procs_resuming(procs_t *ps);
 /*
  * Inside cb.exited only: the code the worker gave in its FAIL frame before
  * it exited, or NULL (it said nothing: crashed, killed, or a worker that

@@ -242,6 +242,7 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 }
 
 static void pause_accepting(server_t *s);
+static void on_between(h2o_timeout_entry_t *te);
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -485,6 +486,8 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	h2o_timeout_init(s->loop, &s->accept_pause, ACCEPT_PAUSE_MS);
 	s->resume_accept_te.cb = on_resume_accept;
 	h2o_timeout_init(s->loop, &s->keepalive, STREAM_KEEPALIVE_MS);
+	h2o_timeout_init(s->loop, &s->between, 0);
+	s->between_te.cb = on_between;
 	s->keepalive_entry.cb = on_keepalive;
 	h2o_timeout_link(s->loop, &s->keepalive, &s->keepalive_entry);
 
@@ -504,23 +507,42 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	return 0;
 }
 
+/* Workers' frames left over a pass's budget, and claims whose time is up. */
+static void on_between(h2o_timeout_entry_t *te)
+{
+	server_t *s = H2O_STRUCT_FROM_MEMBER(server_t, between_te, te);
+	procs_resume(&s->procs);
+	claims_expire(s->claims, clock_ms());
+}
+
+/*
+ * Work due between two passes runs from a 0 ms timeout linked here, after
+ * a pass, not from its own callback (h2o 2.2.5 runs an entry linked during
+ * its timeouts' run again in the same pass, and the loop would never poll
+ * the sockets in between). It runs inside h2o_evloop_run on purpose: h2o's
+ * evloop expects every socket write to start in one of its callbacks, after
+ * which it runs the write's completion before it polls again. A write that
+ * completes at once outside the loop leaves its socket polled for writing
+ * with no write callback, and its next writable event aborts the process
+ * (evloop.c.h, write_pending's assert): this is h2o internals we rely on.
+ */
 int server_run(server_t *s)
 {
-	int resuming = 0; /* workers' frames wait past a turn's budget */
 	while (!s->exiting) {
 		uint64_t now = clock_ms(), dl = claims_next_deadline(s->claims);
 		int32_t wait = INT32_MAX;
 		if (dl != CLAIMS_NEVER)
 			wait = dl <= now ? 0 : (dl - now > INT32_MAX ? INT32_MAX : (int32_t)(dl - now));
-		if (resuming)
-			wait = 0;
 		if (h2o_evloop_run(s->loop, wait) != 0 && errno != EINTR) {
 			log_error("Event loop failed", "error", strerror(errno), NULL);
 			return 1;
 		}
-		resuming = procs_resume(&s->procs);
-		claims_expire(s->claims, clock_ms());
+		if (!h2o_timeout_is_linked(&s->between_te) &&
+		    (procs_resuming(&s->procs) || claims_next_deadline(s->claims) <= clock_ms()))
+			h2o_timeout_link(s->loop, &s->between, &s->between_te);
 	}
+	if (h2o_timeout_is_linked(&s->between_te))
+		h2o_timeout_unlink(&s->between_te);
 	close_listeners(s);
 	/* Let ended streams flush their last bytes, briefly. */
 	uint64_t until = clock_ms() + 200;

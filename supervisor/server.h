@@ -56,8 +56,10 @@ typedef struct server {
 	h2o_timeout_entry_t keepalive_entry;
 	h2o_timeout_t accept_pause; /* EMFILE: listeners rest, then resume */
 	h2o_timeout_entry_t resume_accept_te;
-	int stopping; /* shutdown begun (signal) */
-	int exiting;  /* exit effect fired: leave the loop */
+	h2o_timeout_t between;		/* 0 ms: work due between two passes of the loop */
+	h2o_timeout_entry_t between_te; /* (see server_run) */
+	int stopping;			/* shutdown begun (signal) */
+	int exiting;			/* exit effect fired: leave the loop */
 } server_t;
 
 int server_init(server_t *s, options_t *opts, const char *argv0);

@@ -253,6 +253,27 @@ def test_a_body_of_64_mib_is_taken_and_one_byte_more_is_413(rsup, wsdir):
     assert call(sup, ws["id"], "GET", "/config").status == 200
 
 
+def test_bodies_of_calls_at_once_reach_the_worker_each_intact(rsup, wsdir):
+    """Four 6 MiB bodies in flight together, 12 times: the supervisor
+    frames them to the worker in turns (a batch of each per write), and the
+    worker must still put every body together from its own frames only.
+    The answers stream back to four clients that read them slower than the
+    worker writes them (the supervisor's read budget then pauses that
+    worker between passes of the loop): this once aborted the daemon in
+    h2o's write_pending (server_run, "Work due between two passes")."""
+    sup = rsup()
+    ws = sup.api.create(wsdir, new_client_id())
+    datas = [os.urandom(6 * MIB + i) for i in range(4)]
+    for _ in range(12):
+        runs = [in_thread(call, sup, ws["id"], "POST", "/_test/echo", d, None, 60) for d in datas]
+        for (t, box), d in zip(runs, datas):
+            t.join(90)
+            assert "err" not in box, (box.get("err"), sup.stderr()[-2000:])
+            r = box["r"]
+            assert r.status == 200 and r.body == d, (r.status, len(r.body), len(d))
+    assert sup.running()
+
+
 # --------------------------------------------------------------------------
 # Waiting for the worker, and for its answer
 
