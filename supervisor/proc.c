@@ -47,7 +47,8 @@ struct proc {
 	char reason[200];      /* why we killed it, if we did */
 	char fail_reason[200]; /* why it gave up (FAIL), if it did */
 	char fail_code[PROTO_FAIL_CODE_MAX + 1];
-	h2o_linklist_t calls; /* proc_call_t.link, in flight */
+	h2o_linklist_t calls;	/* proc_call_t.link, in flight */
+	h2o_linklist_t sending; /* proc_call_t.send_link: request bodies not all framed yet */
 	unsigned ncalls;
 };
 
@@ -59,6 +60,12 @@ struct proc_call {
 	void *arg;    /* NULL once cancelled */
 	int got_head; /* RESPONSE seen */
 	unsigned unacked;
+	/* The request body, framed a batch at a time as the socketpair drains
+	 * (never copied whole): the caller's bytes, which outlive the call or
+	 * its cancel (forward.c: the h2o request's entity). */
+	h2o_linklist_t send_link; /* proc.sending, while body_off < body_len */
+	const char *body;
+	size_t body_len, body_off;
 };
 
 #define WORKER_FD 3
@@ -231,6 +238,7 @@ proc_t *proc_spawn(procs_t *ps, const proc_spec_t *spec, void *arg, char *err, s
 	p->ps = ps;
 	p->pid = pid;
 	h2o_linklist_init_anchor(&p->calls);
+	h2o_linklist_init_anchor(&p->sending);
 	p->arg = arg;
 	snprintf(p->ws_id, sizeof(p->ws_id), "%s", spec->ws_id);
 	p->dec = (proto_decoder_t)PROTO_DECODER_INIT;
@@ -345,9 +353,32 @@ static void on_flush_turn(h2o_timeout_entry_t *te)
 	flush_out(H2O_STRUCT_FROM_MEMBER(proc_t, flush_te, te));
 }
 
+/* Request bodies go out a batch per write, round robin over the calls
+ * sending one, behind whatever small frames are queued: a 64 MiB body
+ * costs 1 MiB of buffer, and never holds up another call's frames. */
+static void frame_bodies(proc_t *p)
+{
+	while (buf_size(&p->out) < PROTO_MAX_FRAME && !h2o_linklist_is_empty(&p->sending)) {
+		proc_call_t *c = H2O_STRUCT_FROM_MEMBER(proc_call_t, send_link, p->sending.next);
+		size_t n = c->body_len - c->body_off;
+		if (n > PROTO_MAX_PAYLOAD)
+			n = PROTO_MAX_PAYLOAD;
+		proto_encode(&p->out, PROTO_DATA, c->id, c->body + c->body_off, n);
+		c->body_off += n;
+		h2o_linklist_unlink(&c->send_link);
+		if (c->body_off < c->body_len)
+			h2o_linklist_insert(&p->sending, &c->send_link);
+		else
+			proto_encode(&p->out, PROTO_END, c->id, NULL, 0);
+	}
+}
+
 static void flush_out(proc_t *p)
 {
-	if (p->sock == NULL || buf_size(&p->inflight) > 0 || buf_size(&p->out) == 0)
+	if (p->sock == NULL || buf_size(&p->inflight) > 0)
+		return;
+	frame_bodies(p);
+	if (buf_size(&p->out) == 0)
 		return;
 	buf_t t = p->inflight;
 	p->inflight = p->out;
@@ -490,6 +521,8 @@ static proc_call_t *find_call(proc_t *p, uint32_t id)
 
 static void call_free(proc_call_t *c)
 {
+	if (h2o_linklist_is_linked(&c->send_link))
+		h2o_linklist_unlink(&c->send_link);
 	h2o_linklist_unlink(&c->link);
 	c->p->ncalls--;
 	free(c);
@@ -537,12 +570,13 @@ int proc_call(proc_t *p, const char *head, const char *body, size_t len, const p
 	p->ncalls++;
 	if (proto_encode(&p->out, PROTO_REQUEST, c->id, head, strlen(head)) != 0)
 		abort(); /* the caller's head is one line of JSON under a frame */
-	for (size_t off = 0; off < len;) {
-		size_t n = len - off < PROTO_MAX_PAYLOAD ? len - off : PROTO_MAX_PAYLOAD;
-		proto_encode(&p->out, PROTO_DATA, c->id, body + off, n);
-		off += n;
+	if (len == 0) {
+		proto_encode(&p->out, PROTO_END, c->id, NULL, 0);
+	} else {
+		c->body = body;
+		c->body_len = len;
+		h2o_linklist_insert(&p->sending, &c->send_link);
 	}
-	proto_encode(&p->out, PROTO_END, c->id, NULL, 0);
 	queue_out(p);
 	*out = c;
 	return PROC_CALL_OK;
@@ -562,6 +596,11 @@ void proc_call_cancel(proc_call_t *c)
 {
 	proc_t *p = c->p;
 	c->arg = NULL;
+	/* The rest of the body is dropped (the caller's bytes go with it):
+	 * a worker still reading it answers the CANCEL with 499. */
+	if (h2o_linklist_is_linked(&c->send_link))
+		h2o_linklist_unlink(&c->send_link);
+	c->body = NULL;
 	if (p->sock == NULL)
 		return;
 	/* The worker still answers (499, or END cutting its answer short):

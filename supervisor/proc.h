@@ -146,9 +146,11 @@ typedef struct proc_call_cb {
 
 enum { PROC_CALL_OK = 0, PROC_CALL_BUSY = -1, PROC_CALL_GONE = -2 };
 
-/* Starts a call on a ready worker: head is the REQUEST's JSON, body the
- * request body (copied). PROC_CALL_BUSY past PROC_MAX_CALLS,
- * PROC_CALL_GONE when the worker is not ready or going. */
+/* Starts a call on a ready worker: head is the REQUEST's JSON (copied),
+ * body the request body, framed as the socketpair drains: not copied
+ * whole, so it must stay valid until the call ends (end or fail) or is
+ * cancelled. PROC_CALL_BUSY past PROC_MAX_CALLS, PROC_CALL_GONE when the
+ * worker is not ready or going. */
 int proc_call(proc_t *p, const char *head, const char *body, size_t len, const proc_call_cb_t *cb, void *arg,
 	      proc_call_t **out);
 void proc_call_ack(proc_call_t *c);

@@ -43,6 +43,16 @@ the second one gets the misbehaviour (`call_never` answers none, ever):
                          that holds CR LF and a header of its own
   call_never             never answers a routed request (pings yes)
 
+One more mode takes routed requests and answers them, but reads slowly:
+
+  stall_body             after the first DATA frame of a request body, stops
+                         reading its socket until FAKE_WORKER_TRIGGER exists
+                         (writes "<id> stalled" to FAKE_WORKER_CALLS first);
+                         then drains: a request whole (END) is answered 200
+                         with the body's length, one cancelled before its END
+                         is answered 499; each is logged "<id> end|cancel
+                         <body bytes received>"
+
 After misbehaving, the fake never exits by itself: it ignores SIGTERM, and
 keeps draining its end of the socketpair (and stays alive at EOF), so the
 only way it goes is the supervisor's SIGKILL. The exceptions exit after
@@ -72,7 +82,7 @@ READY_MODES = ("bad_event", "ignore_pings", "stray_response", "request_to_superv
 # Faults in routed requests, after READY.
 CALL_MODES = ("call_unknown_id", "call_twice", "call_body_before_head", "call_past_window",
               "call_malformed_head", "call_header_injection", "call_twice_after_ack", "call_never")
-MODES = START_MODES + READY_MODES + CALL_MODES
+MODES = START_MODES + READY_MODES + CALL_MODES + ("stall_body",)
 
 
 def frame(ftype, payload=b"", fid=0, version=VERSION, length=None):
@@ -215,6 +225,41 @@ def serve_calls(fd, mode, calls_log):
                 return
 
 
+def stall_body(fd, trigger, calls_log):
+    """The stall_body mode (see the docstring); never returns but at EOF."""
+    def note(line):
+        if calls_log:
+            with open(calls_log, "a") as f:
+                f.write(line + "\n")
+    frames = Frames()
+    got = {}  # id -> body bytes so far, until END or CANCEL
+    stalled = False
+    while True:
+        batch = frames.read(fd)
+        if batch is None:
+            return
+        for ftype, fid, payload in batch:
+            if ftype == REQUEST:
+                req = json.loads(payload)
+                if req.get("method") == "ping":
+                    write_all(fd, frame(RESPONSE, {"result": "pong"}, fid=fid))
+                elif req.get("method") == "http":
+                    got[fid] = 0
+            elif ftype == DATA and fid in got:
+                got[fid] += len(payload)
+                if not stalled:
+                    stalled = True
+                    note(f"{fid} stalled")
+                    while not os.path.exists(trigger):
+                        time.sleep(0.01)
+            elif ftype in (END, CANCEL) and fid in got:
+                n = got.pop(fid)
+                status = 200 if ftype == END else 499
+                note(f"{fid} {'end' if ftype == END else 'cancel'} {n}")
+                write_all(fd, frame(RESPONSE, {"status": status, "content_type": "text/plain"}, fid=fid) +
+                          frame(DATA, str(n).encode(), fid=fid) + frame(END, fid=fid))
+
+
 def peek_setup(fd, timeout=5.0):
     """(id, env dict, frame length) of the setup request waiting on fd, read
     with MSG_PEEK so that a real worker exec'd next still finds it;
@@ -338,6 +383,9 @@ def main():
         write_all(fd, frame(HELLO, hello) + setup_ok + frame(READY, {"pid": os.getpid()}))
         if mode in CALL_MODES:
             serve_calls(fd, mode, knobs.get("FAKE_WORKER_CALLS"))
+            linger(fd)
+        if mode == "stall_body":
+            stall_body(fd, knobs.get("FAKE_WORKER_TRIGGER"), knobs.get("FAKE_WORKER_CALLS"))
             linger(fd)
         serve_until_trigger(fd, knobs.get("FAKE_WORKER_TRIGGER"))
         # ignore_pings: linger() below reads every further ping, answers none.

@@ -274,6 +274,43 @@ def test_bodies_of_calls_at_once_reach_the_worker_each_intact(rsup, wsdir):
     assert sup.running()
 
 
+def metric_count(sup, code):
+    r = sup.api.request("GET", "/v1/metrics")
+    assert r.status == 200, r.describe()
+    return sum(int(float(v)) for v in re.findall(rf'crush_http_requests_total{{[^}}]*code="{code}"[^}}]*}} (\S+)',
+                                                  r.body.decode()))
+
+
+def test_a_body_still_going_to_the_worker_stops_when_its_client_leaves(fake_sup, wsdir, tmp_path):
+    """The request body goes to the worker a batch at a time, as the
+    socketpair drains, from the client's own request (never a second whole
+    copy in the supervisor). A client that leaves mid-way: the rest of its
+    body is never sent, the worker gets CANCEL instead of END, and the
+    supervisor reads nothing of the gone request's bytes after."""
+    sup = fake_sup()
+    fake = Fake(tmp_path, "stall_body", trigger=True)
+    calls_log = tmp_path / "calls.log"
+    ws = sup.api.create(wsdir, new_client_id(), env=fake.env + [f"FAKE_WORKER_CALLS={calls_log}"])
+    size = 32 * MIB
+    s = sup.endpoint.connect()
+    s.sendall(f"POST {wpath(ws['id'], '/_test/x')} HTTP/1.1\r\nHost: localhost\r\n"
+              f"Content-Length: {size}\r\n\r\n".encode())
+    s.sendall(b"b" * size)
+    wait_until(lambda: any(ln.endswith(" stalled") for ln in fake_calls(calls_log)), timeout=WAIT,
+               what="the worker holding its first DATA frame")
+    before = metric_count(sup, 499)
+    s.close()
+    wait_until(lambda: metric_count(sup, 499) > before, timeout=WAIT, what="the supervisor seeing the client go")
+    fake.trigger.touch()
+    wait_until(lambda: len(fake_calls(calls_log)) >= 2, timeout=WAIT, what="the worker's answer to the call")
+    fid, how, n = fake_calls(calls_log)[1].split()
+    assert how == "cancel" and int(n) < size // 2, fake_calls(calls_log)
+    # The worker and the daemon go on: a new body arrives whole.
+    r = call(sup, ws["id"], "POST", "/_test/x", b"z" * (3 * MIB + 1))
+    assert r.status == 200 and r.body == str(3 * MIB + 1).encode(), r.describe()
+    assert sup.api.workspace(ws["id"])["pid"] == ws["pid"]
+
+
 # --------------------------------------------------------------------------
 # Waiting for the worker, and for its answer
 
