@@ -12,6 +12,7 @@ and exits 1 when a check failed (2 on a harness error).
 
 import argparse
 import collections
+import http.client
 import json
 import os
 import random
@@ -82,6 +83,8 @@ CHECKS = [
     ("event-ids", "every stream's event ids strictly increasing (resumes: above Last-Event-ID)"),
     ("api", "every response a valid status (no 5xx, 503 only while stopping), errors JSON {message}"),
     ("exit", "after the last release: workers reaped, exit 0 after the idle timeout, socket removed"),
+    ("routed", "every routed answer whole and right (an echo is its body, /_test/bytes its n bytes), "
+               "or a documented failure (404 gone, 409 failed, 502/503 its worker killed)"),
     ("sanitizers", "no sanitizer report in the daemon's stderr"),
     ("rss", "supervisor RSS at the last quiet point at most 8 MiB above the first (plain builds; printed under ASan)"),
 ]
@@ -377,6 +380,7 @@ class Soak:
     def start_daemon(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRUSH_SERVER_")}
         env["CRUSH_SERVER_PING_INTERVAL"] = str(self.args.ping)
+        env["CRUSH_TEST_ROUTES"] = "1"  # the workers' /_test routes: echo, bytes, sleep
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=99")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=99")
         self.stderr_path = os.path.join(self.tmp, "supervisor.stderr")
@@ -781,7 +785,7 @@ class Client:
     def step(self):
         self.streams = [s for s in self.streams if not s.ended]
         ops = [(self.create, 30), (self.attach, 25), (self.detach, 15), (self.release, 15),
-               (self.retire, 2), (self.look, 8), (self.get, 5)]
+               (self.retire, 2), (self.look, 8), (self.get, 5), (self.route, 15), (self.abandon, 5)]
         r = self.rnd.uniform(0, sum(w for _, w in ops))
         for fn, w in ops:
             r -= w
@@ -870,6 +874,122 @@ class Client:
             if r is not None and r.status == 404:
                 self.known.discard(ws)
                 self.claims.discard(ws)
+
+    # Routed requests: answered by the workspace's worker through the
+    # supervisor, while the chaos thread kills workers under them.
+    ROUTED_FAILURES = (404, 409, 502, 503)
+
+    def route(self):
+        if not self.known:
+            return self.create()
+        ws = self.rnd.choice(sorted(self.known))
+        base = f"/v1/workspaces/{ws}"
+        kind = self.rnd.choice(("config", "echo", "bytes", "burst"))
+        if kind == "burst":
+            return self.burst(ws)
+        if kind == "config":
+            method, path, body = "GET", base + "/config", None
+        elif kind == "echo":
+            body = self.rnd.randbytes(self.rnd.choice((0, 1, 4096, 1 << 20, 3 << 20)) + self.rnd.randrange(64))
+            method, path = "POST", base + "/_test/echo"
+        else:
+            n = self.rnd.choice((1, 65536, 4 << 20)) + self.rnd.randrange(64)
+            method, path, body = "GET", base + f"/_test/bytes?n={n}", None
+        try:
+            r = http_request(self.soak.endpoint, method, path, body, timeout=HTTP_TIMEOUT)
+        except http.client.IncompleteRead:
+            # Cut after its head: the documented end of an answer whose
+            # worker died while it streamed (the chaos thread's kills).
+            R.op(f"route-{kind} cut")
+            return
+        except OSError as e:
+            R.op(f"route-{kind} transport-error")
+            R.violation("routed", f"{kind} {ws[:8]}: {type(e).__name__}: {e}")
+            return
+        R.op(f"route-{kind} {r.status}")
+        if r.status == 200:
+            good = (kind == "config" and r.body.startswith(b"{") or
+                    kind == "echo" and r.body == body or
+                    kind == "bytes" and r.body == b"x" * n)
+            if not good:
+                R.violation("routed", f"{kind} {ws[:8]}: 200 with a wrong body ({len(r.body)} bytes)")
+            return
+        if r.status not in self.ROUTED_FAILURES and not (r.status == 503 and self.soak.stopping):
+            R.violation("routed", f"{kind} {ws[:8]}: HTTP {r.status} {r.body[:200]!r}")
+        self.soak.check_error_body(f"route-{kind}", r)
+        if r.status == 404:
+            self.known.discard(ws)
+            self.claims.discard(ws)
+
+    def burst(self, ws):
+        """Four 2 MiB echoes at once on one workspace, read as they come:
+        answers streaming to several clients, the worker often ahead of
+        them (the supervisor's read budget then pauses it between passes)."""
+        bodies = [self.rnd.randbytes((2 << 20) + i) for i in range(4)]
+        out = [None] * 4
+
+        def one(i):
+            try:
+                out[i] = http_request(self.soak.endpoint, "POST", f"/v1/workspaces/{ws}/_test/echo", bodies[i],
+                                      timeout=HTTP_TIMEOUT)
+            except (OSError, http.client.HTTPException) as e:
+                out[i] = e
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, r in enumerate(out):
+            if isinstance(r, http.client.IncompleteRead):
+                R.op("route-burst cut")
+            elif isinstance(r, Exception):
+                R.op("route-burst transport-error")
+                R.violation("routed", f"burst {ws[:8]}: {type(r).__name__}: {r}")
+            else:
+                R.op(f"route-burst {r.status}")
+                if r.status == 200 and r.body != bodies[i]:
+                    R.violation("routed", f"burst {ws[:8]}: 200 with a wrong body ({len(r.body)} bytes)")
+                elif r.status != 200 and r.status not in self.ROUTED_FAILURES:
+                    R.violation("routed", f"burst {ws[:8]}: HTTP {r.status} {r.body[:200]!r}")
+
+    def abandon(self):
+        """A routed request whose client leaves early: before its answer,
+        while its body is going, or half way through a long answer."""
+        if not self.known:
+            return self.create()
+        ws = self.rnd.choice(sorted(self.known))
+        kind = self.rnd.choice(("sleep", "body", "answer"))
+        if kind == "sleep":
+            head = f"GET /v1/workspaces/{ws}/_test/sleep?ms=2000 HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
+            body = b""
+        elif kind == "body":
+            body = b"b" * (8 << 20)
+            head = (f"POST /v1/workspaces/{ws}/_test/echo HTTP/1.1\r\nHost: soak\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+        else:
+            head = f"GET /v1/workspaces/{ws}/_test/bytes?n={16 << 20} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
+            body = b""
+        try:
+            s = self.soak.endpoint.connect(timeout=HTTP_TIMEOUT)
+        except OSError as e:
+            R.violation("routed", f"abandon {ws[:8]}: connect: {e}")
+            return
+        try:
+            s.sendall(head + body)
+            if kind == "answer":
+                got = 0
+                while got < (1 << 20):  # take 1 MiB of the 16, then leave
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    got += len(d)
+            else:
+                time.sleep(self.rnd.uniform(0, 0.05))
+            R.op(f"abandon-{kind}")
+        except OSError:
+            R.op(f"abandon-{kind} transport-error")  # the daemon may close first: fine
+        finally:
+            s.close()
 
     def cleanup(self):
         for st in self.streams:
