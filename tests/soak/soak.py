@@ -83,8 +83,9 @@ CHECKS = [
     ("event-ids", "every stream's event ids strictly increasing (resumes: above Last-Event-ID)"),
     ("api", "every response a valid status (no 5xx, 503 only while stopping), errors JSON {message}"),
     ("exit", "after the last release: workers reaped, exit 0 after the idle timeout, socket removed"),
-    ("routed", "every routed answer whole and right (an echo is its body, /_test/bytes its n bytes), "
-               "or a documented failure (404 gone, 409 failed, 502/503 its worker killed)"),
+    ("routed", "every routed answer whole and right (an echo is its body, /_test/bytes its n bytes, a "
+               "session reads back, a shell run echoes), or a documented failure (404 gone, 409 failed or no "
+               "directory, 502/503 its worker killed)"),
     ("sanitizers", "no sanitizer report in the daemon's stderr"),
     ("rss", "supervisor RSS at the last quiet point at most 8 MiB above the first (plain builds; printed under ASan)"),
 ]
@@ -785,7 +786,8 @@ class Client:
     def step(self):
         self.streams = [s for s in self.streams if not s.ended]
         ops = [(self.create, 30), (self.attach, 25), (self.detach, 15), (self.release, 15),
-               (self.retire, 2), (self.look, 8), (self.get, 5), (self.route, 15), (self.abandon, 5)]
+               (self.retire, 2), (self.look, 8), (self.get, 5), (self.route, 15), (self.abandon, 5),
+               (self.store, 8)]
         r = self.rnd.uniform(0, sum(w for _, w in ops))
         for fn, w in ops:
             r -= w
@@ -920,6 +922,49 @@ class Client:
         if r.status == 404:
             self.known.discard(ws)
             self.claims.discard(ws)
+
+    def store(self):
+        """The session store and a shell run: a session made, read back,
+        given a shell run, sometimes deleted."""
+        if not self.known:
+            return self.create()
+        ws = self.rnd.choice(sorted(self.known))
+        base = f"/v1/workspaces/{ws}"
+
+        def req(op, method, path, body=None):
+            try:
+                r = http_request(self.soak.endpoint, method, base + path, body, timeout=HTTP_TIMEOUT)
+            except OSError as e:
+                R.op(f"{op} transport-error")
+                R.violation("routed", f"{op} {ws[:8]}: {type(e).__name__}: {e}")
+                return None
+            R.op(f"{op} {r.status}")
+            if r.status != 200:
+                if r.status not in self.ROUTED_FAILURES:
+                    R.violation("routed", f"{op} {ws[:8]}: HTTP {r.status} {r.body[:200]!r}")
+                self.soak.check_error_body(op, r)
+                return None
+            if method == "DELETE":
+                return r.body  # upstream's: 200, empty
+            try:
+                return r.json()
+            except ValueError:
+                R.violation("routed", f"{op} {ws[:8]}: 200 but not JSON: {r.content_type!r} {r.body[:200]!r}")
+                return None
+        made = req("session-create", "POST", "/sessions", {"title": f"soak {self.rnd.randrange(1000)}"})
+        if made is None:
+            return
+        got = req("session-get", "GET", f"/sessions/{made['id']}")
+        if got is not None and got.get("title") != made.get("title"):
+            R.violation("routed", f"session {made['id'][:8]}: read back {got.get('title')!r}, "
+                                  f"made {made.get('title')!r}")
+        word = f"soak{self.rnd.randrange(1 << 20)}"
+        ran = req("shell", "POST", f"/agent/sessions/{made['id']}/shell?client_id={self.cid}",
+                  {"command": f"echo {word}", "term_width": 80})
+        if ran is not None and (ran.get("output") != word + "\n" or ran.get("exit_code") != 0):
+            R.violation("routed", f"shell echo {word}: {ran!r}"[:300])
+        if self.rnd.random() < 0.5:
+            req("session-delete", "DELETE", f"/sessions/{made['id']}")
 
     def burst(self, ws):
         """Four 2 MiB echoes at once on one workspace, read as they come:
