@@ -304,11 +304,14 @@ static char *make_head(h2o_req_t *req, const char *client_id, const char *path, 
 	return b.base; /* never consumed: the allocation itself, the caller's to free */
 }
 
+/* The limit table is the binding cap on a worker's calls: it admits no
+ * more than proc takes, so PROC_CALL_BUSY stays a backstop. */
+_Static_assert(LIMIT_DEFAULT_CALLS <= PROC_MAX_CALLS, "LIMIT_CALLS above PROC_MAX_CALLS");
+
 void forward_start(forwarder_t *fw, h2o_req_t *req, workspace_t *w, const char *client_id, const char *path,
 		   size_t pathlen)
 {
-	/* Waiting and in flight per worker: the limit table's (the worker's
-	 * own calls are capped at PROC_MAX_CALLS, the same 64). */
+	/* Waiting and in flight per worker: the limit table's. */
 	if (w->fwd_count >= fw->limits->max[LIMIT_CALLS]) {
 		limits_refuse(fw->limits, LIMIT_CALLS, clock_ms(), w->ws->id);
 		reply_error(req, 429, "too many requests in flight for this workspace");
