@@ -167,16 +167,18 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 /* --- the call's callbacks */
 
 /*
- * The head is kept until the answer's end or the end of this loop turn,
- * whichever comes first: a worker writes a short answer's head, body and
- * end at once, and the client then gets it in one write with its
- * Content-Length. A longer one streams (chunked over HTTP/1.1) from the
- * turn's end on.
+ * The head is kept until the answer's end, or until its first body bytes
+ * once the loop turn that read the head is over: a worker writes a short
+ * answer's head, body and end at once, and the client then gets it in one
+ * write with its Content-Length. A longer one streams (chunked over
+ * HTTP/1.1) from there. Until a byte of it has gone, the answer can still
+ * fail whole: a worker that dies between its head and its body is a 502
+ * for the client, not a reset stream or a closed connection.
  */
 static void on_turn_end(h2o_timeout_entry_t *te)
 {
 	fwd_t *f = H2O_STRUCT_FROM_MEMBER(fwd_t, turn_te, te);
-	if (!f->started && !f->done) {
+	if (!f->started && !f->done && buf_size(&f->pending) > 0) {
 		start(f, SIZE_MAX);
 		flush(f);
 	}
@@ -196,6 +198,8 @@ static void on_data(void *arg, const char *data, size_t len)
 	fwd_t *f = arg;
 	buf_append(&f->pending, data, len);
 	f->pending_frames++;
+	if (!f->started && !f->done && !h2o_timeout_is_linked(&f->turn_te))
+		start(f, SIZE_MAX); /* the head's turn is over: stream from here */
 	flush(f);
 }
 

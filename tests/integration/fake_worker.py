@@ -42,6 +42,8 @@ the second one gets the misbehaviour (`call_never` answers none, ever):
   call_header_injection  answers both requests 200, with a content_type
                          that holds CR LF and a header of its own
   call_never             never answers a routed request (pings yes)
+  call_head_then_die     the RESPONSE head, then (0.3 s later, well past the
+                         supervisor's loop turn) exits with status 1: no body
 
 One more mode takes routed requests and answers them, but reads slowly:
 
@@ -81,7 +83,8 @@ START_MODES = ("garbage", "oversize", "bad_header_version", "hello_version", "no
 READY_MODES = ("bad_event", "ignore_pings", "stray_response", "request_to_supervisor")
 # Faults in routed requests, after READY.
 CALL_MODES = ("call_unknown_id", "call_twice", "call_body_before_head", "call_past_window",
-              "call_malformed_head", "call_header_injection", "call_twice_after_ack", "call_never")
+              "call_malformed_head", "call_header_injection", "call_twice_after_ack", "call_never",
+              "call_head_then_die")
 MODES = START_MODES + READY_MODES + CALL_MODES + ("stall_body",)
 
 
@@ -220,6 +223,10 @@ def serve_calls(fd, mode, calls_log):
                 elif mode == "call_past_window":
                     write_all(fd, frame(RESPONSE, head, fid=fid) +
                               b"".join(frame(DATA, b"x" * 1024, fid=fid) for _ in range(WINDOW + 1)))
+                elif mode == "call_head_then_die":
+                    write_all(fd, frame(RESPONSE, head, fid=fid))
+                    time.sleep(0.3)
+                    os._exit(1)
                 elif mode == "call_malformed_head":
                     write_all(fd, frame(RESPONSE, {"status": "ok", "content_type": "text/plain"}, fid=fid))
                 return

@@ -682,6 +682,36 @@ def test_h2c_answer_broken_after_its_head_resets_only_its_stream(fake_sup, make_
         h2.close()
 
 
+@pytest.mark.parametrize("h2c", [False, True], ids=["http1", "h2c"])
+def test_worker_dying_between_its_head_and_its_body_is_a_whole_502(fake_sup, wsdir, tmp_path, h2c):
+    """The worker sends an answer's head, then dies before any of its body:
+    nothing of that answer has reached the client yet, so the client gets a
+    whole 502 with its message (not a connection closed without an answer,
+    or an h2c stream reset before its head)."""
+    sup = fake_sup()
+    fake = Fake(tmp_path, "call_head_then_die", once=True)
+    calls_log = tmp_path / "calls.log"
+    ws = sup.api.create(wsdir, new_client_id(), env=fake.env + [f"FAKE_WORKER_CALLS={calls_log}"])
+    if not h2c:
+        t, box = in_thread(call, sup, ws["id"], "GET", "/config")
+        wait_until(lambda: len(fake_calls(calls_log)) == 1, what="the fake holds the first request")
+        r = call(sup, ws["id"], "GET", "/sessions")
+        assert json_error(r, 502).startswith("workspace worker gave no answer"), r.describe()
+        t.join(WAIT)
+        assert json_error(box["r"], 502).startswith("workspace worker gave no answer")
+        return
+    h2 = H2c(sup)
+    try:
+        held = h2.get(wpath(ws["id"], "/config"))
+        wait_until(lambda: len(fake_calls(calls_log)) == 1, what="the fake holds the first request")
+        dying = h2.get(wpath(ws["id"], "/sessions"))
+        h2.pump(lambda: all(h2.streams[s]["end"] or h2.streams[s]["reset"] for s in (held, dying)))
+        for s in (held, dying):
+            assert not h2.streams[s]["reset"] and b"gave no answer" in h2.streams[s]["data"], h2.streams[s]
+    finally:
+        h2.close()
+
+
 # --------------------------------------------------------------------------
 # The upstream client's startup, replayed (internal/cmd/root.go
 # connectToServer, restartIfStale; internal/client)
