@@ -724,9 +724,11 @@ class Soak:
               f"max {self.max_workers_per_dir} per directory, {self.zombie_sightings} transient zombie sightings")
         restarts = text.count('msg="Worker restarted"')
         failed = text.count('msg="Workspace failed"')
-        killed = text.count('msg="Killing worker"')
+        why = collections.Counter(line.split("reason=", 1)[1].strip().strip('"') for line in text.splitlines()
+                                  if 'msg="Killing worker"' in line and "reason=" in line)
         print(f"  daemon log: {text.count(chr(10))} lines, {restarts} restarts, {failed} workspaces failed "
-              f"(crash loop), {killed} protocol kills")
+              f"(crash loop), {sum(why.values())} workers killed by the supervisor"
+              + (" (" + ", ".join(f"{k}: {v}" for k, v in why.most_common()) + ")" if why else ""))
         for k, v in R.figures.items():
             print(f"  {k}: {v}")
         print()
