@@ -447,11 +447,15 @@ unsigned shell_cancel_session(shell_t *sh, const char *session_id)
 /* --- starting */
 
 /* In the child, before exec: only async-signal-safe calls. */
-static void child(const char *root, const char *cmd, char **env, int out, int err)
+static void child(pid_t parent, const char *root, const char *cmd, char **env, int out, int err)
 {
 	sigset_t none;
 	setsid();
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* A worker that died before the line above sends no death signal:
+	 * its command must not run without it. */
+	if (getppid() != parent)
+		_exit(127);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int s = 1; s < NSIG; s++)
@@ -528,9 +532,10 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
 	json_decref(req);
 
 	char **env = build_env(sh);
+	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
-		child(sh->root, r->command, env, po[1], pe[1]);
+		child(self, sh->root, r->command, env, po[1], pe[1]);
 	int e = errno;
 	free(env);
 	close(po[1]);
