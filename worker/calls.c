@@ -225,25 +225,9 @@ static int add_call(calls_t *cs, uint32_t id, const flatjson_t *fj, json_t *j, c
 	return 0;
 }
 
-int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)
+int calls_request(calls_t *cs, uint32_t id, json_t *head, const char **err)
 {
-	flatjson_t fj;
-	buf_t store = BUF_INIT;
-	int r;
-	if (flatjson_parse(head, len, &fj, &store) == 0) {
-		r = add_call(cs, id, &fj, NULL, err);
-	} else { /* not the plain head the supervisor sends: jansson decides */
-		json_t *j = json_loadb(head, len, 0, NULL);
-		if (json_is_object(j)) {
-			r = add_call(cs, id, NULL, j, err);
-		} else {
-			*err = "a request head that is not a JSON object";
-			r = -1;
-		}
-		json_decref(j);
-	}
-	buf_free(&store);
-	return r;
+	return add_call(cs, id, NULL, head, err);
 }
 
 int calls_request_flat(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err)

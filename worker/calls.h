@@ -57,10 +57,10 @@ void calls_free(calls_t *cs);
  * (static) on a protocol error: an unknown id, a body after its END, a
  * second head for one id, too many calls at once.
  */
-int calls_request(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err);
+int calls_request(calls_t *cs, uint32_t id, json_t *head, const char **err);
 /* The same for a flat head (flatjson.h) whose method is "http", the
  * supervisor's usual: 1 (nothing done) for any other head, which the
- * caller reads with jansson. */
+ * caller reads with jansson and hands to calls_request if it is one. */
 int calls_request_flat(calls_t *cs, uint32_t id, const char *head, size_t len, const char **err);
 int calls_frame(calls_t *cs, const proto_frame_t *f, const char **err);
 

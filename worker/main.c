@@ -414,7 +414,7 @@ static void handle_request(struct worker *wk, const proto_frame_t *f)
 			send_json(wk, PROTO_RESPONSE, f->id, json_pack("{s:s}", "result", "ok"));
 	} else if (strcmp(method, "http") == 0) {
 		const char *why;
-		if (calls_request(wk->calls, f->id, f->payload, f->len, &why) != 0)
+		if (calls_request(wk->calls, f->id, req, &why) != 0)
 			protocol_error(wk, why);
 	} else {
 		snprintf(text, sizeof(text), "unknown method: %.64s", method);

@@ -494,7 +494,9 @@ void shell_run(shell_t *sh, call_t *c, const char *session_id, const char *clien
 	}
 	if (json_string_value(cmd) != NULL && json_string_length(cmd) > SHELL_MAX_COMMAND) {
 		json_decref(req);
-		calls_error(c, 400, "command too long: at most 131071 bytes");
+		char msg[64];
+		snprintf(msg, sizeof(msg), "command too long: at most %u bytes", SHELL_MAX_COMMAND);
+		calls_error(c, 400, msg);
 		return;
 	}
 	if (sh->nruns >= SHELL_MAX_RUNS) {
