@@ -60,7 +60,8 @@ int cfgstore_lock(cfgstore_t *s, enum cfgstore_err *err, char *why, size_t whyle
 void cfgstore_start(cfgstore_t *s);
 
 const char *cfgstore_data_dir(const cfgstore_t *s);
-/* 1 while the data dir exists and its crush.lock is ours. */
+/* 1 once crush.lock is ours (taken when the data dir exists; kept from
+ * then on, and always 1 when the lock is skipped). */
 int cfgstore_locked(const cfgstore_t *s);
 /* The merged config, redacted: what READY, GET /config and events carry.
  * New reference; never NULL. */
