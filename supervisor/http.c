@@ -173,6 +173,17 @@ static void list_one(void *arg, claims_ws_t *ws)
 
 static void lookup_submit(http_handler_t *h, h2o_req_t *req, const char *path);
 
+/* Every path lookup (a create, a join, ?path=) resolves on an offload
+ * thread, and a hung mount holds them: past the limit a lookup is refused
+ * (429, answered here: 1) rather than queued. */
+static int lookups_full(http_handler_t *h, h2o_req_t *req)
+{
+	if (offload_pending(h->env.offload) < h->env.limits->max[LIMIT_LOOKUPS])
+		return 0;
+	refuse(h, req, LIMIT_LOOKUPS, "path lookups waiting");
+	return 1;
+}
+
 /* GET /v1/workspaces?path=P: the workspace P's dedup key names (resolved
  * as a create resolves it, off the loop), as a list of 0 or 1; no claim
  * is taken, so "is P served?" costs nothing. */
@@ -199,8 +210,8 @@ static int on_list(http_handler_t *h, h2o_req_t *req)
 			return reply_error(req, 400, "path is too long");
 		if (n == 0 || path[0] != '/' || memchr(path, '\0', (size_t)n) != NULL)
 			return reply_error(req, 400, "path must be absolute");
-		if (offload_pending(h->env.offload) >= h->env.limits->max[LIMIT_LOOKUPS])
-			return refuse(h, req, LIMIT_LOOKUPS, "path lookups waiting");
+		if (lookups_full(h, req))
+			return 0;
 		lookup_submit(h, req, path);
 		return 0;
 	}
@@ -365,10 +376,8 @@ static void lookup_submit(http_handler_t *h, h2o_req_t *req, const char *path)
 static int on_create(http_handler_t *h, h2o_req_t *req)
 {
 	const char *msg;
-	/* Every create resolves its path on an offload thread; a hung mount
-	 * holds them: past the limit, refused rather than queued. */
-	if (offload_pending(h->env.offload) >= h->env.limits->max[LIMIT_LOOKUPS])
-		return refuse(h, req, LIMIT_LOOKUPS, "path lookups waiting");
+	if (lookups_full(h, req))
+		return 0;
 	create_job_t *cj = calloc(1, sizeof(*cj));
 	if (cj == NULL)
 		return reply_error(req, 503, "out of memory");
