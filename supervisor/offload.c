@@ -142,6 +142,7 @@ void offload_free(offload_t *o)
 	 * exit rather than freed under it. */
 	if (h2o_timeout_is_linked(&o->turn_te))
 		h2o_timeout_unlink(&o->turn_te); /* a batch not handed over: never done */
+	h2o_timeout_dispose(o->loop, &o->turn);	 /* off the loop's list before o goes */
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += 200 * 1000000L;

@@ -317,21 +317,18 @@ static void on_raw_read(h2o_socket_t *sock, const char *err)
  * request and its connection are gone. */
 static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
 {
-	(void)reqsize; /* the request's bytes go with the rest of the input */
 	stream_t *st = arg;
 	st->req = NULL;
 	st->writing = 0;
 	if (sock == NULL) { /* the write failed: h2o closed the connection */
-		sse_stop(&st->sse);
-		gone(st);
-		free(st);
+		raw_gone(st);
 		return;
 	}
 	st->sock = sock;
 	sock->data = st;
 	conns_hold(sock, 1);
 	drop_input(st);
-	st->junk -= reqsize;
+	st->junk -= reqsize; /* the request's own bytes were in the input: not junk */
 	if (st->junk >= 65536) {
 		raw_gone(st);
 		return;
@@ -613,9 +610,11 @@ void stream_open(stream_feed_t *f, h2o_req_t *req, const char *client_id, int re
 	flush(st);
 }
 
-/* Ending a stream never unlinks it from hub->all here: h2o 2.2.5 disposes
- * a finished request's pool later, from its own loop (the dispose hook
- * unlinks), so the walk below stays valid. */
+/* Ending a stream never unlinks it from hub->all here: what unlinks one
+ * runs later, from the loop, never inside flush (h2o 2.2.5 disposes a
+ * finished request's pool from its own loop, and an HTTP/1.1 stream's
+ * raw socket callbacks are called from run_pending, not from
+ * h2o_socket_write), so the walk below stays valid. */
 void stream_end_client(stream_hub_t *h, const char *client_id)
 {
 	for (h2o_linklist_t *l = h->all.next; l != &h->all; l = l->next) {
