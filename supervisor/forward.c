@@ -88,8 +88,9 @@ static void start(fwd_t *f, size_t content_length)
 	req->res.status = f->status;
 	req->res.reason = reply_reason(f->status);
 	req->res.content_length = content_length;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, f->content_type,
-		       strlen(f->content_type));
+	if (f->content_type[0] != '\0') /* "": none (an empty answer, PROTOCOL.md) */
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, f->content_type,
+			       strlen(f->content_type));
 	f->started = 1;
 	h2o_start_response(req, &f->gen);
 }

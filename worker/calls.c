@@ -130,13 +130,15 @@ static void pump(call_t *c)
 	}
 }
 
-static void respond_head(call_t *c, int status, const char *content_type)
+/* An answer without a body and without a type of its own goes without a
+ * Content-Type (""), as upstream's w.WriteHeader(200) does. */
+static void respond_head(call_t *c, int status, const char *content_type, size_t len)
 {
 	/* {"status":S,"content_type":"T"}: built by hand, once per request
 	 * (T is ours: a constant without quotes or backslashes). */
 	static const char a[] = "{\"status\":", b[] = ",\"content_type\":\"";
 	char head[160], num[12];
-	const char *ct = content_type ? content_type : "application/json";
+	const char *ct = content_type ? content_type : len == 0 ? "" : "application/json";
 	size_t ctlen = strlen(ct), n = 0;
 	id_key(num, (uint32_t)status);
 	size_t numlen = strlen(num);
@@ -155,14 +157,14 @@ static void respond_head(call_t *c, int status, const char *content_type)
 
 void calls_respond(call_t *c, int status, const char *content_type, const char *body, size_t len)
 {
-	respond_head(c, status, content_type);
+	respond_head(c, status, content_type, len);
 	buf_append(&c->body, body, len);
 	pump(c);
 }
 
 void calls_respond_kept(call_t *c, int status, const char *content_type, const char *body, size_t len)
 {
-	respond_head(c, status, content_type);
+	respond_head(c, status, content_type, len);
 	c->kept = body;
 	c->kept_len = len;
 	pump(c);
