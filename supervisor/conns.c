@@ -248,9 +248,8 @@ void conns_dispose(conns_t *cs)
 
 int conns_peer(const conns_t *cs, h2o_socket_t *sock, int *is_unix, long *peer_uid)
 {
-	(void)cs;
 	conn_t *c = conn_of(sock);
-	if (c == NULL)
+	if (c == NULL || c->cs != cs)
 		return -1;
 	*is_unix = c->is_unix;
 	*peer_uid = c->peer_uid;

@@ -64,7 +64,14 @@ void reply_text(h2o_req_t *req, int status, const char *text, size_t len)
 	memcpy(body, text, len);
 	body[len] = '\n';
 	req->res.content_length = len + nl;
-	h2o_send_inline(req, body, len + nl);
+	/* h2o_send_inline without its second copy: body is in the pool. */
+	static h2o_generator_t generator = {NULL, NULL};
+	h2o_iovec_t v = h2o_iovec_init(body, len + nl);
+	h2o_start_response(req, &generator);
+	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+	else
+		h2o_send(req, &v, 1, H2O_SEND_STATE_FINAL);
 }
 
 void reply_json(h2o_req_t *req, int status, json_t *body)
