@@ -235,8 +235,10 @@ static void dispatch(fwd_t *f)
 	/* A shell run ends by its own timeout (default 10 min, timeout_ms),
 	 * which the worker enforces and answers: --request-timeout bounds
 	 * only its wait for a ready worker. A dead worker still fails it. */
-	if (r == PROC_CALL_OK && f->own_deadline)
+	if (r == PROC_CALL_OK && f->own_deadline) {
 		stop_timer(f);
+		proc_ran_commands(f->w->proc);
+	}
 	if (r == PROC_CALL_BUSY) {
 		limits_refuse(f->fw->limits, LIMIT_CALLS, clock_ms(), f->w->ws->id);
 		fail(f, 429, "too many requests in flight for this workspace");

@@ -5,6 +5,7 @@
  */
 #include "supervisor/proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,7 +33,8 @@ struct proc {
 	h2o_socket_t *sock; /* our end of the socketpair; NULL once closed */
 	proto_decoder_t dec;
 	int said_hello, ready, stopping;
-	int failed; /* it sent FAIL: its last frame */
+	int ran_commands; /* a shell run went to it (proc_ran_commands) */
+	int failed;	  /* it sent FAIL: its last frame */
 	h2o_timeout_entry_t start_te, kill_te;
 	h2o_timeout_entry_t ping_te;  /* liveness: a ping per interval, answered within it */
 	h2o_linklist_t resume_link;   /* ps->resuming: frames left over a turn's budget */
@@ -896,23 +899,106 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 	h2o_timeout_init(loop, &ps->ping_interval, ping_ms);
 	h2o_timeout_init(loop, &ps->next_turn, 0);
 	h2o_linklist_init_anchor(&ps->resuming);
+	/* What a killed worker's commands leave comes to us, not to init
+	 * (kill_leftovers). */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		log_warn("Cannot become a child subreaper; a killed worker's commands may outlive it", "err",
+			 strerror(errno), NULL);
+}
+
+void proc_ran_commands(proc_t *p)
+{
+	p->ran_commands = 1;
+}
+
+static proc_t *find_proc(procs_t *ps, pid_t pid)
+{
+	for (h2o_linklist_t *l = ps->all.next; l != &ps->all; l = l->next) {
+		proc_t *q = H2O_STRUCT_FROM_MEMBER(proc_t, link, l);
+		if (q->pid == pid)
+			return q;
+	}
+	return NULL;
+}
+
+/* pid's parent and process group (/proc/<pid>/stat): 0, or -1 once it
+ * is gone or dead (a zombie: to be reaped, not killed). Its name may hold
+ * any byte, ')' too: the fields follow the last ')', and a name is at
+ * most 16 bytes, so they are in the buffer. */
+static int stat_of(pid_t pid, pid_t *ppid, pid_t *pgrp)
+{
+	char path[32], buf[256], state;
+	int pp, pg;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 1, " %c %d %d", &state, &pp, &pg) != 3 || state == 'Z')
+		return -1;
+	*ppid = pp;
+	*pgrp = pg;
+	return 0;
+}
+
+/*
+ * What a dead worker's shell runs left: a background job whose shell died
+ * with the worker (its parent-death signal), or a command that left its
+ * run's group. Both are a worker's descendants, and each worker is a
+ * child subreaper for its runs (worker/main.c), so while it lives they
+ * stay under it; once it is gone they come to us (procs_init makes us
+ * one too). So every child of ours that is not a worker is such a
+ * leftover: it is killed with its process group. It is our child and not
+ * reaped yet, so neither its pid nor its group's id can have been reused.
+ * Runs once a worker that ran commands is reaped, and again whenever a
+ * leftover is (its own children come to us then). /proc is read whole:
+ * this kernel need not have /proc/<pid>/task/<tid>/children.
+ */
+static void kill_leftovers(procs_t *ps)
+{
+	DIR *d = opendir("/proc");
+	if (d == NULL)
+		return;
+	pid_t me = getpid(), mygroup = getpgrp();
+	unsigned n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+		pid_t pid = (pid_t)v, ppid, pgrp;
+		if (*end != '\0' || v <= 0 || pid == me || stat_of(pid, &ppid, &pgrp) != 0 || ppid != me ||
+		    find_proc(ps, pid) != NULL)
+			continue;
+		if (pgrp > 1 && pgrp != mygroup)
+			kill(-pgrp, SIGKILL);
+		kill(pid, SIGKILL);
+		n++;
+	}
+	closedir(d);
+	if (n > 0) {
+		char count[16];
+		snprintf(count, sizeof(count), "%u", n);
+		log_info("Killed what a dead worker's commands left", "processes", count, NULL);
+	}
 }
 
 void procs_reap(procs_t *ps)
 {
 	pid_t pid;
-	int status;
+	int status, leftovers = 0;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		proc_t *p = NULL;
-		for (h2o_linklist_t *l = ps->all.next; l != &ps->all; l = l->next) {
-			proc_t *q = H2O_STRUCT_FROM_MEMBER(proc_t, link, l);
-			if (q->pid == pid) {
-				p = q;
-				break;
-			}
-		}
-		if (p == NULL)
+		proc_t *p = find_proc(ps, pid);
+		if (p == NULL) {
+			leftovers = 1; /* one fell: its children are ours now */
 			continue;
+		}
+		if (p->ran_commands)
+			leftovers = 1;
 		/* Sweep anything the worker left in its group. */
 		kill(-pid, SIGKILL);
 		read_last_words(p);
@@ -960,6 +1046,8 @@ void procs_reap(procs_t *ps)
 			ps->exited_code = ps->exited_error = NULL;
 		}
 	}
+	if (leftovers)
+		kill_leftovers(ps);
 }
 
 const char *procs_exited_code(const procs_t *ps)

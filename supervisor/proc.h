@@ -161,5 +161,8 @@ void proc_call_cancel(proc_call_t *c);
  * is ready; a newer one replaces one not sent yet. */
 void proc_presence(proc_t *p, const char *json);
 int proc_ready(const proc_t *p);
+/* A shell run went to p: once it is reaped, whatever its commands left
+ * is killed (the supervisor is a child subreaper; see procs_reap). */
+void proc_ran_commands(proc_t *p);
 
 #endif

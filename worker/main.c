@@ -689,6 +689,11 @@ int main(int argc, char **argv)
 	/* Invariant 3: die with the supervisor, even on its SIGKILL. It spawns
 	 * us vfork-style, so this is ours to set. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* A shell run's process that outlives its shell (a background job,
+	 * a command that left its group) is ours to reap (the loop's
+	 * SIGCHLD reaps any child), not init's; once we are gone it goes to
+	 * the supervisor, which kills it (supervisor/proc.c, kill_leftovers). */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN); /* a closed pair shows up as EPIPE instead */
 	flags = fcntl(wk.fd, F_GETFL);
 	if (flags < 0 || fcntl(wk.fd, F_SETFL, flags | O_NONBLOCK) < 0 ||

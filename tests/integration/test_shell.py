@@ -9,6 +9,7 @@ the limit of 16 concurrent runs.
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -163,6 +164,61 @@ def test_teardown_kills_every_run_and_its_children(sup, wsdir):
     wait_until(lambda: not sup.workers(), what="the worker is gone")
     wait_until(lambda: not pgrep(f"sleep {m1}") and not pgrep(f"sleep {m2}"), what="no command left")
     assert not sup.zombies()
+
+
+def parent_of(pid):
+    """pid's parent from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_quietly(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_a_killed_workers_background_jobs_do_not_outlive_it(sup, wsdir):
+    ws = Ws(sup, wsdir)
+    m = marker()
+    threading.Thread(target=ws.shell, args=(f"sleep {m} & wait",), daemon=True).start()
+    pids = wait_until(lambda: pgrep(f"sleep {m}"), what="the background job runs")
+    try:
+        # Its shell dies with the worker (a parent-death signal); the job
+        # it left comes to the supervisor, which kills it.
+        os.kill(sup.api.workspace(ws.id)["pid"], signal.SIGKILL)
+        wait_until(lambda: not pgrep(f"sleep {m}"), what="the background job is gone")
+    finally:
+        kill_quietly(pids)
+    wait_until(lambda: not sup.zombies(), what="every child reaped")
+
+
+def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
+    ws = Ws(sup, wsdir)
+    m = marker()
+    # The shell waits (bounded) until the command has left its group:
+    # the run's end kills what is still in it.
+    left = os.path.join(wsdir, "left")
+    assert ws.run(f"setsid sh -c 'echo > {left}; exec sleep {m}' </dev/null >/dev/null 2>&1 & "
+                  f"i=0; while [ ! -e {left} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
+    pids = wait_until(lambda: pgrep(f"sleep {m}"), what="the command runs")
+    try:
+        # Its shell is gone and it is in a session of its own, out of the
+        # run's group: the worker (a child subreaper) adopted it ...
+        worker = sup.api.workspace(ws.id)["pid"]
+        assert parent_of(pids[0]) == worker
+        # ... and it does not outlive the workspace.
+        sup.api.release(ws.id, ws.client)
+        wait_until(lambda: not sup.workers(), what="the worker is gone")
+        wait_until(lambda: not pgrep(f"sleep {m}"), what="the command is gone with its workspace")
+    finally:
+        kill_quietly(pids)
+    wait_until(lambda: not sup.zombies(), what="every child reaped")
 
 
 def test_two_clients_see_the_same_output_stream(sup, wsdir):
