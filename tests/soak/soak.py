@@ -76,7 +76,8 @@ R = Results()
 
 CHECKS = [
     ("zombies", "no zombie children of the supervisor (a Z child older than 2 s), sampled throughout"),
-    ("orphans", "no crush-worker for the soak's dirs outside the supervisor (during, at the end, after stop)"),
+    ("orphans", "no crush-worker for the soak's dirs outside the supervisor (during, at the end, after stop), "
+                "and no background job of a shell run alive 5 s (the run ends it; a killed worker's is killed)"),
     ("fds", "supervisor fd count equal at the quiet points (after warm-up, after release)"),
     ("one-worker", "at most one live worker per directory at every /proc sample"),
     ("one-workspace", "at most one non-closing workspace per directory in every listing"),
@@ -351,6 +352,10 @@ class Soak:
         self.zombie_first_seen = {}
         self.orphan_first_seen = {}
         self.zombie_sightings = 0
+        # Shell runs leave `sleep JOB_MARK` in the background: a duration
+        # no other process on the machine runs with.
+        self.job_mark = f"3{os.getpid() % 10000:04d}.5"
+        self.job_first_seen = {}
 
     # -- setup
 
@@ -467,6 +472,7 @@ class Soak:
         per_dir = collections.defaultdict(list)
         procs = {}
         zombies = set()
+        jobs = set()
         for pid in all_pids():
             st = proc_stat(pid)
             if st is None:
@@ -475,6 +481,9 @@ class Soak:
                 zombies.add(pid)
                 continue
             args = proc_cmdline(pid)
+            if args == ["sleep", self.job_mark] and st[0] not in "ZX":
+                jobs.add(pid)
+                self.watch_job(pid, st[1], now)
             if not is_worker(args) or st[0] in "ZX":
                 continue
             procs[pid] = (st[1], args)
@@ -519,7 +528,23 @@ class Soak:
         for pid in list(self.zombie_first_seen):
             if pid not in zombies:
                 del self.zombie_first_seen[pid]
+        for pid in list(self.job_first_seen):
+            if pid not in jobs:
+                del self.job_first_seen[pid]
         self.samples += 1
+
+    def watch_job(self, pid, ppid, now):
+        """A shell run's background job: its run ends it within a moment,
+        and so does the supervisor when the chaos thread kills the run's
+        worker (the job comes to it). Alive 5 s, it is an orphan."""
+        first = self.job_first_seen.setdefault(pid, now)
+        if now - first > 5.0:
+            R.violation("orphans", f"background job {pid} of a shell run alive {now - first:.1f}s (parent {ppid})")
+            self.job_first_seen[pid] = now + 3600  # once
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     # -- chaos: SIGKILL random ready workers at a bounded rate
 
@@ -713,6 +738,14 @@ class Soak:
         for p, args in left:
             R.violation("orphans", f"worker {p} {args} outlived the daemon")
             R.violation("exit", f"worker {p} not reaped before the daemon exited")
+        jobs = [p for p in all_pids() if proc_cmdline(p) == ["sleep", self.job_mark]
+                and (proc_stat(p) or "Z")[0] not in "ZX"]
+        for p in jobs:
+            R.violation("orphans", f"background job {p} of a shell run outlived the daemon")
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
         self.hub.stop()
 
     def report(self):
@@ -974,8 +1007,14 @@ class Client:
             R.violation("routed", f"session {made['id'][:8]}: read back {got.get('title')!r}, "
                                   f"made {made.get('title')!r}")
         word = f"soak{self.rnd.randrange(1 << 20)}"
+        command = f"echo {word}"
+        if self.rnd.random() < 0.5:
+            # A background job, and time for the chaos thread to kill the
+            # worker while the run is on.
+            command = f"sleep {self.soak.job_mark} </dev/null >/dev/null 2>&1 & sleep 0.2; {command}"
+            R.op("shell-job")
         ran = req("shell", "POST", f"/agent/sessions/{made['id']}/shell?client_id={self.cid}",
-                  {"command": f"echo {word}", "term_width": 80})
+                  {"command": command, "term_width": 80})
         if ran is not None and (ran.get("output") != word + "\n" or ran.get("exit_code") != 0):
             R.violation("routed", f"shell echo {word}: {ran!r}"[:300])
         if self.rnd.random() < 0.5:
