@@ -88,6 +88,7 @@ static void on_worker_exited(procs_t *ps, void *arg, const char *reason)
 	workspace_t *w = arg;
 	const char *code = procs_exited_code(ps);
 	w->proc = NULL;
+	workspace_watch_lost(w);
 	s->metrics.workers_failed += w->ws->state != WS_CLOSING; /* not asked to stop */
 	/* Out of a per-user kernel resource: the machine is busy, not broken
 	 * (503, the sysctl named in the reason). The data dir owned by another

@@ -208,6 +208,12 @@ void workspace_watch_reset(workspace_t *w)
 			    "\"reason\":\"scanning\"}"));
 }
 
+void workspace_watch_lost(workspace_t *w)
+{
+	set_watch(w, strdup("{\"complete\":false,\"scanning\":false,\"unwatched\":[],\"unwatched_count\":0,"
+			    "\"reason\":\"worker restarting\"}"));
+}
+
 /* The status, rebuilt from its known fields only, or NULL. */
 static json_t *checked_status(const json_t *st)
 {

@@ -63,6 +63,9 @@ void workspace_set_data_dir(workspace_t *w, const char *dir);
 
 /* A new worker is ready: until its first status, it is walking the tree. */
 void workspace_watch_reset(workspace_t *w);
+/* Its worker is gone: nothing watches the tree until a new one is ready
+ * (reason "worker restarting"). */
+void workspace_watch_lost(workspace_t *w);
 
 /*
  * Keeps the status a `watch` event of w's worker carries (its

@@ -165,6 +165,22 @@ def test_sigkilled_worker_is_restarted_in_place_and_the_stream_carries_on(sup, w
     stream.close()
 
 
+def test_a_restarting_workspace_does_not_claim_a_complete_watch(sup, wsdir):
+    cid = new_client_id()
+    ws = sup.api.create(wsdir, cid)
+    stream = sup.api.events(ws["id"], cid)
+    wait_until(lambda: sup.api.workspace(ws["id"])["watch"]["complete"], what="the first scan is complete")
+    os.kill(ws["pid"], signal.SIGKILL)
+    restart_cycle_first = stream.wait_for(lambda ev: ev.type == "workspace" and ev.kind == "restarting",
+                                          what="restarting")
+    assert restart_cycle_first.payload["pid"] == ws["pid"]
+    # The restart waits 100 ms (its backoff): no worker watches meanwhile.
+    w = sup.api.workspace(ws["id"])
+    assert w["state"] == "restarting", w
+    assert w["watch"]["complete"] is False and w["watch"]["reason"] == "worker restarting", w["watch"]
+    stream.close()
+
+
 def test_worker_exiting_on_its_own_is_a_crash_with_its_exit_status(sup, wsdir):
     cid = new_client_id()
     ws = sup.api.create(wsdir, cid)
