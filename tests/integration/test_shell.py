@@ -9,6 +9,7 @@ the limit of 16 concurrent runs.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -196,6 +197,23 @@ def test_a_killed_workers_background_jobs_do_not_outlive_it(sup, wsdir):
     finally:
         kill_quietly(pids)
     wait_until(lambda: not sup.zombies(), what="every child reaped")
+
+
+def test_a_leftover_with_a_hostile_name_is_still_found(sup, wsdir):
+    # The supervisor reads each leftover's parent from /proc/PID/stat,
+    # after its name: a name that looks like the fields must not fool it.
+    ws = Ws(sup, wsdir)
+    m = marker()
+    shutil.copy("/bin/sleep", os.path.join(wsdir, "j) Z 1 1 (x"))
+    threading.Thread(target=ws.shell, args=(f"'./j) Z 1 1 (x' {m} & wait",), daemon=True).start()
+    def job():
+        return [p for p in pgrep(f" {m}") if crush.proc_comm(p) == "j) Z 1 1 (x"]
+    pids = wait_until(job, what="the background job runs")
+    try:
+        os.kill(sup.api.workspace(ws.id)["pid"], signal.SIGKILL)
+        wait_until(lambda: not job(), what="the background job is gone")
+    finally:
+        kill_quietly(pids)
 
 
 def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
