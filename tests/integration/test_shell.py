@@ -218,22 +218,28 @@ def test_a_leftover_with_a_hostile_name_is_still_found(sup, wsdir):
 
 def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
     ws = Ws(sup, wsdir)
-    m = marker()
-    # The shell waits (bounded) until the command has left its group:
+    m1, m2 = marker(), marker()
+    # The shell waits (bounded) until both commands have left its group:
     # the run's end kills what is still in it.
-    left = os.path.join(wsdir, "left")
-    assert ws.run(f"setsid sh -c 'echo > {left}; exec sleep {m}' </dev/null >/dev/null 2>&1 & "
-                  f"i=0; while [ ! -e {left} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
-    pids = wait_until(lambda: pgrep(f"sleep {m}"), what="the command runs")
+    left = [os.path.join(wsdir, "left1"), os.path.join(wsdir, "left2")]
+    assert ws.run(f"setsid sh -c 'echo > {left[0]}; exec sleep {m1}' </dev/null >/dev/null 2>&1 & "
+                  f"setsid sh -c 'echo > {left[1]}; exec sleep {m2}' </dev/null >/dev/null 2>&1 & "
+                  f"i=0; while {{ [ ! -e {left[0]} ] || [ ! -e {left[1]} ]; }} && [ $i -lt 1000 ]; do "
+                  f"sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
+    pids = wait_until(lambda: pgrep(f"sleep {m1}") + pgrep(f"sleep {m2}"), what="the commands run")
     try:
-        # Its shell is gone and it is in a session of its own, out of the
-        # run's group: the worker (a child subreaper) adopted it ...
+        # Their shell is gone and each is in a session of its own, out of
+        # the run's group: the worker (a child subreaper) adopted them ...
         worker = sup.api.workspace(ws.id)["pid"]
-        assert parent_of(pids[0]) == worker
-        # ... and it does not outlive the workspace.
+        p1, p2 = pgrep(f"sleep {m1}")[0], pgrep(f"sleep {m2}")[0]
+        assert parent_of(p1) == worker and parent_of(p2) == worker
+        # ... reaps one that ends while it lives (no zombie left) ...
+        os.kill(p1, signal.SIGKILL)
+        wait_until(lambda: parent_of(p1) is None, what="the worker reaped its adopted child")
+        # ... and the other does not outlive the workspace.
         sup.api.release(ws.id, ws.client)
         wait_until(lambda: not sup.workers(), what="the worker is gone")
-        wait_until(lambda: not pgrep(f"sleep {m}"), what="the command is gone with its workspace")
+        wait_until(lambda: not pgrep(f"sleep {m2}"), what="the command is gone with its workspace")
     finally:
         kill_quietly(pids)
     wait_until(lambda: not sup.zombies(), what="every child reaped")
