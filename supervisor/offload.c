@@ -18,16 +18,20 @@ struct offload {
 	unsigned pending; /* submitted, done not run yet (loop only) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	h2o_linklist_t todo; /* offload_job_t.msg.link, under mu */
-	unsigned threads, idle;
+	h2o_linklist_t todo;	      /* offload_job_t.msg.link, under mu */
+	unsigned threads, idle, busy; /* under mu; busy: running a job */
+	unsigned long taken;	      /* jobs threads took, under mu */
+	unsigned long taken_seen;     /* taken at the watch's last look (loop only) */
+	h2o_timeout_t watch;	      /* OFFLOAD_WATCH_MS, while jobs are pending */
+	h2o_timeout_entry_t watch_te;
 	int stopping;
 };
 
 static void *run(void *arg);
 
-/* Under mu: jobs wait; an idle thread is woken for them, or one more is
- * started (up to the limit). */
-static void more_hands(offload_t *o)
+/* Under mu: one more thread for the waiting jobs, an idle one woken or a
+ * new one started (up to the limit). */
+static void call_thread(offload_t *o)
 {
 	if (h2o_linklist_is_empty(&o->todo))
 		return;
@@ -47,11 +51,14 @@ static void more_hands(offload_t *o)
 }
 
 /*
- * A thread takes one job at a time, so a job stuck in a hung filesystem
- * holds only its own thread. One that takes a job and sees more waiting
- * calls one more thread (more_hands): a batch gets threads as it needs
- * them, without waking all of them for every batch, and a stuck job never
- * leaves the ones behind it unattended.
+ * A thread runs jobs one after another while any wait: a batch is one
+ * thread's work, one wakeup and no thread switch per job (the threads
+ * share the loop's CPU when the daemon is pinned to one). A second thread
+ * is called only when the queue stops moving: the watch (on the loop,
+ * every OFFLOAD_WATCH_MS while jobs are pending) sees jobs waiting and
+ * none taken since its last look, as when a job hangs in the filesystem.
+ * So a stuck job holds its own thread, and the ones behind it wait at
+ * most about one watch period for another.
  */
 static void *run(void *arg)
 {
@@ -67,16 +74,30 @@ static void *run(void *arg)
 			break;
 		offload_job_t *j = H2O_STRUCT_FROM_MEMBER(offload_job_t, msg.link, o->todo.next);
 		h2o_linklist_unlink(&j->msg.link);
-		more_hands(o);
+		o->busy++;
+		o->taken++;
 		pthread_mutex_unlock(&o->mu);
 		j->work(j);
 		h2o_multithread_send_message(&o->back, &j->msg);
 		pthread_mutex_lock(&o->mu);
+		o->busy--;
 	}
 	o->threads--;
 	pthread_cond_broadcast(&o->cv); /* offload_free waits for the last */
 	pthread_mutex_unlock(&o->mu);
 	return NULL;
+}
+
+static void on_watch(h2o_timeout_entry_t *te)
+{
+	offload_t *o = H2O_STRUCT_FROM_MEMBER(offload_t, watch_te, te);
+	pthread_mutex_lock(&o->mu);
+	if (o->taken == o->taken_seen)
+		call_thread(o); /* nothing taken for a period: stuck */
+	o->taken_seen = o->taken;
+	pthread_mutex_unlock(&o->mu);
+	if (o->pending > 0)
+		h2o_timeout_link(o->loop, &o->watch, &o->watch_te);
 }
 
 static void on_back(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
@@ -101,8 +122,14 @@ static void on_turn_end(h2o_timeout_entry_t *te)
 		h2o_linklist_unlink(l);
 		h2o_linklist_insert(&o->todo, l);
 	}
-	more_hands(o);
+	if (o->busy == 0) /* else a running thread takes them next */
+		call_thread(o);
+	int watching = h2o_timeout_is_linked(&o->watch_te);
+	if (!watching)
+		o->taken_seen = o->taken;
 	pthread_mutex_unlock(&o->mu);
+	if (!watching)
+		h2o_timeout_link(o->loop, &o->watch, &o->watch_te);
 }
 
 offload_t *offload_new(h2o_evloop_t *loop)
@@ -114,6 +141,8 @@ offload_t *offload_new(h2o_evloop_t *loop)
 	h2o_linklist_init_anchor(&o->batch);
 	h2o_timeout_init(loop, &o->turn, 0);
 	o->turn_te.cb = on_turn_end;
+	h2o_timeout_init(loop, &o->watch, OFFLOAD_WATCH_MS);
+	o->watch_te.cb = on_watch;
 	o->queue = h2o_multithread_create_queue(loop);
 	h2o_multithread_register_receiver(o->queue, &o->back, on_back);
 	pthread_mutex_init(&o->mu, NULL);
@@ -143,6 +172,9 @@ void offload_free(offload_t *o)
 	if (h2o_timeout_is_linked(&o->turn_te))
 		h2o_timeout_unlink(&o->turn_te); /* a batch not handed over: never done */
 	h2o_timeout_dispose(o->loop, &o->turn);	 /* off the loop's list before o goes */
+	if (h2o_timeout_is_linked(&o->watch_te))
+		h2o_timeout_unlink(&o->watch_te);
+	h2o_timeout_dispose(o->loop, &o->watch);
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += 200 * 1000000L;

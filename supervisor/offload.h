@@ -2,10 +2,13 @@
  * offload: runs blocking work (path resolution, anything that may touch a
  * hung filesystem) on helper threads and finishes it back on the loop, so
  * the supervisor's loop never blocks on the filesystem (invariant 9). At
- * most OFFLOAD_MAX_THREADS run at once, started as work arrives; jobs past
- * that wait in order. A thread stuck in a hung syscall holds only its own
- * job: the loop, streams, pings and reaps go on. Jobs submitted in one
- * loop turn go to the threads together at its end (one lock, one wakeup).
+ * most OFFLOAD_MAX_THREADS run at once; jobs past that wait in order. A
+ * thread runs waiting jobs one after another; another is started or woken
+ * when none is running, or when no job was taken for OFFLOAD_WATCH_MS while
+ * some waited. So a thread stuck in a hung syscall holds only its own job:
+ * the loop, streams, pings and reaps go on, and the jobs behind it get
+ * another thread. Jobs submitted in one loop turn go to the threads
+ * together at its end (one lock, one wakeup).
  * Ownership: the submitter owns each job; it must stay valid until its
  * done callback ran on the loop (which may free it).
  */
@@ -15,6 +18,8 @@
 #include <h2o.h>
 
 #define OFFLOAD_MAX_THREADS 8
+/* Jobs waiting and none taken for this long: one more thread (offload.c). */
+#define OFFLOAD_WATCH_MS 2
 
 typedef struct offload offload_t;
 

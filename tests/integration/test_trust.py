@@ -106,6 +106,38 @@ def test_a_create_resolving_a_slow_path_does_not_stall_other_clients(start_super
     assert done["r"].status == 200, done["r"].describe()
 
 
+def sleeping_tasks(pid):
+    """Threads of pid asleep in nanosleep (the resolve delay's usleep)."""
+    import platform
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        wchan = crush._read(f"/proc/{pid}/task/{tid}/wchan") or ""
+        call = (crush._read(f"/proc/{pid}/task/{tid}/syscall") or "").split()
+        n += "nanosleep" in wchan or (platform.machine() == "x86_64" and call[:1] in (["35"], ["230"]))
+    return n
+
+
+def test_a_resolution_that_does_not_come_back_does_not_hold_up_the_next(start_supervisor, make_dir):
+    """Resolutions run one after another on a helper thread; one that does
+    not come back (a hung mount) gets the ones behind it another thread.
+    With every resolution sleeping 2 s, two creates sent at once are
+    resolving at the same time well before the first is done."""
+    import threading
+    sup = start_supervisor(env={"CRUSH_TEST_RESOLVE_DELAY_MS": "2000"})
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        sup.api.create_raw(make_dir(f"s{i}"), crush.new_client_id()))) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        crush.wait_until(lambda: sleeping_tasks(sup.pid) >= 2, timeout=1.5,
+                         what="two resolutions under way at once")
+    finally:
+        for t in threads:
+            t.join(crush.WAIT)
+    assert sorted(r.status for r in results) == [200, 200], [r.describe() for r in results]
+
+
 # ---- finding 6: limits
 
 
