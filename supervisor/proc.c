@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/flatjson.h"
 #include "common/utf8.h"
@@ -953,38 +954,143 @@ static int stat_of(pid_t pid, pid_t *ppid, pid_t *pgrp)
  * child subreaper for its runs (worker/main.c), so while it lives they
  * stay under it; once it is gone they come to us (procs_init makes us
  * one too). So every child of ours that is not a worker is such a
- * leftover: it is killed with its process group. It is our child and not
- * reaped yet, so neither its pid nor its group's id can have been reused.
- * Runs once a worker that ran commands is reaped, and again whenever a
- * leftover is (its own children come to us then). /proc is read whole:
- * this kernel need not have /proc/<pid>/task/<tid>/children.
+ * leftover, and is killed with its process group.
+ *
+ * Finding them means reading all of /proc (this kernel need not have
+ * /proc/<pid>/task/<tid>/children): 15 us a process here, so 30 ms with
+ * 2,000 processes. That runs on an offload thread, one look at a time (a
+ * look asked for meanwhile follows it), and the loop kills what it found
+ * that is still our child and not reaped (waitid, WNOWAIT): the loop is
+ * our only reaper, so neither that pid nor its group's id can have been
+ * reused. Asked for once a worker that ran commands is reaped, and again
+ * whenever a leftover is (its own children come to us then).
  */
-static void kill_leftovers(procs_t *ps)
+typedef struct leftover_scan {
+	offload_job_t job; /* first: the job is the scan */
+	procs_t *ps;
+	pid_t me;
+	pid_t *pids; /* our children, as /proc said */
+	size_t n, cap;
+} leftover_scan_t;
+
+static void want_leftovers(procs_t *ps);
+
+/* Reads /proc only: safe on an offload thread. */
+static void children_of(leftover_scan_t *sc)
 {
 	DIR *d = opendir("/proc");
 	if (d == NULL)
 		return;
-	pid_t me = getpid(), mygroup = getpgrp();
-	unsigned n = 0;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		char *end;
 		long v = strtol(e->d_name, &end, 10);
 		pid_t pid = (pid_t)v, ppid, pgrp;
-		if (*end != '\0' || v <= 0 || pid == me || stat_of(pid, &ppid, &pgrp) != 0 || ppid != me ||
-		    find_proc(ps, pid) != NULL)
+		if (*end != '\0' || v <= 0 || stat_of(pid, &ppid, &pgrp) != 0 || ppid != sc->me)
 			continue;
+		if (sc->n == sc->cap) {
+			sc->cap = sc->cap ? sc->cap * 2 : 16;
+			if ((sc->pids = realloc(sc->pids, sc->cap * sizeof(*sc->pids))) == NULL)
+				abort();
+		}
+		sc->pids[sc->n++] = pid;
+	}
+	closedir(d);
+}
+
+static void kill_found(procs_t *ps, const leftover_scan_t *sc)
+{
+	pid_t mygroup = getpgrp();
+	unsigned n = 0;
+	for (size_t i = 0; i < sc->n; i++) {
+		pid_t pid = sc->pids[i];
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		/* Still our child and alive (an exited one is reaped soon,
+		 * and its children then come to us: another look). */
+		if (find_proc(ps, pid) != NULL ||
+		    waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != 0)
+			continue;
+		pid_t pgrp = getpgid(pid);
 		if (pgrp > 1 && pgrp != mygroup)
 			kill(-pgrp, SIGKILL);
 		kill(pid, SIGKILL);
 		n++;
 	}
-	closedir(d);
 	if (n > 0) {
 		char count[16];
 		snprintf(count, sizeof(count), "%u", n);
 		log_info("Killed what a dead worker's commands left", "processes", count, NULL);
 	}
+}
+
+static void scan_free(leftover_scan_t *sc)
+{
+	free(sc->pids);
+	free(sc);
+}
+
+static void scan_work(offload_job_t *j)
+{
+	children_of((leftover_scan_t *)j);
+}
+
+static void scan_done(offload_job_t *j)
+{
+	leftover_scan_t *sc = (leftover_scan_t *)j;
+	procs_t *ps = sc->ps;
+	ps->scan = NULL;
+	kill_found(ps, sc);
+	scan_free(sc);
+	if (ps->scan_again) {
+		ps->scan_again = 0;
+		want_leftovers(ps);
+	}
+}
+
+static leftover_scan_t *scan_new(procs_t *ps)
+{
+	leftover_scan_t *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		abort();
+	sc->ps = ps;
+	sc->me = getpid();
+	sc->job.work = scan_work;
+	sc->job.done = scan_done;
+	return sc;
+}
+
+static void want_leftovers(procs_t *ps)
+{
+	ps->leftovers_wanted = 1;
+	if (ps->scan != NULL) {
+		ps->scan_again = 1;
+		return;
+	}
+	leftover_scan_t *sc = scan_new(ps);
+	if (ps->offload == NULL) { /* unit tests: on the loop */
+		children_of(sc);
+		kill_found(ps, sc);
+		scan_free(sc);
+		return;
+	}
+	ps->scan = sc;
+	offload_submit(ps->offload, &sc->job);
+}
+
+void procs_finish(procs_t *ps)
+{
+	/* A look under way finishes on the loop first (bounded: it reads
+	 * /proc only), then one more look here catches what came since. */
+	uint64_t until = clock_ms() + 1000;
+	while (ps->scan != NULL && clock_ms() < until)
+		h2o_evloop_run(ps->loop, 10);
+	if (ps->scan != NULL || !ps->leftovers_wanted)
+		return;
+	leftover_scan_t *sc = scan_new(ps);
+	children_of(sc);
+	kill_found(ps, sc);
+	scan_free(sc);
 }
 
 void procs_reap(procs_t *ps)
@@ -1047,7 +1153,7 @@ void procs_reap(procs_t *ps)
 		}
 	}
 	if (leftovers)
-		kill_leftovers(ps);
+		want_leftovers(ps);
 }
 
 const char *procs_exited_code(const procs_t *ps)

@@ -23,6 +23,8 @@
 
 #include <h2o.h>
 
+#include "supervisor/offload.h"
+
 #include "common/buf.h"
 #include "common/id.h"
 #include "proto/proto.h"
@@ -71,6 +73,12 @@ struct procs {
 	h2o_linklist_t resuming;
 	const char *exited_code;  /* see procs_exited_code; NULL outside cb.exited */
 	const char *exited_error; /* likewise, its FAIL error */
+	/* Leftovers of dead workers' commands (procs_reap): /proc is read on
+	 * an offload thread (NULL: on the loop), one look at a time. */
+	offload_t *offload;
+	struct leftover_scan *scan; /* the look under way, or NULL */
+	int scan_again;		    /* another was asked for meanwhile */
+	int leftovers_wanted;	    /* a look was ever asked for (procs_finish) */
 };
 
 /* How to start one worker. */
@@ -90,6 +98,9 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 		const proc_callbacks_t *cb);
 /* Reaps every exited child (on SIGCHLD). */
 void procs_reap(procs_t *ps);
+/* At exit: what dead workers' commands left is killed now, on the loop
+ * (a look still on an offload thread would never finish). */
+void procs_finish(procs_t *ps);
 /* Between two passes of the loop (inside it: a timeout's callback), when
  * procs_resuming: handles the next budget of every worker left over one. */
 void procs_resume(procs_t *ps);

@@ -479,6 +479,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .exited = on_worker_exited,
 	};
 	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
+	s->procs.offload = s->offload; /* reads /proc for leftovers off the loop */
 
 	s->limits.max[LIMIT_IDLE] = opts->header_timeout_ms;
 	conns_init(&s->conns, s->loop, &s->limits);
@@ -549,6 +550,7 @@ int server_run(server_t *s)
 	uint64_t until = clock_ms() + 200;
 	while (s->hub.count > 0 && clock_ms() < until)
 		h2o_evloop_run(s->loop, 10);
+	procs_finish(&s->procs);
 	claims_free(s->claims);
 	h2o_socket_close(s->signal_sock);
 	h2o_timeout_unlink(&s->keepalive_entry);

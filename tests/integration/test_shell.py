@@ -245,6 +245,25 @@ def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
     wait_until(lambda: not sup.zombies(), what="every child reaped")
 
 
+def test_a_leftover_of_the_last_worker_is_killed_before_the_daemon_exits(start_supervisor, wsdir):
+    # The daemon exits right after reaping its last worker: what that
+    # worker's commands left is still killed (procs_finish), not left to
+    # init.
+    sup = start_supervisor(idle_timeout=0)
+    ws = Ws(sup, wsdir)
+    m = marker()
+    left = os.path.join(wsdir, "left")
+    assert ws.run(f"setsid sh -c 'echo > {left}; exec sleep {m}' </dev/null >/dev/null 2>&1 & "
+                  f"i=0; while [ ! -e {left} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
+    pids = wait_until(lambda: pgrep(f"sleep {m}"), what="the command runs")
+    try:
+        sup.api.release(ws.id, ws.client)
+        sup.assert_exit_0()
+        wait_until(lambda: not pgrep(f"sleep {m}"), what="the command is gone with the daemon")
+    finally:
+        kill_quietly(pids)
+
+
 def test_two_clients_see_the_same_output_stream(sup, wsdir):
     ws = Ws(sup, wsdir)
     with ws.watch() as a, ws.watch() as b:
