@@ -885,6 +885,9 @@ static void describe_status(int status, char *out, size_t len)
 		snprintf(out, len, "status %d", status);
 }
 
+typedef struct leftover_scan leftover_scan_t;
+static void note_foreign(procs_t *ps);
+
 void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64_t kill_ms, uint64_t ping_ms,
 		const proc_callbacks_t *cb)
 {
@@ -900,8 +903,9 @@ void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64
 	h2o_timeout_init(loop, &ps->ping_interval, ping_ms);
 	h2o_timeout_init(loop, &ps->next_turn, 0);
 	h2o_linklist_init_anchor(&ps->resuming);
+	note_foreign(ps);
 	/* What a killed worker's commands leave comes to us, not to init
-	 * (kill_leftovers). */
+	 * (want_leftovers). */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		log_warn("Cannot become a child subreaper; a killed worker's commands may outlive it", "err",
 			 strerror(errno), NULL);
@@ -965,13 +969,13 @@ static int stat_of(pid_t pid, pid_t *ppid, pid_t *pgrp)
  * reused. Asked for once a worker that ran commands is reaped, and again
  * whenever a leftover is (its own children come to us then).
  */
-typedef struct leftover_scan {
+struct leftover_scan {
 	offload_job_t job; /* first: the job is the scan */
 	procs_t *ps;
 	pid_t me;
 	pid_t *pids; /* our children, as /proc said */
 	size_t n, cap;
-} leftover_scan_t;
+};
 
 static void want_leftovers(procs_t *ps);
 
@@ -998,6 +1002,14 @@ static void children_of(leftover_scan_t *sc)
 	closedir(d);
 }
 
+static int is_foreign(const procs_t *ps, pid_t pid)
+{
+	for (size_t i = 0; i < ps->nforeign; i++)
+		if (ps->foreign[i] == pid)
+			return 1;
+	return 0;
+}
+
 static void kill_found(procs_t *ps, const leftover_scan_t *sc)
 {
 	pid_t mygroup = getpgrp();
@@ -1008,7 +1020,7 @@ static void kill_found(procs_t *ps, const leftover_scan_t *sc)
 		memset(&si, 0, sizeof(si));
 		/* Still our child and alive (an exited one is reaped soon,
 		 * and its children then come to us: another look). */
-		if (find_proc(ps, pid) != NULL ||
+		if (find_proc(ps, pid) != NULL || is_foreign(ps, pid) ||
 		    waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != 0)
 			continue;
 		pid_t pgrp = getpgid(pid);
@@ -1060,8 +1072,23 @@ static leftover_scan_t *scan_new(procs_t *ps)
 	return sc;
 }
 
+/* Children we already have are not leftovers of any worker. */
+static void note_foreign(procs_t *ps)
+{
+	leftover_scan_t *sc = scan_new(ps);
+	children_of(sc);
+	ps->foreign = sc->pids;
+	ps->nforeign = sc->n;
+	free(sc);
+}
+
 static void want_leftovers(procs_t *ps)
 {
+	/* As a container's init every orphan of the container comes to us,
+	 * not only our workers' descendants: nothing is killed then (they
+	 * are reaped as they end). */
+	if (getpid() == 1)
+		return;
 	ps->leftovers_wanted = 1;
 	if (ps->scan != NULL) {
 		ps->scan_again = 1;
@@ -1085,12 +1112,15 @@ void procs_finish(procs_t *ps)
 	uint64_t until = clock_ms() + 1000;
 	while (ps->scan != NULL && clock_ms() < until)
 		h2o_evloop_run(ps->loop, 10);
-	if (ps->scan != NULL || !ps->leftovers_wanted)
-		return;
-	leftover_scan_t *sc = scan_new(ps);
-	children_of(sc);
-	kill_found(ps, sc);
-	scan_free(sc);
+	if (ps->scan == NULL && ps->leftovers_wanted) {
+		leftover_scan_t *sc = scan_new(ps);
+		children_of(sc);
+		kill_found(ps, sc);
+		scan_free(sc);
+	}
+	free(ps->foreign);
+	ps->foreign = NULL;
+	ps->nforeign = 0;
 }
 
 void procs_reap(procs_t *ps)
@@ -1100,6 +1130,9 @@ void procs_reap(procs_t *ps)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		proc_t *p = find_proc(ps, pid);
 		if (p == NULL) {
+			for (size_t i = 0; i < ps->nforeign; i++)
+				if (ps->foreign[i] == pid)
+					ps->foreign[i] = ps->foreign[--ps->nforeign];
 			leftovers = 1; /* one fell: its children are ours now */
 			continue;
 		}

@@ -79,6 +79,10 @@ struct procs {
 	struct leftover_scan *scan; /* the look under way, or NULL */
 	int scan_again;		    /* another was asked for meanwhile */
 	int leftovers_wanted;	    /* a look was ever asked for (procs_finish) */
+	/* Children we had before any worker (a script that started one and
+	 * then exec'd us): not leftovers. Dropped as they are reaped. */
+	pid_t *foreign;
+	size_t nforeign;
 };
 
 /* How to start one worker. */

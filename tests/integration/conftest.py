@@ -49,14 +49,15 @@ def start_supervisor(request, tmp_path):
     """Factory: start_supervisor(create_grace=0.3, ...) -> running Supervisor.
     Keyword options map to flags (None leaves a flag out); hosts=[...]
     overrides -H; env={...} adds environment; wait_ready=False skips the
-    health poll."""
+    health poll; wrapper=[...] goes before the daemon's argv."""
     started = []
     request.node._crush_supervisors = started
     logdir = tmp_path / "logs"
     logdir.mkdir(exist_ok=True)
 
-    def start(wait_ready=True, **opts):
+    def start(wait_ready=True, wrapper=(), **opts):
         sup = crush.Supervisor(logdir, roots=[os.path.realpath(tmp_path)], **opts)
+        sup.args = list(wrapper) + sup.args  # e.g. a shell that execs the daemon
         started.append(sup)
         return sup.start(wait_ready=wait_ready)
 

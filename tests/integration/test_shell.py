@@ -264,6 +264,26 @@ def test_a_leftover_of_the_last_worker_is_killed_before_the_daemon_exits(start_s
         kill_quietly(pids)
 
 
+def test_a_child_the_daemon_had_before_its_workers_is_not_a_leftover(start_supervisor, wsdir):
+    # A script that started something and then exec'd the daemon: that
+    # process is the daemon's child from the start, not a worker's
+    # leftover, and a dead worker's sweep leaves it alone.
+    mine = marker()
+    sup = start_supervisor(wrapper=["sh", "-c", f'sleep {mine} & exec "$0" "$@"'])
+    pre = wait_until(lambda: pgrep(f"sleep {mine}"), what="the daemon's own child runs")
+    try:
+        assert parent_of(pre[0]) == sup.pid
+        ws = Ws(sup, wsdir)
+        m = marker()
+        threading.Thread(target=ws.shell, args=(f"sleep {m} & wait",), daemon=True).start()
+        job = wait_until(lambda: pgrep(f"sleep {m}"), what="the background job runs")
+        os.kill(sup.api.workspace(ws.id)["pid"], signal.SIGKILL)
+        wait_until(lambda: not pgrep(f"sleep {m}"), what="the leftover is gone")
+        assert pgrep(f"sleep {mine}") == pre, "the daemon's own child was killed as a leftover"
+    finally:
+        kill_quietly(pre + pgrep(f"sleep {m}") if "m" in locals() else pre)
+
+
 def test_two_clients_see_the_same_output_stream(sup, wsdir):
     ws = Ws(sup, wsdir)
     with ws.watch() as a, ws.watch() as b:
