@@ -22,7 +22,7 @@ struct offload {
 	unsigned threads, idle, busy; /* under mu; busy: running a job */
 	unsigned long taken;	      /* jobs threads took, under mu */
 	unsigned long taken_seen;     /* taken at the watch's last look (loop only) */
-	h2o_timeout_t watch;	      /* OFFLOAD_WATCH_MS, while jobs are pending */
+	h2o_timeout_t watch;	      /* OFFLOAD_WATCH_MS, while jobs wait */
 	h2o_timeout_entry_t watch_te;
 	int stopping;
 };
@@ -55,7 +55,7 @@ static void call_thread(offload_t *o)
  * thread's work, one wakeup and no thread switch per job (the threads
  * share the loop's CPU when the daemon is pinned to one). A second thread
  * is called only when the queue stops moving: the watch (on the loop,
- * every OFFLOAD_WATCH_MS while jobs are pending) sees jobs waiting and
+ * every OFFLOAD_WATCH_MS while jobs wait) sees jobs waiting and
  * none taken since its last look, as when a job hangs in the filesystem.
  * So a stuck job holds its own thread, and the ones behind it wait at
  * most about one watch period for another.
@@ -88,6 +88,8 @@ static void *run(void *arg)
 	return NULL;
 }
 
+/* Runs while jobs wait (on_turn_end links it): a job running alone, even
+ * one stuck for good, costs the loop no wakeups. */
 static void on_watch(h2o_timeout_entry_t *te)
 {
 	offload_t *o = H2O_STRUCT_FROM_MEMBER(offload_t, watch_te, te);
@@ -95,8 +97,9 @@ static void on_watch(h2o_timeout_entry_t *te)
 	if (o->taken == o->taken_seen)
 		call_thread(o); /* nothing taken for a period: stuck */
 	o->taken_seen = o->taken;
+	int waiting = !h2o_linklist_is_empty(&o->todo);
 	pthread_mutex_unlock(&o->mu);
-	if (o->pending > 0)
+	if (waiting)
 		h2o_timeout_link(o->loop, &o->watch, &o->watch_te);
 }
 
