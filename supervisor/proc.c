@@ -888,11 +888,12 @@ static void describe_status(int status, char *out, size_t len)
 typedef struct leftover_scan leftover_scan_t;
 static void note_foreign(procs_t *ps);
 
-void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64_t kill_ms, uint64_t ping_ms,
-		const proc_callbacks_t *cb)
+void procs_init(procs_t *ps, h2o_evloop_t *loop, offload_t *offload, const char *worker_path,
+		uint64_t kill_ms, uint64_t ping_ms, const proc_callbacks_t *cb)
 {
 	memset(ps, 0, sizeof(*ps));
 	ps->loop = loop;
+	ps->offload = offload;
 	h2o_linklist_init_anchor(&ps->all);
 	ps->cb = *cb;
 	snprintf(ps->worker_path, sizeof(ps->worker_path), "%s", worker_path);
@@ -1002,12 +1003,13 @@ static void children_of(leftover_scan_t *sc)
 	closedir(d);
 }
 
-static int is_foreign(const procs_t *ps, pid_t pid)
+/* pid's index in ps->foreign, or -1. */
+static long foreign_index(const procs_t *ps, pid_t pid)
 {
 	for (size_t i = 0; i < ps->nforeign; i++)
 		if (ps->foreign[i] == pid)
-			return 1;
-	return 0;
+			return (long)i;
+	return -1;
 }
 
 static void kill_found(procs_t *ps, const leftover_scan_t *sc)
@@ -1020,7 +1022,7 @@ static void kill_found(procs_t *ps, const leftover_scan_t *sc)
 		memset(&si, 0, sizeof(si));
 		/* Still our child and alive (an exited one is reaped soon,
 		 * and its children then come to us: another look). */
-		if (find_proc(ps, pid) != NULL || is_foreign(ps, pid) ||
+		if (find_proc(ps, pid) != NULL || foreign_index(ps, pid) >= 0 ||
 		    waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != 0)
 			continue;
 		pid_t pgrp = getpgid(pid);
@@ -1072,9 +1074,13 @@ static leftover_scan_t *scan_new(procs_t *ps)
 	return sc;
 }
 
-/* Children we already have are not leftovers of any worker. */
+/* Children we already have are not leftovers of any worker. Usually
+ * there are none (waitid says so without reading /proc). */
 static void note_foreign(procs_t *ps)
 {
+	siginfo_t si;
+	if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+		return; /* ECHILD: no child at all */
 	leftover_scan_t *sc = scan_new(ps);
 	children_of(sc);
 	ps->foreign = sc->pids;
@@ -1095,12 +1101,6 @@ static void want_leftovers(procs_t *ps)
 		return;
 	}
 	leftover_scan_t *sc = scan_new(ps);
-	if (ps->offload == NULL) { /* unit tests: on the loop */
-		children_of(sc);
-		kill_found(ps, sc);
-		scan_free(sc);
-		return;
-	}
 	ps->scan = sc;
 	offload_submit(ps->offload, &sc->job);
 }
@@ -1130,9 +1130,9 @@ void procs_reap(procs_t *ps)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		proc_t *p = find_proc(ps, pid);
 		if (p == NULL) {
-			for (size_t i = 0; i < ps->nforeign; i++)
-				if (ps->foreign[i] == pid)
-					ps->foreign[i] = ps->foreign[--ps->nforeign];
+			long i = foreign_index(ps, pid);
+			if (i >= 0) /* reaped: its pid may come back as anyone's */
+				ps->foreign[i] = ps->foreign[--ps->nforeign];
 			leftovers = 1; /* one fell: its children are ours now */
 			continue;
 		}

@@ -74,7 +74,7 @@ struct procs {
 	const char *exited_code;  /* see procs_exited_code; NULL outside cb.exited */
 	const char *exited_error; /* likewise, its FAIL error */
 	/* Leftovers of dead workers' commands (procs_reap): /proc is read on
-	 * an offload thread (NULL: on the loop), one look at a time. */
+	 * an offload thread, one look at a time. */
 	offload_t *offload;
 	struct leftover_scan *scan; /* the look under way, or NULL */
 	int scan_again;		    /* another was asked for meanwhile */
@@ -98,8 +98,9 @@ typedef struct proc_spec {
 	size_t nenv;
 } proc_spec_t;
 
-void procs_init(procs_t *ps, h2o_evloop_t *loop, const char *worker_path, uint64_t kill_ms, uint64_t ping_ms,
-		const proc_callbacks_t *cb);
+/* offload reads /proc for what dead workers' commands left (procs_reap). */
+void procs_init(procs_t *ps, h2o_evloop_t *loop, offload_t *offload, const char *worker_path,
+		uint64_t kill_ms, uint64_t ping_ms, const proc_callbacks_t *cb);
 /* Reaps every exited child (on SIGCHLD). */
 void procs_reap(procs_t *ps);
 /* At exit: what dead workers' commands left is killed now, on the loop

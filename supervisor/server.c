@@ -478,8 +478,7 @@ int server_init(server_t *s, options_t *opts, const char *argv0)
 	    .event = on_worker_event,
 	    .exited = on_worker_exited,
 	};
-	procs_init(&s->procs, s->loop, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
-	s->procs.offload = s->offload; /* reads /proc for leftovers off the loop */
+	procs_init(&s->procs, s->loop, s->offload, worker_path, opts->kill_ms, opts->ping_ms, &pcb);
 
 	s->limits.max[LIMIT_IDLE] = opts->header_timeout_ms;
 	conns_init(&s->conns, s->loop, &s->limits);

@@ -692,7 +692,7 @@ int main(int argc, char **argv)
 	/* A shell run's process that outlives its shell (a background job,
 	 * a command that left its group) is ours to reap (the loop's
 	 * SIGCHLD reaps any child), not init's; once we are gone it goes to
-	 * the supervisor, which kills it (supervisor/proc.c, kill_leftovers). */
+	 * the supervisor, which kills it (supervisor/proc.c, procs_reap). */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN); /* a closed pair shows up as EPIPE instead */
 	flags = fcntl(wk.fd, F_GETFL);
