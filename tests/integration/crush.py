@@ -736,12 +736,6 @@ def proc_stat(pid):
     return rest[0], int(rest[1]), int(rest[2]), int(rest[3]), comm
 
 
-def proc_comm(pid):
-    """pid's name (/proc/PID/comm), or None once it is gone."""
-    s = _read(f"/proc/{pid}/comm", "rb")
-    return s.rstrip(b"\n").decode(errors="replace") if s else None
-
-
 def proc_cmdline(pid):
     s = _read(f"/proc/{pid}/cmdline", "rb")
     if not s:

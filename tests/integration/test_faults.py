@@ -171,9 +171,9 @@ def test_a_restarting_workspace_does_not_claim_a_complete_watch(sup, wsdir):
     stream = sup.api.events(ws["id"], cid)
     wait_until(lambda: sup.api.workspace(ws["id"])["watch"]["complete"], what="the first scan is complete")
     os.kill(ws["pid"], signal.SIGKILL)
-    restart_cycle_first = stream.wait_for(lambda ev: ev.type == "workspace" and ev.kind == "restarting",
-                                          what="restarting")
-    assert restart_cycle_first.payload["pid"] == ws["pid"]
+    restarting = stream.wait_for(lambda ev: ev.type == "workspace" and ev.kind == "restarting",
+                                 what="restarting")
+    assert restarting.payload["pid"] == ws["pid"]
     # The restart waits 100 ms (its backoff): no worker watches meanwhile.
     w = sup.api.workspace(ws["id"])
     assert w["state"] == "restarting", w

@@ -168,12 +168,23 @@ def test_teardown_kills_every_run_and_its_children(sup, wsdir):
 
 
 def parent_of(pid):
-    """pid's parent from /proc (None once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    """pid's parent (None once it is reaped)."""
+    st = crush.proc_stat(pid)
+    return st[1] if st else None
+
+
+def leave_group(ws, wsdir, *marks):
+    """One run that starts `sleep MARK` for each mark in a session of its
+    own (setsid), out of the run's group, and waits (bounded) until each
+    has left before it ends: the run's end kills what is still in it."""
+    starts, waits = [], []
+    for i, m in enumerate(marks):
+        left = os.path.join(wsdir, f"left{i}")
+        starts.append(f"setsid sh -c 'echo > {left}; exec sleep {m}' </dev/null >/dev/null 2>&1 &")
+        waits.append(f"[ ! -e {left} ]")
+    command = (" ".join(starts) + f" i=0; while {{ {' || '.join(waits)}; }} && [ $i -lt 1000 ]; do "
+               "sleep 0.01; i=$((i+1)); done")
+    assert ws.run(command)["exit_code"] == 0
 
 
 def kill_quietly(pids):
@@ -207,7 +218,7 @@ def test_a_leftover_with_a_hostile_name_is_still_found(sup, wsdir):
     shutil.copy("/bin/sleep", os.path.join(wsdir, "j) Z 1 1 (x"))
     threading.Thread(target=ws.shell, args=(f"'./j) Z 1 1 (x' {m} & wait",), daemon=True).start()
     def job():
-        return [p for p in pgrep(f" {m}") if crush.proc_comm(p) == "j) Z 1 1 (x"]
+        return [p for p in pgrep(f" {m}") if (crush.proc_stat(p) or "?????")[4] == "j) Z 1 1 (x"]
     pids = wait_until(job, what="the background job runs")
     try:
         os.kill(sup.api.workspace(ws.id)["pid"], signal.SIGKILL)
@@ -219,13 +230,7 @@ def test_a_leftover_with_a_hostile_name_is_still_found(sup, wsdir):
 def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
     ws = Ws(sup, wsdir)
     m1, m2 = marker(), marker()
-    # The shell waits (bounded) until both commands have left its group:
-    # the run's end kills what is still in it.
-    left = [os.path.join(wsdir, "left1"), os.path.join(wsdir, "left2")]
-    assert ws.run(f"setsid sh -c 'echo > {left[0]}; exec sleep {m1}' </dev/null >/dev/null 2>&1 & "
-                  f"setsid sh -c 'echo > {left[1]}; exec sleep {m2}' </dev/null >/dev/null 2>&1 & "
-                  f"i=0; while {{ [ ! -e {left[0]} ] || [ ! -e {left[1]} ]; }} && [ $i -lt 1000 ]; do "
-                  f"sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
+    leave_group(ws, wsdir, m1, m2)
     pids = wait_until(lambda: pgrep(f"sleep {m1}") + pgrep(f"sleep {m2}"), what="the commands run")
     try:
         # Their shell is gone and each is in a session of its own, out of
@@ -235,7 +240,7 @@ def test_a_command_that_left_its_group_ends_with_its_workspace(sup, wsdir):
         assert parent_of(p1) == worker and parent_of(p2) == worker
         # ... reaps one that ends while it lives (no zombie left) ...
         os.kill(p1, signal.SIGKILL)
-        wait_until(lambda: parent_of(p1) is None, what="the worker reaped its adopted child")
+        wait_until(lambda: crush.proc_stat(p1) is None, what="the worker reaped its adopted child")
         # ... and the other does not outlive the workspace.
         sup.api.release(ws.id, ws.client)
         wait_until(lambda: not sup.workers(), what="the worker is gone")
@@ -252,9 +257,7 @@ def test_a_leftover_of_the_last_worker_is_killed_before_the_daemon_exits(start_s
     sup = start_supervisor(idle_timeout=0)
     ws = Ws(sup, wsdir)
     m = marker()
-    left = os.path.join(wsdir, "left")
-    assert ws.run(f"setsid sh -c 'echo > {left}; exec sleep {m}' </dev/null >/dev/null 2>&1 & "
-                  f"i=0; while [ ! -e {left} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done")["exit_code"] == 0
+    leave_group(ws, wsdir, m)
     pids = wait_until(lambda: pgrep(f"sleep {m}"), what="the command runs")
     try:
         sup.api.release(ws.id, ws.client)
@@ -268,20 +271,19 @@ def test_a_child_the_daemon_had_before_its_workers_is_not_a_leftover(start_super
     # A script that started something and then exec'd the daemon: that
     # process is the daemon's child from the start, not a worker's
     # leftover, and a dead worker's sweep leaves it alone.
-    mine = marker()
+    mine, m = marker(), marker()
     sup = start_supervisor(wrapper=["sh", "-c", f'sleep {mine} & exec "$0" "$@"'])
     pre = wait_until(lambda: pgrep(f"sleep {mine}"), what="the daemon's own child runs")
     try:
         assert parent_of(pre[0]) == sup.pid
         ws = Ws(sup, wsdir)
-        m = marker()
         threading.Thread(target=ws.shell, args=(f"sleep {m} & wait",), daemon=True).start()
         job = wait_until(lambda: pgrep(f"sleep {m}"), what="the background job runs")
         os.kill(sup.api.workspace(ws.id)["pid"], signal.SIGKILL)
         wait_until(lambda: not pgrep(f"sleep {m}"), what="the leftover is gone")
         assert pgrep(f"sleep {mine}") == pre, "the daemon's own child was killed as a leftover"
     finally:
-        kill_quietly(pre + pgrep(f"sleep {m}") if "m" in locals() else pre)
+        kill_quietly(pre + pgrep(f"sleep {m}"))
 
 
 def test_two_clients_see_the_same_output_stream(sup, wsdir):
