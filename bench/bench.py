@@ -117,6 +117,20 @@ def cpu_secs(pid):
         return float("nan")
 
 
+def children_of(pid):
+    """The pids whose parent is pid (a /proc scan: no /proc/PID/task/*/children here)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def status_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -621,6 +635,29 @@ def paired(name, ours_fn, anchor_fn, metric="rps"):
     return res
 
 
+def latency_rounds(name, fns, ratios):
+    """ROUNDS rounds of wrk p50s: every fn in each round, back to back, the
+    order turned by one each round. ratios names {key: (numerator,
+    denominator)} of fns; each is the median of its per-round ratios."""
+    keys = list(fns)
+    rows = []
+    for i in range(ROUNDS):
+        k = i % len(keys)
+        row = {key: fns[key]() for key in keys[k:] + keys[:k]}
+        rows.append(row)
+        log(f"  {name} round {i + 1}/{ROUNDS}: " + ", ".join(
+            f"{key} {row[key]['rps']:,.0f} req/s p50 {row[key]['p50'] * 1e3:.3f} ms" for key in keys) + "; " +
+            ", ".join(f"{r} {row[a]['p50'] / row[b]['p50']:.2f}" for r, (a, b) in ratios.items()))
+    res = {"rounds": rows, "errors": sum(r[k]["errors"] for r in rows for k in keys)}
+    for key in keys:
+        res[key + "_p50"] = statistics.median(r[key]["p50"] for r in rows)
+    for r, (a, b) in ratios.items():
+        res[r] = statistics.median(row[a]["p50"] / row[b]["p50"] for row in rows)
+        res[r + "_rounds"] = [row[a]["p50"] / row[b]["p50"] for row in rows]
+    DETAILS[name] = res
+    return res
+
+
 # --- phases
 
 
@@ -678,16 +715,35 @@ def phase_http(server_cpus, client_cpus):
     if client_cpus is not None:
         subprocess.run(["taskset", "-p", "-c", client_cpus, str(ws["pid"])], capture_output=True, check=True)
     routed_url = f"{base}/v1/workspaces/{ws['id']}/config"
-    st, _ = api.request("GET", f"/v1/workspaces/{ws['id']}/config")
+    st, routed_body = api.request("GET", f"/v1/workspaces/{ws['id']}/config")
     if st != 200:
         raise RuntimeError(f"GET {routed_url}: {st}")
     routed = paired("routed_config", lambda: run_wrk(routed_url, sup.pid, client_cpus),
                     lambda: run_wrk(anchor_url, h2o.pid, client_cpus))
     # Its latency beside /v1/health's, round by round: the p50 of a
-    # 2 s wrk run moves with the machine's other load (0.12-0.26 ms for
+    # 2 s wrk run moves with the machine's other load (0.12-0.33 ms for
     # /v1/health between runs), so the two are compared within a round.
-    routed["latency"] = paired("routed_p50", lambda: run_wrk(routed_url, sup.pid, client_cpus),
-                               lambda: run_wrk(base + "/v1/health", sup.pid, client_cpus), metric="p50")
+    # The same rounds measure the floor of that ratio: bench/relay_floor,
+    # a bare h2o answering /health at once and relaying everything else
+    # to a trivial child process over a socketpair (placed as the worker
+    # is), so what any second process costs on this machine is visible.
+    fport = free_port()
+    fl = start([os.path.join(BB, "relay_floor"), str(fport), str(len(routed_body))], "relay_floor",
+               cpus=server_cpus)
+    wait_connectable(port=fport, proc=fl)
+    if client_cpus is not None:
+        for child in children_of(fl.pid):
+            subprocess.run(["taskset", "-p", "-c", client_cpus, str(child)], capture_output=True, check=True)
+    fbase = f"http://127.0.0.1:{fport}"
+    routed["latency"] = latency_rounds(
+        "routed_p50",
+        {"routed": lambda: run_wrk(routed_url, sup.pid, client_cpus),
+         "health": lambda: run_wrk(base + "/v1/health", sup.pid, client_cpus),
+         "floor_relay": lambda: run_wrk(fbase + "/relay", fl.pid, client_cpus),
+         "floor_health": lambda: run_wrk(fbase + "/health", fl.pid, client_cpus)},
+        {"ratio": ("routed", "health"), "floor_ratio": ("floor_relay", "floor_health")})
+    routed["latency"]["body_bytes"] = len(routed_body)
+    stop(fl)
     st, after = api.json("GET", f"/v1/workspaces/{ws['id']}")
     DETAILS["join"]["workspace_after"] = {"status": st, "state": after and after.get("state"),
                                           "clients": after and after.get("clients"),
@@ -1463,9 +1519,13 @@ def main():
         ["routed GET /v1/workspaces/{id}/config, HTTP/1.1 keep-alive, 32 conns (wrk)", fmt_rate(routed["ours"]),
          fmt_rate(routed["anchor"]) + " h2o", f"{routed['ratio']:.2f}", ">= 0.50 x h2o",
          yes(routed["ratio"] >= 0.5 and routed["errors"] == 0)],
-        ["routed GET .../config p50 latency, 32 conns (wrk)", fmt_ms(routed["latency"]["ours_p50"]),
-         fmt_ms(routed["latency"]["anchor_p50"]) + " /v1/health p50", f"{routed['latency']['ratio']:.2f}",
+        ["routed GET .../config p50 latency, 32 conns (wrk)", fmt_ms(routed["latency"]["routed_p50"]),
+         fmt_ms(routed["latency"]["health_p50"]) + " /v1/health p50", f"{routed['latency']['ratio']:.2f}",
          "<= 2 x /v1/health p50", yes(routed["latency"]["ratio"] <= 2 and routed["latency"]["errors"] == 0)],
+        ["  floor: bare h2o relaying to a trivial child (bench/relay_floor), p50",
+         fmt_ms(routed["latency"]["floor_relay_p50"]),
+         fmt_ms(routed["latency"]["floor_health_p50"]) + " its /health p50",
+         f"{routed['latency']['floor_ratio']:.2f}", "- (anchor of the row above)", "-"],
         ["routed 16 MiB answer (/_test/bytes), throughput (curl, unix socket)",
          f"{rstream['mib_s']:,.0f} MiB/s", f"{rstream['anchor_mib_s']:,.0f} MiB/s h2o static file (tcp)",
          f"{rstream['mib_s'] / rstream['anchor_mib_s']:.2f}" if rstream["anchor_mib_s"] else "-", ">= 500 MiB/s",
@@ -1538,7 +1598,8 @@ def main():
     conds = (f"{len(os.sched_getaffinity(0))} CPUs ({os.uname().release}), commit {commit}, "
              f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {elapsed:.0f} s; load avg before {' '.join(load_before)}, "
              f"after {' '.join(load_after)}")
-    lat_rounds = ", ".join(f"{r['ratio']:.2f}" for r in routed["latency"]["rounds"])
+    lat_rounds = ", ".join(f"{r:.2f}" for r in routed["latency"]["ratio_rounds"])
+    floor_rounds = ", ".join(f"{r:.2f}" for r in routed["latency"]["floor_ratio_rounds"])
     notes = [
         f"HTTP rows: h2o 2.2.5 (Debian, num-threads: 1, a 2-byte static file) and the daemon each pinned to "
         f"cpu {server_cpus}, wrk/h2load (1 thread) to cpu {client_cpus}; {ROUNDS} rounds of {DUR} s, ours and h2o "
@@ -1552,8 +1613,11 @@ def main():
         f"A server below ~90% busy was not the bottleneck of its round (the load generator or other "
         f"tenants of the machine were).",
         f"Routed: the p50s are wrk's (--latency) at 32 connections, routed and /v1/health back to back in "
-        f"each of {ROUNDS} more rounds of their own (order alternating); medians, and the median of the "
-        f"per-round ratios (per round: {lat_rounds}). "
+        f"each of {ROUNDS} more rounds of their own, with bench/relay_floor's /relay and /health in the "
+        f"same rounds (order turned each round); medians, and the median of the per-round ratios "
+        f"(per round: ours {lat_rounds}; floor {floor_rounds}). The floor is h2o 2.2.5 alone on cpu "
+        f"{server_cpus}, relaying each request to a child on cpu {client_cpus} (where the worker runs): an "
+        f"8-byte id out, id + the same {routed['latency']['body_bytes']} bytes back, no token, parsing or framing. "
         f"16 MiB answers: {rstream['rounds']} downloads one after another by curl "
         f"(-o /dev/null, one keep-alive connection) on the unix socket, unpinned, each timed by curl from its "
         f"request to its last byte; the median is given; RSS growth is the supervisor's VmHWM after the downloads (reset with "

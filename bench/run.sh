@@ -25,6 +25,7 @@ $CC $W -o "$B/spawn_child" bench/spawn_child.c
 $CC $W -o "$B/spawn_floor" bench/spawn_floor.c
 $CC $W -o "$B/sse_fanout" bench/sse_fanout.c
 $CC $W -DH2O_USE_LIBUV=0 -o "$B/h2_floor" bench/h2_floor.c -lh2o-evloop
+$CC $W -DH2O_USE_LIBUV=0 -o "$B/relay_floor" bench/relay_floor.c -lh2o-evloop
 $CC $W -I. -o "$B/bench_worker" bench/bench_worker.c "$BUILD/libcrush.a" -ljansson -luuid
 
 # The whole run is bounded: bench.py bounds each wait; this bounds the sum.
