@@ -122,20 +122,6 @@ def cpu_secs(pid):
         return float("nan")
 
 
-def children_of(pid):
-    """The pids whose parent is pid (a /proc scan: no /proc/PID/task/*/children here)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
 def status_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -733,12 +719,9 @@ def phase_http(server_cpus, client_cpus):
     # to a trivial child process over a socketpair (placed as the worker
     # is), so what any second process costs on this machine is visible.
     fport = free_port()
-    fl = start([os.path.join(BB, "relay_floor"), str(fport), str(len(routed_body))], "relay_floor",
-               cpus=server_cpus)
+    fl = start([os.path.join(BB, "relay_floor"), str(fport), str(len(routed_body))] +
+               ([client_cpus] if client_cpus is not None else []), "relay_floor", cpus=server_cpus)
     wait_connectable(port=fport, proc=fl)
-    if client_cpus is not None:
-        for child in children_of(fl.pid):
-            subprocess.run(["taskset", "-p", "-c", client_cpus, str(child)], capture_output=True, check=True)
     fbase = f"http://127.0.0.1:{fport}"
     routed["latency"] = latency_rounds(
         "routed_p50",

@@ -18,7 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static h2o_accept_ctx_t accept_ctx;
+#include "floor.h"
+
 static h2o_iovec_t hello = {": connected\n\n", 13};
 
 /* The generator is static: held streams never proceed or stop anything. */
@@ -42,19 +43,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-	h2o_socket_t *sock;
-	if (err != NULL)
-		return;
-	while ((sock = h2o_evloop_socket_accept(listener)) != NULL)
-		h2o_accept(&accept_ctx, sock);
-}
-
 int main(int argc, char **argv)
 {
-	static h2o_globalconf_t config;
-	static h2o_context_t ctx;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (argc != 2 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "usage: h2_floor SOCKET_PATH\n");
@@ -67,16 +57,7 @@ int main(int argc, char **argv)
 		perror("h2_floor: listen");
 		return 1;
 	}
-	h2o_config_init(&config);
-	h2o_hostconf_t *host =
-	    h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-	h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-	h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;
-	h2o_evloop_t *loop = h2o_evloop_create();
-	h2o_context_init(&ctx, loop, &config);
-	accept_ctx.ctx = &ctx;
-	accept_ctx.hosts = config.hosts;
-	h2o_socket_read_start(h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ), on_accept);
+	h2o_evloop_t *loop = floor_serve(fd, on_req);
 	printf("ready\n");
 	fflush(stdout);
 	for (;;)
