@@ -202,16 +202,26 @@ static void set_watch(workspace_t *w, char *text)
 	w->watch_json = text;
 }
 
+/* No worker status to show: an incomplete watch, for reason (a literal
+ * that needs no escaping). */
+static void set_watch_incomplete(workspace_t *w, int scanning, const char *reason)
+{
+	char text[160];
+	snprintf(
+	    text, sizeof(text),
+	    "{\"complete\":false,\"scanning\":%s,\"unwatched\":[],\"unwatched_count\":0,\"reason\":\"%s\"}",
+	    scanning ? "true" : "false", reason);
+	set_watch(w, strdup(text));
+}
+
 void workspace_watch_reset(workspace_t *w)
 {
-	set_watch(w, strdup("{\"complete\":false,\"scanning\":true,\"unwatched\":[],\"unwatched_count\":0,"
-			    "\"reason\":\"scanning\"}"));
+	set_watch_incomplete(w, 1, "scanning");
 }
 
 void workspace_watch_lost(workspace_t *w)
 {
-	set_watch(w, strdup("{\"complete\":false,\"scanning\":false,\"unwatched\":[],\"unwatched_count\":0,"
-			    "\"reason\":\"worker restarting\"}"));
+	set_watch_incomplete(w, 0, "worker restarting");
 }
 
 /* The status, rebuilt from its known fields only, or NULL. */
